@@ -1,0 +1,40 @@
+# Set-up on a fresh Debian machine is part of every target: the first run installs the Debian
+# packages (as root, or through sudo) and a virtualenv in .venv/; later runs only re-check them.
+
+VENV        := .venv
+PYTHON      := $(VENV)/bin/python
+SYSTEM_PY   ?= python3
+APT_PACKAGES := python3-venv python3-dev gcc portaudio19-dev libasound2-plugins alsa-utils \
+                espeak-ng sox apertium apertium-eng-spa apertium-eng-cat
+SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test bench deps apt-deps clean
+
+demo: deps
+	$(VENV)/bin/parley demo
+
+test: deps
+	$(PYTHON) -m pytest
+
+bench: deps
+	$(PYTHON) bench/frontend.py --quick
+
+deps: apt-deps $(VENV)/.installed
+
+apt-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	[ -x $(PYTHON) ] || $(SYSTEM_PY) -m venv $(VENV)
+	$(PYTHON) -m pip install -q --upgrade pip
+	$(PYTHON) -m pip install -q -e '.[test,bench,silero]'
+	# silero-vad's wheel carries the ONNX model we run with onnxruntime; its torch dependency is not needed.
+	$(PYTHON) -m pip install -q --no-deps silero-vad
+	touch $@
+
+clean:
+	rm -rf $(VENV) build *.egg-info

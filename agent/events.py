@@ -1,0 +1,96 @@
+"""Typed events that cross stage boundaries: segmenter -> uplink and uplink -> outputs.
+
+Every event is an immutable value, so it can be put on a queue and read by another thread
+without locking.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from agent.audio.frames import Frame
+
+
+# --- front end -> uplink -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    """A new utterance began; ``start_sample`` includes the pre-roll."""
+
+    utterance_id: int
+    start_sample: int
+    azimuth_deg: float | None
+    doa_confidence: float
+
+
+@dataclass(frozen=True)
+class SpeechChunk:
+    """Beamformed mono audio of the open utterance (pre-roll first, then live frames)."""
+
+    utterance_id: int
+    frame: Frame
+
+
+@dataclass(frozen=True)
+class SpeechEnded:
+    """The utterance closed: by hangover silence, by the maximum length (``forced``) or by muting."""
+
+    utterance_id: int
+    end_sample: int
+    duration_ms: float
+    reason: str  # "silence" | "max_length" | "muted" | "shutdown"
+
+
+SegmentEvent = SpeechStarted | SpeechChunk | SpeechEnded
+
+
+# --- uplink -> outputs ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PartialResult:
+    """Interim recognition (and translation) while the talker is still speaking."""
+
+    utterance_id: int
+    source_text: str
+    translations: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FinalResult:
+    """The recognition and every requested translation of one utterance."""
+
+    utterance_id: int
+    source_text: str
+    translations: dict[str, str] = field(default_factory=dict)
+    azimuth_deg: float | None = None
+    start_sample: int | None = None
+    duration_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class SynthesizedSpeech:
+    """TTS of one translation, as a complete WAV file (RIFF header + PCM)."""
+
+    utterance_id: int
+    language: str
+    wav_bytes: bytes
+    received_monotonic_s: float
+
+
+@dataclass(frozen=True)
+class LinkStatus:
+    """The uplink connection changed state (for LEDs, logs and the watchdog status line)."""
+
+    connected: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class UplinkError:
+    """Something went wrong that a person should know about (auth refused, protocol error)."""
+
+    message: str
+    fatal: bool = False
+
+
+ResultEvent = PartialResult | FinalResult | SynthesizedSpeech | LinkStatus | UplinkError

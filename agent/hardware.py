@@ -1,0 +1,108 @@
+"""Microphone-array geometry as plain data, loaded from ``hardware/arrays/*.yaml`` profiles.
+
+Azimuth convention used by every spatial stage: degrees in the array's x-y plane, measured
+counter-clockwise from +x as seen from above, wrapped to [0, 360). A talker on +x is 0 deg, on
++y is 90 deg.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+_PACKAGED_PROFILE_DIRS = (
+    Path(__file__).resolve().parent.parent / "hardware" / "arrays",
+    Path("/usr/share/parley/hardware/arrays"),
+)
+
+
+class ProfileError(ValueError):
+    """A hardware profile is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class ArrayGeometry:
+    """Where the mics are and which stream channels feed them.
+
+    ``mic_positions_m`` has shape (n_mics, 3); row i belongs to stream channel ``channel_map[i]``.
+    """
+
+    name: str
+    mic_positions_m: np.ndarray
+    channel_map: tuple[int, ...]
+    native_rate_hz: int
+    native_channels: int
+    alsa_card: str = ""
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        positions = np.asarray(self.mic_positions_m, dtype=float)
+        if positions.ndim != 2 or positions.shape[1] != 3:
+            raise ProfileError(f"{self.name}: mic positions must be rows of [x, y, z] metres")
+        if len(self.channel_map) != positions.shape[0]:
+            raise ProfileError(
+                f"{self.name}: channel_map has {len(self.channel_map)} entries but there are "
+                f"{positions.shape[0]} mics"
+            )
+        bad = [c for c in self.channel_map if not 0 <= c < self.native_channels]
+        if bad:
+            raise ProfileError(
+                f"{self.name}: channel_map entries {bad} are outside the {self.native_channels}-channel stream"
+            )
+        object.__setattr__(self, "mic_positions_m", positions)
+
+    @property
+    def n_mics(self) -> int:
+        return len(self.channel_map)
+
+    @property
+    def is_spatial(self) -> bool:
+        """True when there are at least two mics, so direction finding and beamforming make sense."""
+        return self.n_mics >= 2
+
+    @property
+    def aperture_m(self) -> float:
+        diffs = self.mic_positions_m[:, None, :] - self.mic_positions_m[None, :, :]
+        return float(np.max(np.linalg.norm(diffs, axis=-1)))
+
+    @classmethod
+    def from_mapping(cls, data: dict, origin: str = "<inline>") -> "ArrayGeometry":
+        required = ("mics_m", "channel_map", "native_rate_hz", "native_channels")
+        missing = [k for k in required if k not in data]
+        if missing:
+            raise ProfileError(f"{origin}: missing {', '.join(missing)} (required: {', '.join(required)})")
+        return cls(
+            name=str(data.get("name", origin)),
+            mic_positions_m=np.asarray(data["mics_m"], dtype=float),
+            channel_map=tuple(int(c) for c in data["channel_map"]),
+            native_rate_hz=int(data["native_rate_hz"]),
+            native_channels=int(data["native_channels"]),
+            alsa_card=str(data.get("alsa_card", "")),
+            description=str(data.get("description", "")),
+        )
+
+
+def profile_dirs() -> list[Path]:
+    """Where profiles are looked up: $PARLEY_HARDWARE_DIR first, then the shipped ones."""
+    extra = os.environ.get("PARLEY_HARDWARE_DIR")
+    dirs = [Path(extra) / "arrays"] if extra else []
+    return dirs + [d for d in _PACKAGED_PROFILE_DIRS if d.is_dir()]
+
+
+def available_profiles() -> list[str]:
+    names = {p.stem for d in profile_dirs() for p in d.glob("*.yaml")}
+    return sorted(names)
+
+
+def load_array_profile(name: str) -> ArrayGeometry:
+    """Load a shipped or user profile by name (file stem), e.g. ``respeaker-4mic-hat``."""
+    for directory in profile_dirs():
+        path = directory / f"{name}.yaml"
+        if path.is_file():
+            with path.open() as fh:
+                return ArrayGeometry.from_mapping(yaml.safe_load(fh), origin=str(path))
+    raise ProfileError(f"unknown array profile {name!r}; available: {', '.join(available_profiles())}")
