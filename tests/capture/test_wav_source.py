@@ -1,0 +1,123 @@
+"""The WAV capture source: frame shapes, sample indices, channel map, resampling, pacing, loop."""
+
+from __future__ import annotations
+
+import time
+import wave
+
+import numpy as np
+import pytest
+
+from agent.audio import CaptureError, open_capture
+from agent.audio.config import CaptureConfig, WavSourceConfig
+from agent.hardware import load_array_profile
+
+
+def write_wav(path, samples: np.ndarray, rate_hz: int) -> None:
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(samples.shape[1])
+        wav.setsampwidth(2)
+        wav.setframerate(rate_hz)
+        wav.writeframes(samples.astype("<i2").tobytes())
+
+
+def channel_identity_signal(n: int, channels: int) -> np.ndarray:
+    """Channel c carries the constant 1000 * (c + 1), so a frame shows which stream channel it came from."""
+    return np.tile((np.arange(channels) + 1) * 1000, (n, 1)).astype(np.int16)
+
+
+def read_all(source, limit: int = 100000):
+    frames = []
+    while len(frames) < limit:
+        frame = source.read(timeout_s=1.0)
+        if frame is None:
+            if source.state == "stopped":
+                break
+            continue
+        frames.append(frame)
+    return frames
+
+
+@pytest.mark.parametrize("frame_ms", [10, 20, 30])
+def test_frames_are_fixed_size_contiguous_and_channel_mapped(tmp_path, frame_ms):
+    path = tmp_path / "six.wav"
+    write_wav(path, channel_identity_signal(16000, 8), 16000)
+    geometry = load_array_profile("respeaker-6mic-hat")
+    config = CaptureConfig(source="wav", frame_ms=frame_ms, wav=WavSourceConfig(path=str(path), realtime=False))
+    source = open_capture(config, geometry)
+    source.start()
+    frames = read_all(source)
+    samples_per_frame = 16 * frame_ms
+    assert len(frames) == 16000 // samples_per_frame
+    assert all(f.samples.shape == (samples_per_frame, 6) and f.samples.dtype == np.int16 for f in frames)
+    assert [f.start_sample for f in frames] == [i * samples_per_frame for i in range(len(frames))]
+    assert frames[3].samples[0].tolist() == [1000, 2000, 3000, 4000, 5000, 6000]
+    assert source.state == "stopped" and source.read(0.01) is None
+
+
+def test_channel_map_reorders_as_the_profile_says(tmp_path):
+    path = tmp_path / "usb.wav"
+    write_wav(path, channel_identity_signal(3200, 6), 16000)
+    source = open_capture(
+        CaptureConfig(source="wav", wav=WavSourceConfig(path=str(path), realtime=False)),
+        load_array_profile("respeaker-usb-4mic"))
+    source.start()
+    frame = source.read(1.0)
+    assert frame.samples[0].tolist() == [2000, 3000, 4000, 5000]  # stream channels 1..4 are the mics
+
+
+def test_48k_file_is_resampled_to_16k_with_the_tone_intact(tmp_path):
+    rate_hz, seconds, tone_hz = 48000, 10, 1000.0
+    t = np.arange(rate_hz * seconds) / rate_hz
+    tone = (8000 * np.sin(2 * np.pi * tone_hz * t)).astype(np.int16)[:, None].repeat(4, axis=1)
+    path = tmp_path / "tone48k.wav"
+    write_wav(path, tone, rate_hz)
+    source = open_capture(
+        CaptureConfig(source="wav", wav=WavSourceConfig(path=str(path), realtime=False)),
+        load_array_profile("respeaker-4mic-hat"))
+    source.start()
+    out = np.concatenate([f.samples for f in read_all(source)])[:, 0].astype(float)
+    assert 16000 * seconds - 320 <= len(out) <= 16000 * seconds  # at most the last partial frame is missing
+    steady = out[1600:-1600]
+    spectrum = np.abs(np.fft.rfft(steady * np.hanning(len(steady))))
+    peak_hz = np.argmax(spectrum) * 16000 / len(steady)
+    assert abs(peak_hz - tone_hz) < 1.0
+    rms = np.sqrt(np.mean(steady ** 2))
+    assert rms == pytest.approx(8000 / np.sqrt(2), rel=0.02)
+
+
+def test_realtime_pacing_follows_the_recording_clock(tmp_path):
+    path = tmp_path / "one_second.wav"
+    write_wav(path, channel_identity_signal(16000, 4), 16000)
+    source = open_capture(
+        CaptureConfig(source="wav", wav=WavSourceConfig(path=str(path), realtime=True)),
+        load_array_profile("respeaker-4mic-hat"))
+    started = time.monotonic()
+    source.start()
+    frames = read_all(source)
+    elapsed_s = time.monotonic() - started
+    assert len(frames) == 50
+    assert 0.9 <= elapsed_s < 2.0
+
+
+def test_loop_keeps_the_sample_index_increasing(tmp_path):
+    path = tmp_path / "short.wav"
+    write_wav(path, channel_identity_signal(1600, 4), 16000)
+    source = open_capture(
+        CaptureConfig(source="wav", wav=WavSourceConfig(path=str(path), realtime=False, loop=True)),
+        load_array_profile("respeaker-4mic-hat"))
+    source.start()
+    frames = read_all(source, limit=25)
+    assert len(frames) == 25 and source.state == "running"
+    assert frames[-1].start_sample == 24 * 320
+
+
+def test_bad_files_are_clear_errors(tmp_path):
+    with pytest.raises(CaptureError, match="cannot open capture.wav.path"):
+        open_capture(CaptureConfig(source="wav", wav=WavSourceConfig(path=str(tmp_path / "nope.wav"))),
+                     load_array_profile("mono"))
+    path = tmp_path / "stereo.wav"
+    write_wav(path, channel_identity_signal(160, 2), 16000)
+    with pytest.raises(CaptureError, match="has 2 channel"):
+        open_capture(CaptureConfig(source="wav", wav=WavSourceConfig(path=str(path))),
+                     load_array_profile("respeaker-6mic-hat"))
