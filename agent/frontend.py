@@ -1,0 +1,85 @@
+"""The front end: multichannel frames in, utterance events out.
+
+    frame (n, mics) --STFT--> DOA (speech hops only) --> beamformer --ISTFT--> mono frame
+    mono frame --> VAD --> segmenter --> SpeechStarted / SpeechChunk / SpeechEnded
+
+The beamformed output lags the input by one STFT hop (10 ms); output frames carry their true
+sample index, so timestamps stay exact. The VAD decision of the previous frame gates which hops
+update the DOA (speech) and the MVDR noise covariance (non-speech).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from agent.audio.frames import Frame
+from agent.dsp.beamformer import Beamformer, BeamformerConfig
+from agent.dsp.doa import DoaConfig, SrpPhatDoa
+from agent.dsp.stft import StreamingStft
+from agent.events import SegmentEvent
+from agent.hardware import ArrayGeometry
+from agent.vad.engines import VadConfig, make_vad
+from agent.vad.segmenter import Segmenter, SegmenterConfig
+
+HOP_MS = 10
+
+
+@dataclass(frozen=True)
+class FrontendConfig:
+    doa: DoaConfig = field(default_factory=DoaConfig)
+    beamformer: BeamformerConfig = field(default_factory=BeamformerConfig)
+    vad: VadConfig = field(default_factory=VadConfig)
+    segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
+
+
+class FrontEnd:
+    def __init__(self, config: FrontendConfig, geometry: ArrayGeometry, sample_rate_hz: int = 16000):
+        self.config = config
+        self.geometry = geometry
+        self.sample_rate_hz = sample_rate_hz
+        self.hop = sample_rate_hz * HOP_MS // 1000
+        self.spatial = geometry.is_spatial
+        self._stft = StreamingStft(self.hop, geometry.n_mics)
+        self._doa = SrpPhatDoa(config.doa, geometry, sample_rate_hz, self._stft.n_fft, self.hop) if self.spatial else None
+        self._beamformer = Beamformer(config.beamformer, geometry, sample_rate_hz, self._stft.n_fft, self.hop)
+        self._vad = make_vad(config.vad, sample_rate_hz)
+        self._segmenter = Segmenter(config.segmenter)
+        self._speech = False
+
+    @property
+    def azimuth_deg(self) -> float | None:
+        """The talker's estimated direction; the configured fixed angle until there is an estimate."""
+        estimate = self._doa.azimuth_deg if self._doa else None
+        return estimate if estimate is not None else self.config.beamformer.fixed_azimuth_deg
+
+    @property
+    def doa_confidence(self) -> float:
+        return self._doa.confidence if self._doa else 0.0
+
+    @property
+    def is_speech(self) -> bool:
+        return self._speech
+
+    def process(self, frame: Frame, muted: bool = False) -> list[SegmentEvent]:
+        mono = self._beamform(frame, muted) if self.spatial else frame.samples[:, :1]
+        delay = self.hop if self.spatial else 0
+        out = Frame(mono, frame.start_sample - delay, frame.sample_rate_hz)
+        self._speech = (not muted) and self._vad.is_speech(mono[:, 0])
+        return self._segmenter.process(out, self._speech, muted, self.azimuth_deg, self.doa_confidence)
+
+    def flush(self) -> list[SegmentEvent]:
+        return self._segmenter.close("shutdown")
+
+    def _beamform(self, frame: Frame, muted: bool) -> np.ndarray:
+        samples = frame.samples.astype(np.float32)
+        out = np.empty(frame.n_samples, dtype=np.float32)
+        update_stats = not muted
+        for start in range(0, frame.n_samples, self.hop):
+            spectrum = self._stft.analyze(samples[start:start + self.hop])
+            if update_stats and self._speech:
+                self._doa.add_speech(spectrum)
+            beam = self._beamformer.process(spectrum, self._doa.azimuth_deg, is_noise=update_stats and not self._speech)
+            out[start:start + self.hop] = self._stft.synthesize(beam)
+        return np.clip(np.round(out), -32768, 32767).astype(np.int16)[:, None]
