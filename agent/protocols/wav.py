@@ -1,0 +1,49 @@
+"""The 44-byte streaming WAV header both protocols open an audio stream with."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+HEADER_BYTES = 44
+
+
+class WavHeaderError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class PcmFormat:
+    sample_rate_hz: int
+    channels: int
+    bits_per_sample: int
+
+
+def streaming_header(sample_rate_hz: int = 16000, channels: int = 1, bits_per_sample: int = 16) -> bytes:
+    """RIFF/WAVE header with both sizes 0: length unknown while streaming (allowed by both protocols)."""
+    block_align = channels * bits_per_sample // 8
+    return (b"RIFF" + struct.pack("<I", 0) + b"WAVE" + b"fmt " +
+            struct.pack("<IHHIIHH", 16, 1, channels, sample_rate_hz, sample_rate_hz * block_align,
+                        block_align, bits_per_sample) + b"data" + struct.pack("<I", 0))
+
+
+def parse_header(data: bytes) -> tuple[PcmFormat, int]:
+    """The PCM format and the offset where samples start; raises WavHeaderError when it is not PCM WAV."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise WavHeaderError("audio must start with a RIFF/WAVE header")
+    offset, fmt = 12, None
+    while offset + 8 <= len(data):
+        chunk_id, size = data[offset:offset + 4], struct.unpack("<I", data[offset + 4:offset + 8])[0]
+        if chunk_id == b"fmt ":
+            if size < 16 or offset + 24 > len(data):
+                raise WavHeaderError("truncated fmt chunk")
+            tag, channels, rate, _, _, bits = struct.unpack("<HHIIHH", data[offset + 8:offset + 24])
+            if tag != 1:
+                raise WavHeaderError(f"only PCM audio is supported (format tag {tag})")
+            fmt = PcmFormat(rate, channels, bits)
+        elif chunk_id == b"data":
+            if fmt is None:
+                raise WavHeaderError("data chunk before fmt chunk")
+            return fmt, offset + 8
+        offset += 8 + size + (size & 1)
+    raise WavHeaderError("WAV header has no data chunk")

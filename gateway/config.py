@@ -1,0 +1,57 @@
+"""Gateway configuration (``config/gateway.yaml``); every key has a default, so no file is needed."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_sessions: int = field(default=8, metadata={"min": 1, "max": 1000, "help": "concurrent sessions; more get 429/4429"})
+    max_message_bytes: int = field(default=1 << 20, metadata={"min": 1024, "help": "largest WebSocket message accepted"})
+    max_audio_s: float = field(default=3600.0, metadata={"min": 1.0, "help": "audio per connection before a clean close"})
+    idle_timeout_s: float = field(default=60.0, metadata={"min": 1.0, "help": "no message for this long closes the session"})
+
+
+@dataclass(frozen=True)
+class RecognitionConfig:
+    endpoint_silence_ms: int = field(
+        default=600, metadata={"min": 100, "max": 5000, "help": "silence that ends a phrase (server-side endpointing)"})
+    partial_interval_ms: int = field(default=250, metadata={"min": 50, "help": "at most one partial per interval"})
+    vad_mode: int = field(default=2, metadata={"min": 0, "max": 3, "help": "webrtcvad aggressiveness for endpointing"})
+    max_phrase_s: float = field(default=30.0, metadata={"min": 2.0, "help": "a phrase is finalised after this long"})
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    host: str = field(default="127.0.0.1", metadata={"help": "bind address; a non-loopback address needs a key"})
+    port: int = field(default=5318, metadata={"min": 0, "max": 65535, "help": "0: any free port"})
+    subscription_key: str | None = field(default=None, metadata={"secret": True, "help": "required from clients when set"})
+    subscription_key_file: str | None = field(default=None, metadata={"help": "file holding the key (wins over the inline key)"})
+    source_language: str = field(default="en-US", metadata={"help": "what the recognizer understands"})
+    voices: dict[str, str] = field(
+        default_factory=lambda: {"es": "es", "ca": "ca", "en": "en-us"},
+        metadata={"help": "target language -> espeak-ng voice"})
+    recognition: RecognitionConfig = field(default_factory=RecognitionConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    engine_threads: int = field(default=4, metadata={"min": 1, "max": 64, "help": "worker threads for the engines"})
+
+    def __post_init__(self) -> None:
+        if not _is_loopback(self.host) and not (self.subscription_key or self.subscription_key_file):
+            raise ValueError(f"host {self.host!r} is not loopback: set subscription_key or subscription_key_file")
+
+    def resolved_key(self) -> str | None:
+        if self.subscription_key_file:
+            with open(self.subscription_key_file) as fh:
+                return fh.read().strip()
+        return self.subscription_key
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,226 @@
+"""The Azure Speech USP translation protocol, both flavours.
+
+``v1`` (``/speech/translation/cognitiveservices/v1``): languages in the query; results as
+``translation.hypothesis`` / ``translation.phrase`` and TTS as ``translation.synthesis`` +
+``translation.synthesis.end``. ``v2`` (``/stt/speech/universal/v2``): languages in
+``speech.context``; results as ``translation.response`` and TTS as ``audio.start`` / ``audio`` /
+``audio.end`` with an ``X-StreamId``. Each turn (one ``X-RequestId``) gets its own phrase detector,
+so offsets are ticks from the turn's first sample, as the SDK expects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+from websockets.exceptions import ConnectionClosed
+
+from agent.protocols.usp import REQUEST_ID, FramingError, UspMessage, build_binary, build_text, parse_binary, parse_text
+from agent.protocols.wav import WavHeaderError, parse_header
+from gateway.engines.registry import LanguageError, LanguageRequest
+from gateway.phrases import PhraseStarted
+from gateway.session import Result, TranslationSession
+
+log = logging.getLogger("parley.gateway.usp")
+TICKS_PER_SAMPLE = 10_000_000 // 16000
+CLOSE_PROTOCOL = 1002
+CLOSE_INVALID = 1007
+
+
+class ProtocolViolation(Exception):
+    def __init__(self, code: int, reason: str):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class _Turn:
+    def __init__(self, request_id: str, session: TranslationSession, interactive: bool):
+        self.request_id = request_id
+        self.session = session
+        self.interactive = interactive
+        self.header_seen = False
+        self.done = False
+
+
+class UspConnection:
+    def __init__(self, ws, flavour: str, make_session, resolve_languages, query_request: LanguageRequest | None,
+                 limits):
+        self.ws = ws
+        self.flavour = flavour
+        self._make_session = make_session  # (LanguageRequest) -> TranslationSession
+        self._resolve = resolve_languages  # (source, targets, voice, speech_wanted) -> LanguageRequest
+        self._query_request = query_request
+        self._limits = limits
+        self._contexts: dict[str, dict] = {}
+        self._finished_ids: set[str] = set()
+        self._turn: _Turn | None = None
+        self._stream_id = 0
+        self._audio_bytes = 0
+
+    async def serve(self) -> None:
+        try:
+            while True:
+                try:
+                    raw = await asyncio.wait_for(self.ws.recv(), timeout=self._limits.idle_timeout_s)
+                except asyncio.TimeoutError:
+                    await self.ws.close(1000, "idle timeout")
+                    return
+                try:
+                    message = parse_text(raw) if isinstance(raw, str) else parse_binary(raw)
+                    await self._handle(message)
+                except FramingError as exc:
+                    raise ProtocolViolation(CLOSE_INVALID, f"malformed message: {exc}") from None
+        except ProtocolViolation as violation:
+            log.info("closing with %d: %s", violation.code, violation.reason)
+            await self.ws.close(violation.code, violation.reason[:120])
+        except ConnectionClosed:
+            log.info("client went away")
+        finally:
+            if self._turn is not None:
+                self._turn.session.close()
+
+    async def _handle(self, message: UspMessage) -> None:
+        if not message.path:
+            raise ProtocolViolation(CLOSE_PROTOCOL, "message without a Path header")
+        path = message.path.lower()
+        if path in ("speech.config", "telemetry"):
+            return
+        request_id = message.request_id
+        if not request_id or not REQUEST_ID.match(request_id):
+            raise ProtocolViolation(CLOSE_PROTOCOL, f"{path} needs an X-RequestId of 32 hex digits")
+        if path == "speech.context":
+            try:
+                self._contexts[request_id] = message.json()
+            except ValueError:
+                raise ProtocolViolation(CLOSE_INVALID, "speech.context body is not JSON") from None
+        elif path == "audio":
+            await self._audio(request_id, message.body if isinstance(message.body, bytes) else message.body.encode())
+
+    async def _audio(self, request_id: str, payload: bytes) -> None:
+        turn = self._turn
+        if turn is None or turn.request_id != request_id:
+            if request_id in self._finished_ids:
+                return  # late audio of a turn already ended (interactive mode ends after one phrase)
+            turn = await self._start_turn(request_id)
+        if turn.done:
+            return
+        if not payload:
+            await self._send_results(turn, await turn.session.flush())
+            await self._end_turn(turn)
+            return
+        if not turn.header_seen:
+            try:
+                fmt, offset = parse_header(payload)
+            except WavHeaderError as exc:
+                raise ProtocolViolation(CLOSE_INVALID, f"bad audio header: {exc}") from None
+            if (fmt.sample_rate_hz, fmt.channels, fmt.bits_per_sample) != (16000, 1, 16):
+                raise ProtocolViolation(CLOSE_INVALID, "audio must be 16 kHz mono 16-bit PCM")
+            turn.header_seen = True
+            payload = payload[offset:]
+        self._audio_bytes += len(payload)
+        if self._audio_bytes > self._limits.max_audio_s * 32000:
+            await self.ws.close(1000, "maximum audio duration reached")
+            return
+        if payload:
+            await self._send_results(turn, await turn.session.feed(payload))
+
+    async def _start_turn(self, request_id: str) -> _Turn:
+        if self._turn is not None:
+            self._turn.session.close()
+        context = self._contexts.pop(request_id, {})
+        try:
+            request = self._query_request or self._request_from_context(context)
+            session = self._make_session(request)
+        except LanguageError as exc:
+            raise ProtocolViolation(CLOSE_INVALID, str(exc)) from None
+        mode = str(context.get("phraseDetection", {}).get("mode", "")).upper()
+        self._turn = _Turn(request_id, session, interactive=mode == "INTERACTIVE")
+        await self.ws.send(build_text("turn.start", request_id, {"context": {"serviceTag": uuid.uuid4().hex}}))
+        return self._turn
+
+    def _request_from_context(self, context: dict) -> LanguageRequest:
+        """v2 clients (and SDK <= 1.42 on v1) put the languages in speech.context, not the query."""
+        detection = context.get("phraseDetection", {})
+        translation = context.get("translation", {})
+        targets = translation.get("targetLanguages") or context.get("translationcontext", {}).get("to") or []
+        voices = context.get("synthesis", {}).get("defaultVoices", {})
+        voice = next(iter(voices.values()), None) if voices else None
+        source = detection.get("language") or "en-US"
+        return self._resolve(source, list(targets), voice, bool(voice))
+
+    async def _send_results(self, turn: _Turn, results) -> None:
+        for result in results:
+            if turn.done:
+                return
+            if isinstance(result, PhraseStarted):
+                await self._send(turn, "speech.startDetected", {"Offset": result.start_sample * TICKS_PER_SAMPLE})
+            elif not result.final:
+                await self._send(turn, *self._hypothesis(result, turn.session.request))
+            else:
+                await self._send(turn, *self._phrase(result, turn.session.request))
+                await self._synthesis(turn, result)
+                if turn.interactive:
+                    await self._end_turn(turn)
+
+    async def _end_turn(self, turn: _Turn) -> None:
+        turn.done = True
+        self._finished_ids.add(turn.request_id)
+        await self._send(turn, "speech.endDetected", {"Offset": 0})
+        await self.ws.send(build_text("turn.end", turn.request_id, None))
+        turn.session.close()
+
+    async def _send(self, turn: _Turn, path: str, body: dict) -> None:
+        await self.ws.send(build_text(path, turn.request_id, body))
+
+    def _translations(self, result: Result, request: LanguageRequest) -> list[dict]:
+        return [{"Language": t, "Text": result.translations.get(t, "")} for t in request.targets]
+
+    def _hypothesis(self, result: Result, request: LanguageRequest) -> tuple[str, dict]:
+        offset, duration = _ticks(result)
+        if self.flavour == "v2":
+            return "translation.response", {
+                "SpeechHypothesis": {"Text": result.text, "Offset": offset, "Duration": duration},
+                "TranslationStatus": "Success", "Translations": self._translations(result, request)}
+        return "translation.hypothesis", {
+            "Text": result.text, "Offset": offset, "Duration": duration,
+            "Translation": {"TranslationStatus": "Success", "Translations": self._translations(result, request)}}
+
+    def _phrase(self, result: Result, request: LanguageRequest) -> tuple[str, dict]:
+        offset, duration = _ticks(result)
+        status = "Success" if result.text else "NoMatch"
+        translation = ({"TranslationStatus": "Error", "FailureReason": result.translation_error}
+                       if result.translation_error else
+                       {"TranslationStatus": "Success", "Translations": self._translations(result, request)})
+        if self.flavour == "v2":
+            return "translation.response", {
+                "SpeechPhrase": {"RecognitionStatus": status, "DisplayText": result.text, "Offset": offset,
+                                 "Duration": duration}, **translation}
+        body = {"RecognitionStatus": status, "Text": result.text, "Offset": offset, "Duration": duration}
+        if result.text:
+            body["Translation"] = translation
+        return "translation.phrase", body
+
+    async def _synthesis(self, turn: _Turn, result: Result) -> None:
+        language = turn.session.request.speak
+        if not language or not result.text:
+            return
+        audio = await turn.session.speak(result)
+        if self.flavour == "v2":
+            self._stream_id += 1
+            stream = {"X-StreamId": str(self._stream_id)}
+            await self.ws.send(build_text("audio.start", turn.request_id, {"TranslationLanguage": language}, stream))
+            if audio:
+                await self.ws.send(build_binary("audio", turn.request_id, audio, {**stream, "Content-Type": "audio/x-wav"}))
+            status = {"Status": "Success"} if audio else {"Status": "Error", "FailureReason": "synthesis failed"}
+            await self.ws.send(build_text("audio.end", turn.request_id, status, stream))
+            return
+        if audio:
+            await self.ws.send(build_binary("translation.synthesis", turn.request_id, audio, {"Content-Type": "audio/x-wav"}))
+        status = {"SynthesisStatus": "Success"} if audio else {"SynthesisStatus": "Error", "FailureReason": "synthesis failed"}
+        await self._send(turn, "translation.synthesis.end", status)
+
+
+def _ticks(result: Result) -> tuple[int, int]:
+    return result.start_sample * TICKS_PER_SAMPLE, (result.end_sample - result.start_sample) * TICKS_PER_SAMPLE
