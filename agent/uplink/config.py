@@ -1,0 +1,55 @@
+"""Uplink configuration: which service, which languages, how to reconnect, how much to keep."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class ReconnectConfig:
+    initial_backoff_ms: int = field(default=250, metadata={"min": 10, "help": "first retry after a drop"})
+    max_backoff_ms: int = field(default=10000, metadata={"min": 100, "help": "retry interval cap (jittered)"})
+    auth_backoff_ms: int = field(default=60000, metadata={"min": 1000, "help": "retry interval after 401/403 or a fatal close"})
+    ping_interval_s: float = field(default=2.0, metadata={"min": 0.2, "help": "keepalive ping interval"})
+    ping_timeout_s: float = field(default=4.0, metadata={"min": 0.5, "help": "silence after a ping that means half-open"})
+    max_connection_s: float = field(
+        default=540.0, metadata={"min": 10.0, "help": "reconnect between utterances before a service's connection cap"})
+    connect_timeout_s: float = field(default=5.0, metadata={"min": 0.5})
+
+
+@dataclass(frozen=True)
+class UplinkConfig:
+    backend: Literal["gateway", "translator-v1", "azure"] = field(
+        default="gateway", metadata={"help": "gateway/translator-v1: Translator Speech v1 protocol; azure: Speech USP"})
+    url: str | None = field(
+        default=None, metadata={"help": "service URL; gateway default ws://127.0.0.1:5318; azure: an endpoint overrides region"})
+    region: str | None = field(default=None, metadata={"help": "azure region, e.g. westeurope"})
+    token_url: str | None = field(
+        default=None, metadata={"help": "azure token exchange URL (default https://REGION.api.cognitive.microsoft.com/sts/v1.0/issueToken)"})
+    use_token: bool = field(default=False, metadata={"help": "exchange the key for a 10-minute bearer token"})
+    key_file: str | None = field(default=None, metadata={"help": "file holding the subscription key"})
+    key_env: str | None = field(default=None, metadata={"help": "environment variable holding the key"})
+    key_credential: str = field(
+        default="parley-key", metadata={"help": "systemd credential name ($CREDENTIALS_DIRECTORY/NAME)"})
+    from_language: str = "en-US"
+    to_languages: tuple[str, ...] = ("es", "ca")
+    voice: str | None = field(default=None, metadata={"help": "voice for speech output (default: the service's for the first target)"})
+    partial_results: bool = True
+    speech_output: bool = field(default=True, metadata={"help": "ask for synthesized speech of the translation"})
+    silence_tail_ms: int = field(
+        default=1000, metadata={"min": 100, "max": 10000, "help": "v1: silence sent after an utterance so the service ends it"})
+    final_timeout_s: float = field(
+        default=15.0, metadata={"min": 1.0, "help": "an utterance with no final this long after its end is given up"})
+    outbox_max_audio_s: float = field(
+        default=120.0, metadata={"min": 5.0, "help": "speech kept while offline; the oldest is dropped beyond this"})
+    inbound_queue_events: int = field(default=4000, metadata={"min": 100, "help": "front end -> uplink queue size"})
+    reconnect: ReconnectConfig = field(default_factory=ReconnectConfig)
+
+    def __post_init__(self) -> None:
+        if not self.to_languages:
+            raise ValueError("to_languages needs at least one language")
+        if self.backend == "translator-v1" and not self.url:
+            raise ValueError("backend translator-v1 needs url")
+        if self.backend == "azure" and not (self.url or self.region):
+            raise ValueError("backend azure needs region or url")

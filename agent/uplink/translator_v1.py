@@ -1,0 +1,80 @@
+"""Translator Speech v1 as a client: one continuous WAV stream per connection, JSON results back.
+
+v1 has no utterance ids, so each utterance is followed by ``silence_tail_ms`` of zeros that makes
+the service end the phrase, and results are attributed in order (see ``connection.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlencode
+
+import numpy as np
+
+from agent.protocols.wav import streaming_header
+from agent.uplink.config import UplinkConfig
+from agent.uplink.protocol import ProtocolError, ServiceAudio, ServiceEvent, ServiceResult
+
+GATEWAY_DEFAULT_URL = "ws://127.0.0.1:5318"
+PATH = "/speech/translate"
+
+
+class TranslatorV1Protocol:
+    turns = False  # results carry no utterance id
+
+    def __init__(self, config: UplinkConfig, key: str | None):
+        self.config = config
+        self.key = key
+        self._header_sent = False
+
+    def url(self) -> str:
+        base = (self.config.url or GATEWAY_DEFAULT_URL).rstrip("/")
+        if not base.endswith(PATH):
+            base += PATH
+        features = ["timinginfo"]
+        if self.config.partial_results:
+            features.append("partial")
+        if self.config.speech_output:
+            features.append("texttospeech")
+        query = [("api-version", "1.0"), ("from", self.config.from_language)]
+        query += [("to", t) for t in self.config.to_languages]
+        query.append(("features", ",".join(features)))
+        if self.config.voice:
+            query.append(("voice", self.config.voice))
+        return f"{base}?{urlencode(query)}"
+
+    def headers(self) -> list[str]:
+        return [f"Ocp-Apim-Subscription-Key: {self.key}"] if self.key else []
+
+    subprotocols = None
+
+    def on_connect(self, ws) -> None:
+        self._header_sent = False
+
+    def begin(self, ws, utterance) -> None:
+        if not self._header_sent:
+            ws.send_binary(streaming_header())
+            self._header_sent = True
+
+    def send_audio(self, ws, utterance, pcm: bytes) -> None:
+        ws.send_binary(pcm)
+
+    def end(self, ws, utterance) -> None:
+        ws.send_binary(np.zeros(self.config.silence_tail_ms * 16, dtype="<i2").tobytes())
+
+    def parse(self, message: str | bytes) -> list[ServiceEvent]:
+        if isinstance(message, bytes):
+            if message[:4] != b"RIFF":
+                raise ProtocolError("binary message that is not WAV audio")
+            return [ServiceAudio(message)]
+        try:
+            data = json.loads(message)
+            kind = data["type"]
+        except (ValueError, KeyError, TypeError):
+            raise ProtocolError(f"unparseable result: {message[:80]!r}") from None
+        if kind not in ("partial", "final"):
+            raise ProtocolError(f"unknown result type {kind!r}")
+        translations = data.get("translations")
+        if not isinstance(translations, dict):
+            translations = {self.config.to_languages[0]: str(data.get("translation", ""))}
+        return [ServiceResult(kind == "final", str(data.get("recognition", "")), translations)]
