@@ -80,6 +80,8 @@ class FrontEnd:
             spectrum = self._stft.analyze(samples[start:start + self.hop])
             if update_stats and self._speech:
                 self._doa.add_speech(spectrum)
+            elif update_stats:
+                self._doa.add_noise(spectrum)
             beam = self._beamformer.process(spectrum, self._doa.azimuth_deg, is_noise=update_stats and not self._speech)
             out[start:start + self.hop] = self._stft.synthesize(beam)
         return np.clip(np.round(out), -32768, 32767).astype(np.int16)[:, None]

@@ -6,7 +6,9 @@ wave from θ makes it ≈ exp(-j2πf(t_i(θ) - t_j(θ))), so the steered respons
     P(θ) = Σ_pairs Σ_f Re{ R̄_ij(f) · exp(+j2πf(t_i(θ) - t_j(θ))) }
 
 peaks at the talker. R̄ is an exponentially weighted average over speech frames only — noise-only
-frames would pull the peak towards a noise source. The estimate is the grid maximum refined by a
+frames would pull the peak towards a noise source. Within a speech frame PHAT gives every bin the
+same vote, and most bins of a speech frame hold only noise, so a bin votes only when its power at
+mic 0 stands ``mask_snr_db`` above the noise floor learned from non-speech frames. The estimate is the grid maximum refined by a
 parabola through its neighbours; the confidence is how far the peak stands above the mean
 (0 = flat, 1 = a single perfectly coherent source).
 """
@@ -29,6 +31,9 @@ class DoaConfig:
     memory_ms: float = field(
         default=600.0, metadata={"min": 50.0, "help": "time constant of the speech cross-spectrum average"})
     update_ms: float = field(default=40.0, metadata={"min": 10.0, "help": "how often the estimate is recomputed"})
+    mask_snr_db: float = field(
+        default=6.0, metadata={"min": -20.0, "max": 40.0, "help": "a bin votes when this far above the noise floor"})
+    noise_memory_ms: float = field(default=2000.0, metadata={"min": 50.0, "help": "noise floor time constant"})
 
 
 class SrpPhatDoa:
@@ -45,6 +50,9 @@ class SrpPhatDoa:
         self._steer = np.exp(1j * phase).reshape(len(self.grid_deg), -1).astype(np.complex64)
         hop_ms = 1000.0 * hop_samples / sample_rate_hz
         self._alpha = float(np.exp(-hop_ms / config.memory_ms))
+        self._noise_alpha = float(np.exp(-hop_ms / config.noise_memory_ms))
+        self._noise_floor = np.full(len(self._bins), np.nan)
+        self._mask_ratio = 10 ** (config.mask_snr_db / 10)
         self._update_hops = max(1, int(round(config.update_ms / hop_ms)))
         self._cross = np.zeros((len(self._pairs_i), len(self._bins)), dtype=np.complex64)
         self._weight = 0.0
@@ -52,11 +60,21 @@ class SrpPhatDoa:
         self.azimuth_deg: float | None = None
         self.confidence = 0.0
 
+    def add_noise(self, spectrum: np.ndarray) -> None:
+        """Learn the per-bin noise floor at mic 0 from a non-speech STFT frame."""
+        power = np.abs(spectrum[self._bins, 0]) ** 2
+        if np.isnan(self._noise_floor[0]):
+            self._noise_floor = power
+        else:
+            self._noise_floor = self._noise_alpha * self._noise_floor + (1 - self._noise_alpha) * power
+
     def add_speech(self, spectrum: np.ndarray) -> None:
         """Fold one speech STFT frame (n_bins, mics) into the average; re-estimate every update_ms."""
         x = spectrum[self._bins]
         cross = x[:, self._pairs_i] * np.conj(x[:, self._pairs_j])
         cross /= np.abs(cross) + 1e-12
+        if not np.isnan(self._noise_floor[0]):
+            cross *= (np.abs(x[:, 0]) ** 2 > self._mask_ratio * self._noise_floor)[:, None]
         self._cross *= self._alpha
         self._cross += (1 - self._alpha) * cross.T
         self._weight = self._alpha * self._weight + (1 - self._alpha)

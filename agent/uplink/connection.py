@@ -141,7 +141,7 @@ class Uplink:
         self._drain_inbound()
         now = self._clock()
         if self._ws is None:
-            if self._outbox and now >= self._next_attempt:
+            if now >= self._next_attempt:
                 self._connect()
             else:
                 time.sleep(POLL_S)

@@ -21,7 +21,8 @@ class VadUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class VadConfig:
-    engine: Literal["webrtc", "silero"] = "webrtc"
+    engine: Literal["webrtc", "silero"] = field(
+        default="silero", metadata={"help": "silero resists clatter and hum that fool webrtc; webrtc is lighter"})
     webrtc_mode: int = field(default=3, metadata={"min": 0, "max": 3, "help": "0: most permissive .. 3: most aggressive"})
     silero_threshold: float = field(default=0.5, metadata={"min": 0.05, "max": 0.95})
 

@@ -1,0 +1,63 @@
+"""Output configuration: console, transcript, speaker, LEDs and the button."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    enabled: bool = True
+    show_partials: bool = True
+
+
+@dataclass(frozen=True)
+class TranscriptConfig:
+    path: str | None = field(default=None, metadata={"help": "JSON-lines transcript; null: none"})
+    max_bytes: int = field(default=10_000_000, metadata={"min": 1000, "help": "rotate when the file grows past this"})
+    keep_files: int = field(default=5, metadata={"min": 0, "max": 1000, "help": "rotated files kept (.1 is the newest)"})
+    fsync: bool = field(default=True, metadata={"help": "fsync each line so a power cut loses nothing written"})
+
+
+@dataclass(frozen=True)
+class SpeakerConfig:
+    backend: Literal["pyaudio", "wav", "none"] = "pyaudio"
+    device: str | None = field(default=None, metadata={"help": "output device: name substring or index; null: default"})
+    output_dir: str = field(default="/var/lib/parley/tts", metadata={"help": "where the wav backend writes"})
+    realtime: bool = field(default=True, metadata={"help": "wav backend: take as long as playing would"})
+    languages: tuple[str, ...] = field(default=(), metadata={"help": "languages to speak; empty: every one received"})
+    max_age_ms: int = field(default=8000, metadata={"min": 100, "help": "speech older than this is skipped, not played late"})
+    gate_tail_ms: int = field(default=300, metadata={"min": 0, "max": 5000, "help": "mic stays gated this long after playback"})
+    queue_items: int = field(default=16, metadata={"min": 1, "max": 1000})
+
+
+@dataclass(frozen=True)
+class LedConfig:
+    backend: Literal["rpi-gpio", "apa102", "log", "none", "mock"] = "log"
+    pins: dict[str, int] = field(
+        default_factory=lambda: {"red": 5, "green": 6, "blue": 13},
+        metadata={"help": "colour -> BCM pin for plain LEDs (rpi-gpio)"})
+    brightness: float = field(default=0.6, metadata={"min": 0.0, "max": 1.0})
+    num_leds: int = field(default=12, metadata={"min": 1, "max": 256, "help": "apa102 ring size"})
+    spi_bus: int = field(default=0, metadata={"min": 0})
+    spi_device: int = field(default=0, metadata={"min": 0})
+    power_pin: int | None = field(default=None, metadata={"help": "GPIO that powers the ring (5 on the ReSpeaker 4-mic HAT)"})
+    offset_deg: float = field(default=0.0, metadata={"help": "azimuth of LED 0 relative to the array's +x"})
+    frame_rate_hz: float = field(default=25.0, metadata={"min": 1.0, "max": 200.0})
+
+
+@dataclass(frozen=True)
+class ButtonConfig:
+    pin: int | None = field(default=None, metadata={"help": "BCM pin of a button to ground; null: no button"})
+    mode: Literal["toggle-mute", "push-to-talk"] = "toggle-mute"
+    bounce_ms: int = field(default=50, metadata={"min": 0, "max": 1000})
+
+
+@dataclass(frozen=True)
+class OutputsConfig:
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    transcript: TranscriptConfig = field(default_factory=TranscriptConfig)
+    speaker: SpeakerConfig = field(default_factory=SpeakerConfig)
+    leds: LedConfig = field(default_factory=LedConfig)
+    button: ButtonConfig = field(default_factory=ButtonConfig)

@@ -1,0 +1,56 @@
+"""Live captions on the console or the journal: partials overwrite one line on a TTY, finals stay."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+from agent.events import FinalResult, LinkStatus, PartialResult, SpeechStarted, UplinkError
+from agent.outputs.config import ConsoleConfig
+
+
+def _direction(azimuth_deg: float | None) -> str:
+    return f"{azimuth_deg:5.0f}°" if azimuth_deg is not None else "    –"
+
+
+class ConsoleOutput:
+    def __init__(self, config: ConsoleConfig, stream=None):
+        self.config = config
+        self.stream = stream or sys.stdout
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._lock = threading.Lock()
+        self._partial_open = False
+        self.finals_shown = 0
+
+    def _write(self, line: str, transient: bool = False) -> None:
+        if not self.config.enabled:
+            return
+        with self._lock:
+            if self.tty:
+                self.stream.write("\r\x1b[2K" + line + ("" if transient else "\n"))
+                self._partial_open = transient
+            else:
+                self.stream.write(line + "\n")
+            self.stream.flush()
+
+    def speech_started(self, event: SpeechStarted) -> None:
+        self._write(f"[{event.utterance_id}] speech from {_direction(event.azimuth_deg).strip()}"
+                    f" (confidence {event.doa_confidence:.2f})", transient=self.tty)
+
+    def partial(self, event: PartialResult) -> None:
+        if self.config.show_partials:
+            translations = "  ".join(f"{k}: {v}" for k, v in event.translations.items() if v)
+            self._write(f"[{event.utterance_id}] … {event.source_text}  {translations}".rstrip(), transient=self.tty)
+
+    def final(self, event: FinalResult) -> None:
+        self.finals_shown += 1
+        lines = [f"[{event.utterance_id}] {_direction(event.azimuth_deg)}  en: {event.source_text or '(nothing recognized)'}"]
+        lines += [f"{'':>{len(str(event.utterance_id)) + 10}}{lang}: {text}" for lang, text in event.translations.items()]
+        for line in lines:
+            self._write(line)
+
+    def link_status(self, event: LinkStatus) -> None:
+        self._write(f"link {'up' if event.connected else 'down'}: {event.detail}")
+
+    def error(self, event: UplinkError) -> None:
+        self._write(f"error: {event.message}")
