@@ -151,7 +151,7 @@ async def run_gateway(config: GatewayConfig, stop: asyncio.Event | None = None,
     try:
         async with serve(gateway.handle, config.host, config.port, process_request=gateway.process_request,
                          max_size=config.limits.max_message_bytes, select_subprotocol=_echo_usp,
-                         ping_interval=20, ping_timeout=20) as server:
+                         ping_interval=20, ping_timeout=20, close_timeout=2) as server:
             port = server.sockets[0].getsockname()[1]
             log.info("parley-gateway listening on ws://%s:%d (targets: %s)", config.host, port,
                      ", ".join(gateway.engines.translator.targets))

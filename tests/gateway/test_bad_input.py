@@ -1,0 +1,151 @@
+"""Every kind of bad input is a clean refusal or close, and the gateway keeps serving others."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import websocket
+
+from agent.protocols.usp import build_binary, build_text, new_request_id
+from agent.protocols.wav import streaming_header
+from gateway.config import GatewayConfig, LimitsConfig
+from gateway.server import GatewayThread
+
+sys.path.insert(0, str(Path(__file__).parent.parent))
+from conftest import shared_data_dir  # noqa: E402
+from speech_samples import english_samples  # noqa: E402
+
+KEY = "test-key-1234"
+V1 = "/speech/translate?api-version=1.0&from=en-US&to=es"
+USP = "/speech/translation/cognitiveservices/v1?from=en-US&to=es"
+
+
+@pytest.fixture(scope="module")
+def gateway():
+    config = GatewayConfig(port=0, subscription_key=KEY, limits=LimitsConfig(max_sessions=3, max_message_bytes=65536))
+    with GatewayThread(config) as gw:
+        yield gw
+
+
+def handshake_status(url: str, headers=()) -> tuple[int, str]:
+    try:
+        websocket.create_connection(url, timeout=10, header=list(headers)).close()
+        return 101, ""
+    except websocket.WebSocketBadStatusException as exc:
+        return exc.status_code, (exc.resp_body or b"").decode()
+
+
+def key_header():
+    return [f"Ocp-Apim-Subscription-Key: {KEY}"]
+
+
+def close_code(ws) -> int:
+    """Read until the server closes; the close code it sent."""
+    while True:
+        opcode, data = ws.recv_data(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:  # websocket-client has answered it already
+            ws.shutdown()
+            return int.from_bytes(data[:2], "big")
+
+
+def test_wrong_path_is_404_and_lists_the_endpoints(gateway):
+    status, body = handshake_status(gateway.base_url + "/speech/translat", key_header())
+    assert status == 404 and "/speech/translate" in body
+
+
+def test_missing_and_wrong_keys_are_401_and_403(gateway):
+    assert handshake_status(gateway.base_url + V1)[0] == 401
+    assert handshake_status(gateway.base_url + V1, ["Ocp-Apim-Subscription-Key: nope"])[0] == 403
+    assert handshake_status(gateway.base_url + V1, [f"Authorization: Bearer {KEY}"])[0] == 101
+    assert handshake_status(gateway.base_url + V1 + f"&subscription-key={KEY}")[0] == 101
+
+
+def test_unknown_language_is_400_naming_what_is_installed(gateway):
+    status, body = handshake_status(gateway.base_url + "/speech/translate?api-version=1.0&from=en-US&to=xx",
+                                    key_header())
+    assert status == 400 and "xx" in body and "es" in body and "ca" in body
+    status, body = handshake_status(gateway.base_url + "/speech/translate?api-version=1.0&from=fr-FR&to=es",
+                                    key_header())
+    assert status == 400 and "en-US" in body
+
+
+def test_v1_bad_header_and_text_frames_close_with_1003(gateway):
+    ws = websocket.create_connection(gateway.base_url + V1, header=key_header(), timeout=10)
+    ws.send_binary(b"NOT A WAV HEADER" * 4)
+    assert close_code(ws) == 1003
+    ws = websocket.create_connection(gateway.base_url + V1, header=key_header(), timeout=10)
+    ws.send("hello")
+    assert close_code(ws) == 1003
+
+
+def test_usp_garbage_framing_and_missing_ids_close_with_1007_and_1002(gateway):
+    ws = websocket.create_connection(gateway.base_url + USP, header=key_header(), timeout=10)
+    ws.send_binary(b"\xff\xff garbage")
+    assert close_code(ws) == 1007
+    ws = websocket.create_connection(gateway.base_url + USP, header=key_header(), timeout=10)
+    ws.send("Path:speech.context\r\n\r\n{}")
+    assert close_code(ws) == 1002
+    ws = websocket.create_connection(gateway.base_url + USP, header=key_header(), timeout=10)
+    turn = new_request_id()
+    ws.send_binary(build_binary("audio", turn, b"RIFFbroken"))
+    assert close_code(ws) == 1007
+
+
+def test_oversized_message_closes_with_1009(gateway):
+    ws = websocket.create_connection(gateway.base_url + V1, header=key_header(), timeout=10)
+    ws.send_binary(streaming_header() + bytes(200_000))
+    assert close_code(ws) == 1009
+
+
+def test_session_limit_refuses_with_429_and_frees_up(gateway):
+    held = [websocket.create_connection(gateway.base_url + V1, header=key_header(), timeout=10) for _ in range(3)]
+    status, body = handshake_status(gateway.base_url + V1, key_header())
+    assert status == 429 and "limit 3" in body
+    for ws in held:
+        ws.close()
+    for _ in range(50):
+        if json.loads(urllib.request.urlopen(gateway.base_url.replace("ws", "http") + "/healthz").read())["sessions"] == 0:
+            break
+        time.sleep(0.1)
+    assert handshake_status(gateway.base_url + V1, key_header())[0] == 101
+
+
+def test_a_client_vanishing_mid_utterance_does_not_disturb_the_next(gateway):
+    reference, pcm = english_samples(shared_data_dir(), limit=1)[0]
+    host, port = gateway.host, gateway.port
+    ws = websocket.create_connection(gateway.base_url + V1 + "&features=partial", header=key_header(), timeout=10)
+    ws.send_binary(streaming_header() + pcm[: len(pcm) // 2].astype("<i2").tobytes())
+    ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    ws.sock.close()  # reset, no close handshake
+    ws = websocket.create_connection(gateway.base_url + V1, header=key_header(), timeout=30)
+    audio = streaming_header() + np.concatenate([pcm, np.zeros(24000, np.int16)]).astype("<i2").tobytes()
+    for i in range(0, len(audio), 32000):
+        ws.send_binary(audio[i:i + 32000])
+    opcode, data = ws.recv_data()
+    assert json.loads(data)["type"] == "final"
+    ws.close()
+    assert (host, port) == (gateway.host, gateway.port)
+
+
+def test_languages_and_health_endpoints(gateway):
+    base = gateway.base_url.replace("ws://", "http://")
+    doc = json.loads(urllib.request.urlopen(base + "/languages?api-version=1.0&scope=speech,text,tts").read())
+    assert set(doc) == {"speech", "text", "tts"}
+    assert "en-US" in doc["speech"] and {"es", "ca"} <= set(doc["text"])
+    assert {v["language"] for v in doc["tts"].values()} >= {"es", "ca"}
+    assert json.loads(urllib.request.urlopen(base + "/healthz").read())["status"] == "ok"
+    with pytest.raises(urllib.error.HTTPError):
+        urllib.request.urlopen(base + "/nothing-here")
+
+
+def test_non_loopback_bind_without_a_key_is_refused():
+    with pytest.raises(ValueError, match="not loopback"):
+        GatewayConfig(host="0.0.0.0")

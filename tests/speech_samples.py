@@ -1,0 +1,42 @@
+"""English test speech: the shared CMU ARCTIC recordings when present, else espeak-ng sentences."""
+
+from __future__ import annotations
+
+import re
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from agent.audio.synth import speak
+
+SYNTH_SENTENCES = ("Please open the door for our guests.", "Where is the train station?")
+
+
+def english_samples(shared_data: Path | None, limit: int = 3) -> list[tuple[str, np.ndarray]]:
+    """(reference text, int16 16 kHz mono) pairs."""
+    samples = []
+    table = shared_data / "speech" / "transcripts.tsv" if shared_data else None
+    if table and table.is_file():
+        for line in table.read_text().splitlines()[1:]:
+            name, text = line.split("\t")[:2]
+            with wave.open(str(table.parent / name)) as wav:
+                samples.append((text, np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").copy()))
+    if not samples:
+        samples = [(s, speak(s)) for s in SYNTH_SENTENCES]
+    return samples[:limit]
+
+
+def normalise(text: str) -> list[str]:
+    return re.sub(r"[^a-z' ]", " ", text.lower()).split()
+
+
+def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
+    """(edit distance in words, reference length)."""
+    ref, hyp = normalise(reference), normalise(hypothesis)
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[-1], len(ref)
