@@ -97,6 +97,7 @@ class Uplink:
         self._last_final_utterance: int | None = None
         self._reported_refusal = False
         self.connected = False
+        self.connect_attempts = 0
         self.connects = 0
         self.dropped_utterances = 0
         self.protocol_errors = 0
@@ -120,6 +121,10 @@ class Uplink:
     @property
     def pending_utterances(self) -> int:
         return len(self._outbox)
+
+    @property
+    def thread_alive(self) -> bool:
+        return self._thread.is_alive()
 
     def close(self, timeout_s: float = 2.0) -> None:
         self._stop.set()
@@ -185,6 +190,7 @@ class Uplink:
     # -- connection --------------------------------------------------------------------------
 
     def _connect(self) -> None:
+        self.connect_attempts += 1
         url = self.protocol.url()
         try:
             ws = websocket.create_connection(
