@@ -1,0 +1,136 @@
+"""The speaker: order, stale skipping, the half-duplex gate, and a real ALSA output path."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import textwrap
+import time
+import wave
+
+import numpy as np
+import pytest
+
+from agent.events import SynthesizedSpeech
+from agent.outputs.config import SpeakerConfig
+from agent.outputs.speaker import Speaker
+
+
+def wav_bytes(seconds: float, freq_hz: float = 440.0, rate_hz: int = 16000) -> bytes:
+    t = np.arange(int(seconds * rate_hz)) / rate_hz
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate_hz)
+        out.writeframes((8000 * np.sin(2 * np.pi * freq_hz * t)).astype("<i2").tobytes())
+    return buffer.getvalue()
+
+
+def speech(n: int, seconds: float = 0.3, age_s: float = 0.0, language: str = "es") -> SynthesizedSpeech:
+    return SynthesizedSpeech(n, language, wav_bytes(seconds), time.monotonic() - age_s)
+
+
+def test_plays_in_order_skips_stale_and_other_languages(tmp_path):
+    finished = []
+    speaker = Speaker(SpeakerConfig(backend="wav", output_dir=str(tmp_path), realtime=False, max_age_ms=2000,
+                                    languages=("es",)),
+                      on_playback_finished=lambda: finished.append(time.monotonic()))
+    speaker.start()
+    speaker.play(speech(1))
+    speaker.play(speech(2, age_s=5.0))  # older than max_age_ms: skipped
+    speaker.play(speech(3, language="ca"))  # not a language to speak
+    speaker.play(speech(4))
+    deadline = time.monotonic() + 5
+    while not speaker.idle and time.monotonic() < deadline:
+        time.sleep(0.02)
+    speaker.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0001-es.wav", "0004-es.wav"]
+    assert speaker.played == 2 and speaker.skipped_stale == 1 and len(finished) == 2
+
+
+def test_gate_is_closed_for_the_whole_playback_plus_the_tail(tmp_path):
+    speaker = Speaker(SpeakerConfig(backend="wav", output_dir=str(tmp_path), realtime=True, gate_tail_ms=300))
+    speaker.start()
+    assert speaker.mic_gate_open()
+    started = time.monotonic()
+    speaker.play(speech(1, seconds=0.6))
+    while speaker.mic_gate_open() and time.monotonic() - started < 1:
+        time.sleep(0.005)
+    closed_at = time.monotonic()
+    while not speaker.mic_gate_open() and time.monotonic() - started < 5:
+        time.sleep(0.005)
+    reopened_after_s = time.monotonic() - closed_at
+    speaker.close()
+    assert closed_at - started < 0.2
+    assert reopened_after_s >= 0.6 + 0.3 - 0.02  # audio duration + tail, never earlier
+
+
+@pytest.fixture
+def alsa_out(tmp_path):
+    raw = tmp_path / "out.raw"
+    conf = tmp_path / "asound.conf"
+    conf.write_text(textwrap.dedent(f"""\
+        </usr/share/alsa/alsa.conf>
+        pcm.parley_out {{
+          type file
+          slave.pcm "null"
+          file "{raw}"
+          format "raw"
+        }}
+        """))
+    return conf, raw
+
+
+def test_pyaudio_backend_plays_through_a_real_alsa_device_resampled(alsa_out):
+    conf, raw = alsa_out
+    code = textwrap.dedent("""\
+        import io, json, time, wave, numpy as np
+        from agent.events import SynthesizedSpeech
+        from agent.outputs.config import SpeakerConfig
+        from agent.outputs.speaker import Speaker
+        t = np.arange(16000) / 16000
+        buf = io.BytesIO()
+        with wave.open(buf, "wb") as w:
+            w.setnchannels(1); w.setsampwidth(2); w.setframerate(16000)
+            w.writeframes((8000 * np.sin(2 * np.pi * 500 * t)).astype("<i2").tobytes())
+        done = []
+        speaker = Speaker(SpeakerConfig(backend="pyaudio", device="parley_out"), on_playback_finished=lambda: done.append(1))
+        speaker.start()
+        speaker.play(SynthesizedSpeech(1, "es", buf.getvalue(), time.monotonic()))
+        deadline = time.monotonic() + 10
+        while not done and time.monotonic() < deadline:
+            time.sleep(0.02)
+        rate = speaker.sink.rate_hz
+        speaker.close()
+        print("RESULT=" + json.dumps({"rate": rate, "done": len(done)}))
+        """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={"ALSA_CONFIG_PATH": str(conf), "PATH": "/usr/bin:/bin"})
+    line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT=")), None)
+    assert line, proc.stderr[-2000:]
+    result = json.loads(line[7:])
+    assert result["done"] == 1
+    played = np.fromfile(raw, dtype="<i2").astype(float)
+    rate = result["rate"]
+    assert abs(len(played) - rate) <= rate * 0.1  # one second of audio at the device's rate
+    spectrum = np.abs(np.fft.rfft(played * np.hanning(len(played))))
+    assert abs(np.argmax(spectrum) * rate / len(played) - 500.0) < 3.0
+
+
+def test_missing_output_device_lists_what_exists(alsa_out):
+    conf, _ = alsa_out
+    code = textwrap.dedent("""\
+        from agent.audio.devices import DeviceNotFound
+        from agent.outputs.config import SpeakerConfig
+        from agent.outputs.speaker import Speaker
+        try:
+            Speaker(SpeakerConfig(backend="pyaudio", device="hdmi-speaker-9"))
+        except DeviceNotFound as exc:
+            print("ERROR=" + str(exc))
+        """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={"ALSA_CONFIG_PATH": str(conf), "PATH": "/usr/bin:/bin"})
+    assert "no output device matches 'hdmi-speaker-9'" in proc.stdout and "parley_out" in proc.stdout

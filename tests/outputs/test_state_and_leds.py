@@ -1,0 +1,128 @@
+"""Device state precedence and exits, and what the LEDs render for each state."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from agent.outputs.config import LedConfig
+from agent.outputs.leds import PATTERNS, LedDriver, MockLeds, apa102_frame, make_led_backend, pattern_level
+from agent.state import DeviceStateMachine
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def started_machine(clock=None):
+    machine = DeviceStateMachine(translating_timeout_s=10.0, clock=clock or time.monotonic)
+    machine.started()
+    return machine
+
+
+def test_a_normal_utterance_walks_listening_translating_speaking_idle():
+    machine = started_machine()
+    machine.link_changed(True)
+    machine.speech_started()
+    machine.speech_ended()
+    machine.final_received()
+    machine.speaker_started()
+    machine.speaker_finished()
+    assert machine.history == ["starting", "idle", "listening", "translating", "idle", "speaking", "idle"]
+
+
+def test_translating_times_out_when_no_final_comes():
+    clock = FakeClock()
+    machine = started_machine(clock)
+    machine.speech_started()
+    machine.speech_ended()
+    assert machine.current == "translating"
+    clock.now = 9.0
+    machine.tick()
+    assert machine.current == "translating"
+    clock.now = 10.5
+    machine.tick()
+    assert machine.current == "idle"
+
+
+def test_precedence_error_over_offline_over_muted_over_speaking():
+    machine = started_machine()
+    machine.speaker_started()
+    machine.set_muted(True)
+    assert machine.current == "muted"
+    machine.link_changed(False)
+    assert machine.current == "offline"
+    machine.uplink_error("401", fatal=True)
+    assert machine.current == "error"
+    machine.link_changed(True)  # the cause cleared: back to what still holds
+    assert machine.current == "muted"
+    machine.toggle_mute()
+    assert machine.current == "speaking"
+    machine.speaker_finished()
+    assert machine.current == "idle"
+
+
+def test_capture_errors_show_and_clear():
+    machine = started_machine()
+    machine.capture_stalled("input device 'seeed' lost")
+    assert machine.current == "error"
+    machine.capture_ok()
+    assert machine.current == "idle"
+
+
+def test_every_state_has_a_pattern_and_patterns_move():
+    assert set(PATTERNS) == {"starting", "idle", "listening", "translating", "speaking", "muted", "offline", "error"}
+    assert pattern_level("blink", 1.0, 0.25) == 1.0 and pattern_level("blink", 1.0, 0.75) == 0.0
+    assert pattern_level("breathe", 2.0, 0.0) == pytest.approx(0.0)
+    assert pattern_level("breathe", 2.0, 1.0) == pytest.approx(1.0)
+
+
+def test_mock_backend_records_the_state_sequence_and_ends_dark():
+    backend = MockLeds(num_leds=12)
+    driver = LedDriver(backend, LedConfig(backend="mock", frame_rate_hz=50))
+    machine = started_machine()
+    machine.subscribe(driver.show_state)
+    driver.start()
+    machine.speech_started()
+    driver.show_direction(90.0)
+    time.sleep(0.1)
+    machine.speech_ended()
+    time.sleep(0.1)
+    driver.close()
+    assert backend.states == ["idle", "listening", "translating"]
+    listening = [pixels for _, pixels in backend.frames if (1.0, 1.0, 1.0) in pixels]
+    assert listening and listening[0].index((1.0, 1.0, 1.0)) == 3  # 90 deg on a 12-LED ring
+    assert backend.frames[-1][1] == [(0.0, 0.0, 0.0)] * 12 and backend.closed
+
+
+def test_direction_respects_the_ring_offset():
+    backend = MockLeds(num_leds=12)
+    driver = LedDriver(backend, LedConfig(backend="mock", offset_deg=90.0))
+    driver.show_state("listening")
+    driver.show_direction(90.0)
+    assert driver.render(0.0).index((1.0, 1.0, 1.0)) == 0
+
+
+def test_apa102_frame_layout():
+    frame = apa102_frame([(1.0, 0.0, 0.0), (0.0, 0.5, 1.0)], brightness=1.0)
+    assert frame[:4] == b"\x00\x00\x00\x00"
+    assert frame[4:8] == bytes([0xFF, 0, 0, 255])  # 0xE0 | 31, then B, G, R
+    assert frame[8:12] == bytes([0xFF, 255, 128, 0])
+    assert frame[12:] == b"\xff" * 4
+
+
+def test_backend_selection_by_config_and_environment(monkeypatch):
+    assert isinstance(make_led_backend(LedConfig(backend="mock")), MockLeds)
+    monkeypatch.setenv("PARLEY_LED_BACKEND", "mock")
+    assert isinstance(make_led_backend(LedConfig(backend="log")), MockLeds)
+    monkeypatch.setenv("PARLEY_LED_BACKEND", "rpi-gpio")
+    with pytest.raises(RuntimeError, match="RPi.GPIO"):
+        make_led_backend(LedConfig())
+    monkeypatch.setenv("PARLEY_LED_BACKEND", "lazer")
+    with pytest.raises(ValueError, match="allowed: rpi-gpio, apa102, log, none, mock"):
+        make_led_backend(LedConfig())
