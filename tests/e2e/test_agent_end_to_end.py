@@ -1,0 +1,120 @@
+"""The whole agent (real DSP, VAD, uplink, outputs) against the real gateway on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.config.schema import load_agent_config
+from agent.daemon import Agent
+from agent.demo import write_multichannel_wav
+from agent.events import SpeechStarted
+from agent.hardware import load_array_profile
+from agent.outputs.leds import MockLeds
+from agent.outputs.transcript import read_transcript
+from agent.simulation import simulate_scene
+from gateway.server import GatewayThread
+
+sys.path.insert(0, str(Path(__file__).parent.parent))
+from conftest import shared_data_dir  # noqa: E402
+from speech_samples import english_samples  # noqa: E402
+
+AZIMUTH_DEG = 120.0
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    geometry = load_array_profile("respeaker-4mic-hat")
+    speech = [pcm for _, pcm in english_samples(shared_data_dir(), limit=2)]
+    noise_dir = shared_data_dir() / "noise" if shared_data_dir() else None
+    scene = simulate_scene(geometry, speech, AZIMUTH_DEG, rt60_s=0.3, noise="diffuse", snr_db=20.0, seed=3,
+                           noise_dir=noise_dir, gap_s=2.0)
+    path = tmp_path_factory.mktemp("scene") / "scene.wav"
+    write_multichannel_wav(path, scene.mixture, 16000)
+    return path, scene
+
+
+@pytest.fixture(scope="module")
+def gateway():
+    with GatewayThread() as gw:
+        yield gw
+
+
+def agent_yaml(scene_path, url, out: Path, backend: str, realtime: bool, loop: bool = False) -> str:
+    if backend == "azure":
+        url += "/speech/translation/cognitiveservices/v1"
+    return f"""
+array: {{profile: respeaker-4mic-hat}}
+capture: {{source: wav, wav: {{path: "{scene_path}", realtime: {str(realtime).lower()}, loop: {str(loop).lower()}}}}}
+uplink: {{backend: {backend}, url: "{url}", to_languages: [es, ca]}}
+outputs:
+  speaker: {{backend: wav, output_dir: "{out / 'tts'}", languages: [es], gate_tail_ms: 200}}
+  transcript: {{path: "{out / 'transcript.jsonl'}"}}
+  leds: {{backend: mock}}
+"""
+
+
+@pytest.mark.parametrize("backend", ["gateway", "azure"])
+def test_agent_translates_every_utterance_and_speaks_with_the_mic_gated(scene, gateway, tmp_path, backend):
+    scene_path, truth = scene
+    config_path = tmp_path / "agent.yaml"
+    config_path.write_text(agent_yaml(scene_path, gateway.base_url, tmp_path, backend, realtime=True))
+    agent = Agent(load_agent_config(config_path))
+    started_events = []
+    original_route = agent._route_segment_event
+    agent._route_segment_event = lambda e: (started_events.append((e, agent.speaker.mic_gate_open()))
+                                            if isinstance(e, SpeechStarted) else None, original_route(e))
+    agent.start()
+    drained = agent.wait_until_drained(timeout_s=60)
+    agent.stop()
+    assert drained
+    records = read_transcript(tmp_path / "transcript.jsonl")
+    assert len(records) == len(truth.utterances)
+    assert all(r["source"] and set(r["translations"]) == {"es", "ca"} for r in records)
+    assert all(abs((r["azimuth_deg"] - AZIMUTH_DEG + 180) % 360 - 180) < 15 for r in records)
+    spoken = sorted(p.name for p in (tmp_path / "tts").iterdir())
+    assert spoken == [f"{r['utterance']:04d}-es.wav" for r in records]
+    assert all(gate_open for _, gate_open in started_events)  # no utterance began while the speaker talked
+    assert agent.counters.muted_frames > 0  # and frames were gated while it did
+    leds: MockLeds = agent.leds.backend
+    sequence = [s for i, s in enumerate(leds.states) if i == 0 or leds.states[i - 1] != s]
+    for expected in (["idle", "listening", "translating"], ["speaking", "idle"]):
+        text = ",".join(sequence)
+        assert ",".join(expected) in text, sequence
+    assert leds.frames[-1][1] == [(0.0, 0.0, 0.0)] * leds.num_leds
+
+
+def test_daemon_stops_cleanly_on_sigterm_within_two_seconds(scene, gateway, tmp_path):
+    scene_path, _ = scene
+    config_path = tmp_path / "agent.yaml"
+    config_path.write_text(agent_yaml(scene_path, gateway.base_url, tmp_path, "gateway", realtime=True, loop=True)
+                           .replace("backend: mock", "backend: log"))
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(config_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    time.sleep(8.0)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=10)
+    elapsed_s = time.monotonic() - sent
+    assert proc.returncode == 0, output[-2000:]
+    assert elapsed_s < 2.5
+    assert "leds: starting" in output
+    records = read_transcript(tmp_path / "transcript.jsonl")
+    assert records and all(r["source"] for r in records)
+
+
+def test_bad_config_exits_with_ex_config_and_names_the_problem(tmp_path):
+    config_path = tmp_path / "agent.yaml"
+    config_path.write_text("capture:\n  sorce: wav\n")
+    proc = subprocess.run([sys.executable, "-m", "agent.cli", "run", "--config", str(config_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 78
+    assert f"{config_path}:2: capture.sorce" in proc.stderr and "did you mean 'source'" in proc.stderr
