@@ -25,6 +25,9 @@ DEMO_SENTENCES = (
 DEMO_PROFILE = "respeaker-4mic-hat"
 DEMO_AZIMUTH_DEG = 60.0
 DEMO_TARGETS = ("es", "ca")
+# People wait for the box to finish speaking: the mic is gated while it talks (half-duplex), so the
+# pauses must cover the end-of-speech latency plus the spoken translation.
+DEMO_GAP_S = 4.5
 
 
 def make_scene(out_dir: Path, shared_data: Path | None, seed: int = 7):
@@ -36,7 +39,7 @@ def make_scene(out_dir: Path, shared_data: Path | None, seed: int = 7):
     noise_dir = shared_data / "noise" if shared_data and (shared_data / "noise").is_dir() else None
     scene = simulate_scene(
         geometry, speech, talker_azimuth_deg=DEMO_AZIMUTH_DEG, distance_m=1.5, rt60_s=0.3,
-        noise="point", snr_db=15.0, seed=seed, noise_dir=noise_dir, gap_s=1.5,
+        noise="point", snr_db=20.0, seed=seed, noise_dir=noise_dir, gap_s=DEMO_GAP_S,
     )
     path = out_dir / "scene.wav"
     write_multichannel_wav(path, scene.mixture, 16000)

@@ -21,6 +21,8 @@ from __future__ import annotations
 import logging
 import queue
 import random
+import select
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -84,6 +86,10 @@ class Uplink:
         self.protocol = protocol
         self._clock = clock
         self._inbound: queue.Queue[SegmentEvent] = queue.Queue(maxsize=config.inbound_queue_events)
+        # send() pokes this pair so the uplink thread wakes for new audio as fast as for socket data.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._outbox: OrderedDict[int, Utterance] = OrderedDict()
         self._overflowed: set[int] = set()
         self._ws: websocket.WebSocket | None = None
@@ -112,6 +118,10 @@ class Uplink:
             self._inbound.put_nowait(event)
         except queue.Full:
             self._overflowed.add(event.utterance_id)  # the whole utterance is dropped, with a warning
+        try:
+            self._wake_w.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass  # already awake, or closing
 
     @property
     def idle(self) -> bool:
@@ -129,6 +139,8 @@ class Uplink:
     def close(self, timeout_s: float = 2.0) -> None:
         self._stop.set()
         self._thread.join(timeout_s)
+        self._wake_r.close()
+        self._wake_w.close()
 
     # -- the uplink thread -------------------------------------------------------------------
 
@@ -149,7 +161,7 @@ class Uplink:
             if now >= self._next_attempt:
                 self._connect()
             else:
-                time.sleep(POLL_S)
+                self._wait(None)
             return
         self._transmit()
         self._receive()
@@ -202,7 +214,6 @@ class Uplink:
         except (OSError, websocket.WebSocketException) as exc:
             self._schedule_retry(f"cannot connect to {url.split('?')[0]}: {exc}")
             return
-        ws.settimeout(POLL_S)
         self._ws = ws
         self.connected = True
         self.connects += 1
@@ -278,8 +289,6 @@ class Uplink:
         if self._ws is None:
             return
         rc = self.config.reconnect
-        if now - self._last_rx > rc.ping_timeout_s and now - self._last_ping < rc.ping_timeout_s:
-            return self._disconnect(f"no answer from the service for {rc.ping_timeout_s:.1f} s (half-open?)")
         if now - self._last_ping >= rc.ping_interval_s:
             self._last_ping = now
             try:
@@ -307,14 +316,33 @@ class Uplink:
 
     # -- receiving ---------------------------------------------------------------------------
 
+    def _wait(self, sock) -> bool:
+        """Sleep until new audio, socket data or POLL_S; True when the socket is readable."""
+        watched = [self._wake_r] + ([sock] if sock is not None else [])
+        readable, _, _ = select.select(watched, [], [], POLL_S)
+        if self._wake_r in readable:
+            try:
+                while self._wake_r.recv(4096):
+                    pass
+            except BlockingIOError:
+                pass
+        return sock is not None and sock in readable
+
     def _receive(self) -> None:
+        """Read whole messages while the socket has data; wait at most POLL_S when it has none.
+
+        A message is read with a blocking timeout only once data is there, so websocket-client
+        never gives up half-way through a frame; a frame that stalls for ping_timeout_s is a
+        broken connection.
+        """
+        if not (self._has_data(0.0) or self._wait(self._ws.sock)):
+            return
+        self._ws.settimeout(self.config.reconnect.ping_timeout_s)
         for _ in range(64):
-            if self._ws is None:
-                return
             try:
                 opcode, data = self._ws.recv_data(control_frame=True)
             except websocket.WebSocketTimeoutException:
-                return
+                return self._disconnect("the service stalled in the middle of a message")
             except websocket.WebSocketConnectionClosedException:
                 return self._disconnect("the service closed the connection")
             except (OSError, websocket.WebSocketException) as exc:
@@ -322,16 +350,23 @@ class Uplink:
             self._last_rx = self._clock()
             if opcode == websocket.ABNF.OPCODE_CLOSE:
                 return self._on_close(data)
-            if opcode in (websocket.ABNF.OPCODE_PONG, websocket.ABNF.OPCODE_PING):
-                continue
-            message = data.decode("utf-8", errors="replace") if opcode == websocket.ABNF.OPCODE_TEXT else data
-            try:
-                events = self.protocol.parse(message)
-            except ProtocolError as exc:
-                self.protocol_errors += 1
-                return self._disconnect(f"garbage from the service ({exc})")
-            for event in events:
-                self._dispatch(event)
+            if opcode not in (websocket.ABNF.OPCODE_PONG, websocket.ABNF.OPCODE_PING):
+                message = data.decode("utf-8", errors="replace") if opcode == websocket.ABNF.OPCODE_TEXT else data
+                try:
+                    events = self.protocol.parse(message)
+                except ProtocolError as exc:
+                    self.protocol_errors += 1
+                    return self._disconnect(f"garbage from the service ({exc})")
+                for event in events:
+                    self._dispatch(event)
+            if self._ws is None or not self._has_data(0.0):
+                return
+
+    def _has_data(self, timeout_s: float) -> bool:
+        sock = self._ws.sock
+        if getattr(sock, "pending", lambda: 0)():
+            return True  # TLS has decrypted bytes buffered that select cannot see
+        return bool(select.select([sock], [], [], timeout_s)[0])
 
     def _on_close(self, data: bytes) -> None:
         code = int.from_bytes(data[:2], "big") if len(data) >= 2 else 1005
