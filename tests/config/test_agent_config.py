@@ -1,0 +1,105 @@
+"""The agent config: the shipped reference validates, and bad files fail with every problem named."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from agent.cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE, main
+from agent.config.reference import render_reference
+from agent.config.schema import AgentConfig, load_agent_config
+from agent.config.typedyaml import ConfigError
+
+
+def test_shipped_reference_is_valid_and_equals_the_defaults(repo_root):
+    config = load_agent_config(repo_root / "config" / "agent.yaml")
+    assert config == AgentConfig()
+
+
+def test_shipped_reference_is_in_sync_with_the_schema(repo_root):
+    shipped = (repo_root / "config" / "agent.yaml").read_text()
+    result = subprocess.run([sys.executable, "-m", "agent.cli", "config-reference"],
+                            capture_output=True, text=True, check=True)
+    assert result.stdout == shipped, "regenerate with: parley config-reference > config/agent.yaml"
+
+
+def test_reference_names_every_key_of_every_section():
+    text = render_reference(AgentConfig)
+    for section in ("array", "capture", "frontend", "uplink", "outputs", "daemon"):
+        assert f"\n{section}:" in "\n" + text
+
+
+def test_typo_wrong_type_and_bad_enum_are_all_reported_with_lines_and_suggestions(tmp_path):
+    bad = tmp_path / "agent.yaml"
+    bad.write_text(textwrap.dedent("""\
+        array:
+          profile: respeaker-4mic-hat
+        daemon:
+          log_levle: info
+          status_interval_s: often
+        uplink:
+          backend: azur
+        """))
+    with pytest.raises(ConfigError) as caught:
+        load_agent_config(bad)
+    issues = {issue.key_path: issue for issue in caught.value.issues}
+    assert set(issues) == {"daemon.log_levle", "daemon.status_interval_s", "uplink.backend"}
+    assert issues["daemon.log_levle"].line == 4
+    assert "did you mean 'log_level'" in issues["daemon.log_levle"].message
+    assert issues["daemon.status_interval_s"].line == 5
+    assert "expected a number" in issues["daemon.status_interval_s"].message
+    assert issues["uplink.backend"].line == 7
+    assert "did you mean 'azure'" in issues["uplink.backend"].message
+    assert all(issue.file == str(bad) for issue in issues.values())
+
+
+def test_unknown_array_profile_lists_the_available_ones(tmp_path):
+    bad = tmp_path / "agent.yaml"
+    bad.write_text("array:\n  profile: respeaker-9mic\n")
+    with pytest.raises(ConfigError) as caught:
+        load_agent_config(bad)
+    message = str(caught.value)
+    assert "respeaker-9mic" in message and "respeaker-6mic-hat" in message and "mono" in message
+
+
+def test_inline_geometry_replaces_the_profile(tmp_path):
+    path = tmp_path / "agent.yaml"
+    path.write_text(textwrap.dedent("""\
+        array:
+          geometry:
+            mics_m: [[0.05, 0, 0], [-0.05, 0, 0]]
+            channel_map: [1, 0]
+            native_channels: 2
+        """))
+    geometry = load_agent_config(path).geometry
+    assert geometry.n_mics == 2 and geometry.channel_map == (1, 0)
+    assert geometry.aperture_m == pytest.approx(0.1)
+
+
+def test_check_config_exit_codes_and_redaction(tmp_path, capsys):
+    good = tmp_path / "good.yaml"
+    good.write_text("daemon:\n  log_level: debug\n")
+    assert main(["check-config", str(good)]) == EXIT_OK
+    assert "log_level: debug" in capsys.readouterr().out
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("daemon:\n  log_level: loud\n")
+    assert main(["check-config", str(bad)]) == EXIT_INVALID
+    err = capsys.readouterr().err
+    assert f"{bad}:2: daemon.log_level" in err and "debug, info, warning, error" in err
+
+    with pytest.raises(SystemExit) as usage:
+        main(["check-config"])
+    assert usage.value.code == EXIT_USAGE
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    path = tmp_path / "agent.yaml"
+    path.write_text("daemon:\n  log_level: [info\n")
+    with pytest.raises(ConfigError) as caught:
+        load_agent_config(path)
+    assert caught.value.issues[0].line is not None
+    assert "not valid YAML" in str(caught.value)
