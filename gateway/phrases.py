@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-import numpy as np
 import webrtcvad
 
 from gateway.config import RecognitionConfig
@@ -143,10 +142,3 @@ class PhraseDetector:
         end = max(self._last_speech_end, self._start)
         return PhraseFinal(self._phrase, text, self._start, end)
 
-
-def pcm_duration_s(pcm: bytes, sample_rate_hz: int = 16000) -> float:
-    return len(pcm) / 2 / sample_rate_hz
-
-
-def silence(duration_ms: int, sample_rate_hz: int = 16000) -> bytes:
-    return np.zeros(duration_ms * sample_rate_hz // 1000, dtype="<i2").tobytes()
