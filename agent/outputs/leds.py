@@ -220,7 +220,6 @@ class LedDriver:
 def cycle_led_states(driver: LedDriver, seconds_per_state: float) -> None:
     """For installers: every state in turn, named in the log."""
     for state in PATTERNS:
-        log.info("leds: showing %s", state)
-        print(f"showing {state}")
+        print(f"showing {state}", flush=True)
         driver.show_state(state)
         time.sleep(seconds_per_state)
