@@ -175,7 +175,7 @@ def load_yaml_config(path: str | Path | None, cls: type[T], text: str | None = N
         raise ConfigError([ConfigIssue(file, line, "", f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
     result = converter.convert_dataclass(root, cls, "")
     if converter.issues:
-        raise ConfigError(converter.issues)
+        raise ConfigError(sorted(converter.issues, key=lambda issue: issue.line or 0))
     return result
 
 
