@@ -18,9 +18,9 @@ from agent.audio.synth import speak
 from agent.hardware import load_array_profile
 
 DEMO_SENTENCES = (
-    "Good morning everyone and welcome to the meeting.",
+    "Good morning everyone.",
+    "Where is the train station?",
     "Please open the door for our guests.",
-    "We will start the presentation in five minutes.",
 )
 DEMO_PROFILE = "respeaker-4mic-hat"
 DEMO_AZIMUTH_DEG = 60.0

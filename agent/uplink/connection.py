@@ -7,9 +7,10 @@ every utterance without a final is sent again, whole, on the next connection, in
 Attributing results:
 - USP: one turn per utterance; results carry the turn's request id.
 - Translator v1: no ids. Results belong to the oldest utterance without a final. A final that
-  arrives before that utterance's end was sent is a piece of it (the service split it) and is
-  joined; the first final after its end was sent completes it. Audio goes to the utterance whose
-  final came last.
+  arrives before that utterance's end was sent is a piece of it (the service ended a phrase early)
+  and is joined; the first final after its end was sent completes it, and so does
+  ``V1_SETTLE_S`` of quiet after the end when pieces are already in (the silence tail then holds
+  no more speech). Audio goes to the utterance whose final came last.
 
 Reconnect: exponential backoff with full jitter up to a cap; 401/403 and fatal closes back off
 slowly and are reported once per episode; pings detect a half-open socket within
@@ -50,6 +51,7 @@ log = logging.getLogger("parley.uplink")
 FATAL_CLOSE_CODES = {1002, 1007, 4000, 4429}
 AUTH_STATUSES = {401, 403}
 POLL_S = 0.02
+V1_SETTLE_S = 1.5
 
 
 @dataclass
@@ -64,6 +66,8 @@ class Utterance:
     pieces: list[ServiceResult] = field(default_factory=list)
     finalized: bool = False
     attempts: int = 0
+    stream_start: int | None = None  # v1: byte range on the current connection
+    stream_end: int | None = None
 
     @property
     def id(self) -> int:
@@ -75,6 +79,7 @@ class Utterance:
 
     def reset_transmission(self) -> None:
         self.sent_chunks, self.begun, self.end_sent_at, self.turn, self.pieces = 0, False, None, None, []
+        self.stream_start = self.stream_end = None
 
 
 class Uplink:
@@ -304,7 +309,13 @@ class Uplink:
 
     def _check_final_timeouts(self, now: float) -> None:
         for utterance in list(self._outbox.values()):
-            if utterance.end_sent_at is None or now - utterance.end_sent_at < self.config.final_timeout_s:
+            if utterance.end_sent_at is None:
+                continue
+            waited_s = now - utterance.end_sent_at
+            if not self.protocol.turns and utterance.pieces and waited_s >= V1_SETTLE_S:
+                self._complete(utterance)
+                continue
+            if waited_s < self.config.final_timeout_s:
                 continue
             if utterance.pieces or utterance.finalized:
                 self._complete(utterance)
@@ -380,7 +391,7 @@ class Uplink:
 
     def _dispatch(self, event) -> None:
         if isinstance(event, ServiceResult):
-            utterance = self._target(event.turn)
+            utterance = self._target(event.turn, event.stream_position)
             if utterance is None:
                 return
             if not event.final:
@@ -388,6 +399,7 @@ class Uplink:
                                          _join_translations(utterance.pieces + [event])))
                 return
             utterance.pieces.append(event)
+            self._last_final_utterance = utterance.id  # v1 audio follows its final
             if utterance.end_sent_at is not None and not utterance.finalized:
                 self._finalize(utterance)
         elif isinstance(event, ServiceAudio):
@@ -414,15 +426,21 @@ class Uplink:
     def _turn_owner(self, turn: str | None) -> int | None:
         return next((u.id for u in self._outbox.values() if u.turn == turn), None)
 
-    def _target(self, turn: str | None) -> Utterance | None:
+    def _target(self, turn: str | None, position: int | None = None) -> Utterance | None:
         if turn is not None:
             owner = self._turn_owner(turn)
             return self._outbox.get(owner) if owner is not None else None
-        return next((u for u in self._outbox.values() if u.begun and not u.finalized), None)
+        open_ones = [u for u in self._outbox.values() if u.begun and not u.finalized]
+        if position is not None:
+            for utterance in open_ones:
+                end = utterance.stream_end if utterance.stream_end is not None else float("inf")
+                if utterance.stream_start is not None and utterance.stream_start - 32000 <= position < end:
+                    return utterance  # (a recognizer's pre-roll may reach up to a second back)
+            return None  # speech the service found outside any open utterance (tail noise, a finished one)
+        return open_ones[0] if open_ones else None
 
     def _finalize(self, utterance: Utterance) -> None:
         utterance.finalized = True
-        self._last_final_utterance = utterance.id
         self._emit(FinalResult(utterance.id, _join(utterance.pieces), _join_translations(utterance.pieces),
                                utterance.started.azimuth_deg, utterance.started.start_sample, _duration(utterance)))
         if not self.protocol.turns:

@@ -17,6 +17,7 @@ class ServiceResult:
     text: str
     translations: dict[str, str] = field(default_factory=dict)
     turn: str | None = None
+    stream_position: int | None = None  # v1 timing info: byte offset of the recognized span
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Translator Speech v1 as a client: one continuous WAV stream per connection, JSON results back.
 
 v1 has no utterance ids, so each utterance is followed by ``silence_tail_ms`` of zeros that makes
-the service end the phrase, and results are attributed in order (see ``connection.py``).
+the service end the phrase, and each utterance's byte range in the stream is recorded: results
+carry ``audioStreamPosition`` (timing info), which names the utterance they belong to.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class TranslatorV1Protocol:
         self.config = config
         self.key = key
         self._header_sent = False
+        self._position = 0  # bytes sent on this connection, header included
 
     def url(self) -> str:
         base = (self.config.url or GATEWAY_DEFAULT_URL).rstrip("/")
@@ -50,17 +52,24 @@ class TranslatorV1Protocol:
 
     def on_connect(self, ws) -> None:
         self._header_sent = False
+        self._position = 0
+
+    def _send(self, ws, data: bytes) -> None:
+        ws.send_binary(data)
+        self._position += len(data)
 
     def begin(self, ws, utterance) -> None:
         if not self._header_sent:
-            ws.send_binary(streaming_header())
+            self._send(ws, streaming_header())
             self._header_sent = True
+        utterance.stream_start = self._position
 
     def send_audio(self, ws, utterance, pcm: bytes) -> None:
-        ws.send_binary(pcm)
+        self._send(ws, pcm)
 
     def end(self, ws, utterance) -> None:
-        ws.send_binary(np.zeros(self.config.silence_tail_ms * 16, dtype="<i2").tobytes())
+        self._send(ws, np.zeros(self.config.silence_tail_ms * 16, dtype="<i2").tobytes())
+        utterance.stream_end = self._position
 
     def parse(self, message: str | bytes) -> list[ServiceEvent]:
         if isinstance(message, bytes):
@@ -77,4 +86,6 @@ class TranslatorV1Protocol:
         translations = data.get("translations")
         if not isinstance(translations, dict):
             translations = {self.config.to_languages[0]: str(data.get("translation", ""))}
-        return [ServiceResult(kind == "final", str(data.get("recognition", "")), translations)]
+        position = data.get("audioStreamPosition")
+        return [ServiceResult(kind == "final", str(data.get("recognition", "")), translations,
+                              stream_position=position if isinstance(position, int) else None)]
