@@ -98,7 +98,10 @@ def test_daemon_stops_cleanly_on_sigterm_within_two_seconds(scene, gateway, tmp_
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(config_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    time.sleep(8.0)
+    transcript = tmp_path / "transcript.jsonl"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (transcript.exists() and read_transcript(transcript)):
+        time.sleep(0.2)  # wait until it has translated something, so there is state to shut down cleanly
     sent = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=10)
