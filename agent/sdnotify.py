@@ -17,13 +17,15 @@ class SystemdNotifier:
             path = "\0" + path[1:]
         self._address = path or None
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) if self._address else None
+        if self._socket is not None:
+            self._socket.setblocking(False)  # a stuck manager must never stall the daemon's main loop
 
     @property
     def enabled(self) -> bool:
         return self._socket is not None
 
     def notify(self, **fields: str) -> None:
-        """Send e.g. ``notify(READY="1", STATUS="listening")``; errors are ignored (systemd may be gone)."""
+        """Send e.g. ``notify(READY="1", STATUS="listening")``; errors (systemd gone or not reading) are ignored."""
         if self._socket is None:
             return
         message = "\n".join(f"{k}={v}" for k, v in fields.items()).encode()

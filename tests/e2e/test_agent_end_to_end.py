@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -95,9 +97,26 @@ def test_daemon_stops_cleanly_on_sigterm_within_two_seconds(scene, gateway, tmp_
     config_path = tmp_path / "agent.yaml"
     config_path.write_text(agent_yaml(scene_path, gateway.base_url, tmp_path, "gateway", realtime=True, loop=True)
                            .replace("backend: mock", "backend: log"))
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(0.5)
+    messages = []
+
+    def listen():  # like systemd: read every notification as it comes
+        while True:
+            try:
+                messages.append(notify.recv(4096).decode())
+            except socket.timeout:
+                if proc.poll() is not None:
+                    return
+            except OSError:
+                return
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1", NOTIFY_SOCKET=str(tmp_path / "notify.sock"), WATCHDOG_USEC="2000000")
     proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(config_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
     transcript = tmp_path / "transcript.jsonl"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not (transcript.exists() and read_transcript(transcript)):
@@ -108,6 +127,11 @@ def test_daemon_stops_cleanly_on_sigterm_within_two_seconds(scene, gateway, tmp_
     elapsed_s = time.monotonic() - sent
     assert proc.returncode == 0, output[-2000:]
     assert elapsed_s < 2.5
+    listener.join(5)
+    notify.close()
+    assert "READY=1" in messages[0]
+    assert sum("WATCHDOG=1" in m for m in messages) >= 3  # petted about every second while audio flowed
+    assert "STOPPING=1" in messages[-1]
     assert "leds: starting" in output
     records = read_transcript(tmp_path / "transcript.jsonl")
     assert records and all(r["source"] for r in records)

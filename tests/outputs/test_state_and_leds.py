@@ -126,3 +126,26 @@ def test_backend_selection_by_config_and_environment(monkeypatch):
     monkeypatch.setenv("PARLEY_LED_BACKEND", "lazer")
     with pytest.raises(ValueError, match="allowed: rpi-gpio, apa102, log, none, mock"):
         make_led_backend(LedConfig())
+
+
+def test_button_toggles_mute_or_talks_while_held(monkeypatch):
+    from agent.outputs.button import attach_button
+    from agent.outputs.config import ButtonConfig
+
+    monkeypatch.setenv("PARLEY_LED_BACKEND", "mock")
+    machine = started_machine()
+    button = attach_button(ButtonConfig(pin=17, mode="toggle-mute"), machine, "mock")
+    button.press()
+    button.release()
+    assert machine.current == "muted"
+    button.press()
+    assert machine.current == "idle"
+
+    talk = started_machine()
+    button = attach_button(ButtonConfig(pin=17, mode="push-to-talk"), talk, "mock")
+    assert talk.current == "muted"
+    button.press()
+    assert talk.current == "idle"
+    button.release()
+    assert talk.current == "muted"
+    assert attach_button(ButtonConfig(pin=None), talk, "mock") is None
