@@ -5,7 +5,9 @@
 
 The beamformed output lags the input by one STFT hop (10 ms); output frames carry their true
 sample index, so timestamps stay exact. The VAD decision of the previous frame gates which hops
-update the DOA (speech) and the MVDR noise covariance (non-speech).
+update the DOA (speech) and the noise statistics of the DOA and MVDR (non-speech, but not within
+``noise_guard_ms`` after speech: the room's reverberant tail of the talker is not noise, and
+learning it would teach both to suppress the talker).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 
 from agent.audio.frames import Frame
 from agent.dsp.beamformer import Beamformer, BeamformerConfig
-from agent.dsp.doa import DoaConfig, SrpPhatDoa
+from agent.dsp.doa import DoaConfig, WhitenedMusicDoa
 from agent.dsp.stft import StreamingStft
 from agent.events import SegmentEvent
 from agent.hardware import ArrayGeometry
@@ -32,6 +34,9 @@ class FrontendConfig:
     beamformer: BeamformerConfig = field(default_factory=BeamformerConfig)
     vad: VadConfig = field(default_factory=VadConfig)
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
+    noise_guard_ms: float = field(
+        default=300.0, metadata={"min": 0.0, "max": 2000.0,
+                                 "help": "non-speech this soon after speech (its reverberation) is not learned as noise"})
 
 
 class FrontEnd:
@@ -42,11 +47,13 @@ class FrontEnd:
         self.hop = sample_rate_hz * HOP_MS // 1000
         self.spatial = geometry.is_spatial
         self._stft = StreamingStft(self.hop, geometry.n_mics)
-        self._doa = SrpPhatDoa(config.doa, geometry, sample_rate_hz, self._stft.n_fft, self.hop) if self.spatial else None
+        self._doa = WhitenedMusicDoa(config.doa, geometry, sample_rate_hz, self._stft.n_fft, self.hop) if self.spatial else None
         self._beamformer = Beamformer(config.beamformer, geometry, sample_rate_hz, self._stft.n_fft, self.hop)
         self._vad = make_vad(config.vad, sample_rate_hz)
         self._segmenter = Segmenter(config.segmenter)
         self._speech = False
+        self._noise_guard_hops = int(round(config.noise_guard_ms / HOP_MS))
+        self._hops_since_speech = self._noise_guard_hops
 
     @property
     def azimuth_deg(self) -> float | None:
@@ -75,13 +82,14 @@ class FrontEnd:
     def _beamform(self, frame: Frame, muted: bool) -> np.ndarray:
         samples = frame.samples.astype(np.float32)
         out = np.empty(frame.n_samples, dtype=np.float32)
-        update_stats = not muted
         for start in range(0, frame.n_samples, self.hop):
             spectrum = self._stft.analyze(samples[start:start + self.hop])
-            if update_stats and self._speech:
+            self._hops_since_speech = 0 if self._speech else self._hops_since_speech + 1
+            is_noise = not muted and self._hops_since_speech > self._noise_guard_hops
+            if self._speech:
                 self._doa.add_speech(spectrum)
-            elif update_stats:
+            elif is_noise:
                 self._doa.add_noise(spectrum)
-            beam = self._beamformer.process(spectrum, self._doa.azimuth_deg, is_noise=update_stats and not self._speech)
+            beam = self._beamformer.process(spectrum, self._doa.azimuth_deg, is_noise=is_noise)
             out[start:start + self.hop] = self._stft.synthesize(beam)
         return np.clip(np.round(out), -32768, 32767).astype(np.int16)[:, None]

@@ -1,16 +1,24 @@
-"""Talker direction: SRP-PHAT on an azimuth grid, fed only with frames the VAD calls speech.
+"""Talker direction: noise-whitened NormMUSIC on an azimuth grid, fed only with speech frames.
 
-For mic pair (i, j) the PHAT-weighted cross-spectrum is R_ij(f) = X_i X_j* / |X_i X_j*|. A plane
-wave from θ makes it ≈ exp(-j2πf(t_i(θ) - t_j(θ))), so the steered response power
+Per frequency bin f two spatial covariances are averaged: R_s(f) over frames the VAD calls speech
+and R_n(f) over the others. A talker from θ makes R_s ≈ σ² a(θ)a(θ)^H + R_n with the far-field
+steering vector a_m(θ) = exp(-j2πf t_m(θ)), so after whitening with the Cholesky factor of the
+(diagonally loaded) noise covariance, R_n + ε·tr(R_n)/M·I = L L^H,
 
-    P(θ) = Σ_pairs Σ_f Re{ R̄_ij(f) · exp(+j2πf(t_i(θ) - t_j(θ))) }
+    R̃_s = L^-1 R_s L^-H,   ã(θ) = L^-1 a(θ),
 
-peaks at the talker. R̄ is an exponentially weighted average over speech frames only — noise-only
-frames would pull the peak towards a noise source. Within a speech frame PHAT gives every bin the
-same vote, and most bins of a speech frame hold only noise, so a bin votes only when its power at
-mic 0 stands ``mask_snr_db`` above the noise floor learned from non-speech frames. The estimate is the grid maximum refined by a
-parabola through its neighbours; the confidence is how far the peak stands above the mean
-(0 = flat, 1 = a single perfectly coherent source).
+the principal eigenvector u of R̃_s points along ã(θ_talker) even when a loud interferer sits in
+R_n: whitening flattens the interferer, which plain SRP-PHAT cannot do (it loses a 10 dB
+dishwasher 90° away). The per-bin MUSIC pseudo-spectrum with one source
+
+    P_f(θ) = ||ã||² / (||ã||² - |u^H ã|²)
+
+is normalised to a maximum of 1 per bin (NormMUSIC: every bin gets one vote of the same size),
+and the bins are summed weighted by s/(1+s), s = λ₁/mean(λ_rest) - 1 the whitened speech-to-noise
+ratio, so bins without speech barely vote. ε (``whitening_loading``) keeps the whitening partial:
+full whitening also erases a talker standing opposite an interferer on a small array, where
+a(θ+180°) = conj(a(θ)) is nearly a(θ) at low frequencies. The estimate is the grid maximum
+refined by a parabola; the confidence is how far the peak stands above the mean (0 flat, 1 ideal).
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agent.dsp.geometry_math import arrival_delays_s
+from agent.dsp.geometry_math import steering_vectors
 from agent.hardware import ArrayGeometry
 
 
@@ -29,66 +37,86 @@ class DoaConfig:
     min_freq_hz: float = field(default=300.0, metadata={"min": 50.0, "help": "lowest frequency used"})
     max_freq_hz: float = field(default=4000.0, metadata={"max": 8000.0, "help": "highest frequency used"})
     memory_ms: float = field(
-        default=600.0, metadata={"min": 50.0, "help": "time constant of the speech cross-spectrum average"})
+        default=1500.0, metadata={"min": 50.0, "help": "time constant of the speech covariance average"})
     update_ms: float = field(default=40.0, metadata={"min": 10.0, "help": "how often the estimate is recomputed"})
-    mask_snr_db: float = field(
-        default=6.0, metadata={"min": -20.0, "max": 40.0, "help": "a bin votes when this far above the noise floor"})
-    noise_memory_ms: float = field(default=2000.0, metadata={"min": 50.0, "help": "noise floor time constant"})
+    noise_memory_ms: float = field(
+        default=2000.0, metadata={"min": 50.0, "help": "time constant of the noise covariance average"})
+    whitening_loading: float = field(
+        default=0.1, metadata={"min": 1e-4, "max": 10.0,
+                               "help": "diagonal loading of the noise covariance, relative to its mean power"})
 
 
-class SrpPhatDoa:
+class WhitenedMusicDoa:
+    """``add_noise(spectrum)`` / ``add_speech(spectrum)`` with (n_bins, mics) STFT frames; read
+    ``azimuth_deg`` (None until the first speech) and ``confidence``."""
+
     def __init__(self, config: DoaConfig, geometry: ArrayGeometry, sample_rate_hz: int, n_fft: int, hop_samples: int):
         self.config = config
         freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate_hz)
         self._bins = np.flatnonzero((freqs >= config.min_freq_hz) & (freqs <= config.max_freq_hz))
         self.grid_deg = np.arange(0.0, 360.0, config.grid_step_deg)
-        mics = geometry.n_mics
-        self._pairs_i, self._pairs_j = np.triu_indices(mics, k=1)
-        delays = arrival_delays_s(geometry.mic_positions_m, self.grid_deg)  # (grid, mics)
-        pair_delay = delays[:, self._pairs_i] - delays[:, self._pairs_j]  # (grid, pairs)
-        phase = 2 * np.pi * freqs[self._bins][None, None, :] * pair_delay[:, :, None]
-        self._steer = np.exp(1j * phase).reshape(len(self.grid_deg), -1).astype(np.complex64)
+        steer = steering_vectors(geometry.mic_positions_m, self.grid_deg, freqs[self._bins])  # (grid, bins, mics)
+        self._steer = np.ascontiguousarray(steer.transpose(1, 2, 0)).astype(np.complex64)  # (bins, mics, grid)
+        self._mics = geometry.n_mics
         hop_ms = 1000.0 * hop_samples / sample_rate_hz
         self._alpha = float(np.exp(-hop_ms / config.memory_ms))
         self._noise_alpha = float(np.exp(-hop_ms / config.noise_memory_ms))
-        self._noise_floor = np.full(len(self._bins), np.nan)
-        self._mask_ratio = 10 ** (config.mask_snr_db / 10)
         self._update_hops = max(1, int(round(config.update_ms / hop_ms)))
-        self._cross = np.zeros((len(self._pairs_i), len(self._bins)), dtype=np.complex64)
-        self._weight = 0.0
+        eye = np.eye(self._mics, dtype=np.complex64)
+        self._speech_cov = np.zeros((len(self._bins), self._mics, self._mics), dtype=np.complex64)
+        self._noise_cov = np.tile(eye, (len(self._bins), 1, 1))
+        self._noise_frames = 0
+        self._whitening: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (L^-1, ã, ||ã||²)
         self._pending = 0
         self.azimuth_deg: float | None = None
         self.confidence = 0.0
 
     def add_noise(self, spectrum: np.ndarray) -> None:
-        """Learn the per-bin noise floor at mic 0 from a non-speech STFT frame."""
-        power = np.abs(spectrum[self._bins, 0]) ** 2
-        if np.isnan(self._noise_floor[0]):
-            self._noise_floor = power
-        else:
-            self._noise_floor = self._noise_alpha * self._noise_floor + (1 - self._noise_alpha) * power
+        """Fold a non-speech STFT frame into the noise covariance."""
+        x = spectrum[self._bins]
+        outer = x[:, :, None] * np.conj(x[:, None, :])
+        alpha = min(self._noise_alpha, self._noise_frames / (self._noise_frames + 1))  # a plain mean at first
+        self._noise_cov *= alpha
+        self._noise_cov += (1 - alpha) * outer
+        self._noise_frames += 1
+        self._whitening = None
 
     def add_speech(self, spectrum: np.ndarray) -> None:
-        """Fold one speech STFT frame (n_bins, mics) into the average; re-estimate every update_ms."""
+        """Fold one speech STFT frame into the speech covariance; re-estimate every ``update_ms``."""
         x = spectrum[self._bins]
-        cross = x[:, self._pairs_i] * np.conj(x[:, self._pairs_j])
-        cross /= np.abs(cross) + 1e-12
-        if not np.isnan(self._noise_floor[0]):
-            cross *= (np.abs(x[:, 0]) ** 2 > self._mask_ratio * self._noise_floor)[:, None]
-        self._cross *= self._alpha
-        self._cross += (1 - self._alpha) * cross.T
-        self._weight = self._alpha * self._weight + (1 - self._alpha)
+        self._speech_cov *= self._alpha
+        self._speech_cov += (1 - self._alpha) * (x[:, :, None] * np.conj(x[:, None, :]))
         self._pending += 1
         if self._pending >= self._update_hops:
             self._pending = 0
             self._estimate()
 
-    def steered_power(self) -> np.ndarray:
-        """P(θ) over the grid, normalised by the number of pairs and bins."""
-        return (self._steer @ self._cross.reshape(-1)).real / (self._cross.size * max(self._weight, 1e-9))
+    def pseudo_spectrum(self) -> np.ndarray:
+        """The bin-weighted NormMUSIC spectrum over the grid, in [0, 1]."""
+        whiten, steer, steer_power = self._whitened_steering()
+        covariance = whiten @ self._speech_cov @ np.conj(np.swapaxes(whiten, 1, 2))
+        eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+        principal = eigenvectors[:, :, -1]
+        projection = np.abs(np.einsum("fm,fmg->fg", np.conj(principal), steer)) ** 2
+        music = steer_power / np.maximum(steer_power - projection, 1e-6 * steer_power)
+        music /= music.max(axis=1, keepdims=True)
+        rest = np.maximum(eigenvalues[:, :-1].mean(axis=1), 1e-12)
+        excess = np.clip(eigenvalues[:, -1] / rest - 1.0, 0.0, None)
+        weight = excess / (1.0 + excess)
+        return (weight @ music) / max(float(weight.sum()), 1e-9)
+
+    def _whitened_steering(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """L^-1, ã = L^-1 a and ||ã||², cached until the noise covariance changes (not during speech)."""
+        if self._whitening is None:
+            power = np.real(np.trace(self._noise_cov, axis1=1, axis2=2)) / self._mics + 1e-12
+            loaded = self._noise_cov + (self.config.whitening_loading * power)[:, None, None] * np.eye(self._mics)
+            whiten = np.linalg.inv(np.linalg.cholesky(loaded)).astype(np.complex64)
+            steer = whiten @ self._steer
+            self._whitening = whiten, steer, np.sum(np.abs(steer) ** 2, axis=1)
+        return self._whitening
 
     def _estimate(self) -> None:
-        power = self.steered_power()
+        power = self.pseudo_spectrum()
         k = int(np.argmax(power))
         left, centre, right = power[k - 1], power[k], power[(k + 1) % len(power)]
         denom = left - 2 * centre + right
