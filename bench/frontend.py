@@ -6,20 +6,25 @@ noise at 20 / 10 / 5 / 0 dB. Our front end and the pyroomacoustics reference alg
 same signals in the same process, so the table compares ratios, not machine speed.
 
     python bench/frontend.py --quick           # CI: one geometry, a few cells, 2 trials
-    python bench/frontend.py --trials 10       # the README table
+    python bench/frontend.py --trials 10 --rt60 0.3 --jobs 2   # the README table (frontend.md)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")  # the RTF column is single-thread CPU time
+
+import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -72,8 +77,21 @@ def run_ours(scene, geometry):
     return events, np.array(decisions), azimuths, cpu_s
 
 
+def noise_hops(decisions) -> list[bool]:
+    """Which hops the front end learns noise from: the previous frame was not speech, nor any within
+    the noise guard (the same rule as FrontEnd._beamform)."""
+    guard_hops = int(round(FrontendConfig().noise_guard_ms / (1000 * HOP / RATE)))
+    flags, since = [], guard_hops
+    for h in range(len(decisions) * FRAME // HOP):
+        k = h * HOP // FRAME
+        since = 0 if (k > 0 and decisions[k - 1]) else since + 1
+        flags.append(since > guard_hops)
+    return flags
+
+
 def snr_gain_db(kind: str, geometry, scene, azimuths, decisions, oracle: float | None) -> float:
     """Output SNR minus mic-0 SNR, speech and noise images through the same time-varying weights."""
+    learn_noise = noise_hops(decisions)
     former = Beamformer(BeamformerConfig(type=kind), geometry, RATE, 512, HOP)
     stfts = [StreamingStft(HOP, geometry.n_mics) for _ in range(3)]
     sums = np.zeros(4)
@@ -83,8 +101,7 @@ def snr_gain_db(kind: str, geometry, scene, azimuths, decisions, oracle: float |
         speech = stfts[1].analyze(scene.speech_image[h:h + HOP].astype(np.float32))
         noise = stfts[2].analyze(scene.noise_image[h:h + HOP].astype(np.float32))
         azimuth = oracle if oracle is not None else (azimuths[k - 1] if k > 0 else None)
-        is_noise = not (decisions[k - 1] if k > 0 else False)
-        former.process(mix, azimuth, is_noise)
+        former.process(mix, azimuth, learn_noise[h // HOP] if h // HOP < len(learn_noise) else False)
         if former.weights is None:
             continue
         w = np.conj(former.weights)
@@ -183,45 +200,77 @@ def summarize(rows):
         rtf_ours=float(sum(pick("cpu_ours")) / sum(pick("audio_s"))), rtf_ref=float(sum(pick("cpu_ref")) / sum(pick("audio_s"))))
 
 
+HEADER = (f"{'array':<8}{'rt60':>5}{'noise':>8}{'snr':>5} | {'doa°':>5}{'med':>5}{'≤10°%':>6}{'praSRP':>7}{'praNM':>6} | "
+          f"{'gO':>5}{'gE':>5}{'gEmin':>6}{'DAS':>5}{'praDAS':>7} | {'F1':>5}{'rec%':>5}{'fal':>4}{'stk':>4}{'on':>5}{'end':>5} | "
+          f"{'rtf':>6}{'ref/us':>7}")
+LEGEND = ("doa = ours (mean/median/% within 10°) vs pyroomacoustics SRP and NormMUSIC on all frames; gains in dB vs mic 0 "
+          "(O oracle DOA, E estimated, MVDR; DAS ours and pyroomacoustics' far-field DAS at the oracle angle); on/end = "
+          "median onset / end-of-speech event latency in ms; rtf = our CPU seconds per audio second (single thread); "
+          "ref/us = pyroomacoustics STFT+SRP+NormMUSIC+DAS CPU time / ours")
+MD_HEADER = ("| array | RT60 s | noise | SNR dB | DOA err mean / median ° (≤10°) | pra SRP / NormMUSIC mean ° | "
+             "gain est. DOA (min) dB | gain oracle dB | DAS / pra DAS dB | VAD F1 | recall / false / stuck | "
+             "end latency ms | RTF | pra/ours CPU |\n" + "|---" * 14 + "|")
+
+
+def table_row(c) -> str:
+    return (f"{c['array'].split('-')[1]:<8}{c['rt60_s']:>5.1f}{c['noise']:>8}{c['snr_db']:>5.0f} | {c['doa_mean']:>5.1f}"
+            f"{c['doa_median']:>5.1f}{c['doa_within10']:>6.0f}{c['pra_srp_mean']:>7.1f}{c['pra_music_mean']:>6.1f} | "
+            f"{c['gain_oracle']:>5.1f}{c['gain_est']:>5.1f}{c['gain_est_min']:>6.1f}{c['gain_das']:>5.1f}"
+            f"{c['gain_pra_das']:>7.1f} | {c['vad_f1']:>5.2f}{c['recall']:>5.0f}{c['false']:>4}{c['stuck']:>4}"
+            f"{(c['onset_ms'] or 0):>5.0f}{(c['end_ms'] or 0):>5.0f} | {c['rtf_ours']:>6.3f}{c['rtf_ref'] / c['rtf_ours']:>7.1f}")
+
+
+def markdown_row(c) -> str:
+    return (f"| {c['array'].split('-')[1]} | {c['rt60_s']:.1f} | {c['noise']} | {c['snr_db']:.0f} | "
+            f"{c['doa_mean']:.1f} / {c['doa_median']:.1f} ({c['doa_within10']:.0f} %) | "
+            f"{c['pra_srp_mean']:.1f} / {c['pra_music_mean']:.1f} | {c['gain_est']:.1f} ({c['gain_est_min']:.1f}) | "
+            f"{c['gain_oracle']:.1f} | {c['gain_das']:.1f} / {c['gain_pra_das']:.1f} | {c['vad_f1']:.2f} | "
+            f"{c['recall']:.0f} % / {c['false']} / {c['stuck']} | {(c['end_ms'] or 0):.0f} | {c['rtf_ours']:.3f} | "
+            f"{c['rtf_ref'] / c['rtf_ours']:.1f} |")
+
+
+def measure_cell(job):
+    """One grid cell in a worker process; returns its summary and the worker's peak RSS."""
+    index, (profile, rt60, noise, snr), trials, shared = job
+    speech = load_speech(shared)
+    noise_dir = shared / "noise" if shared else None
+    rows = run_cell(load_array_profile(profile), rt60, noise, snr, trials, speech, noise_dir, seed0=1000 * index)
+    cell = dict(array=profile, rt60_s=rt60, noise=noise, snr_db=snr, trials=trials, **summarize(rows))
+    return cell, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--jobs", type=int, default=1, help="cells measured in parallel, one process each")
+    parser.add_argument("--rt60", type=float, nargs="+", default=[0.0, 0.3, 0.6], help="reverberation times to run, s")
     parser.add_argument("--shared-data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "frontend.json")
     args = parser.parse_args()
     shared = args.shared_data if args.shared_data.is_dir() else None
-    speech = load_speech(shared)
-    noise_dir = shared / "noise" if shared else None
     if args.quick:
         grid = [("respeaker-4mic-hat", 0.3, noise, 10.0) for noise in ("white", "diffuse", "point")]
         trials = 2
     else:
-        grid = [(g, rt, n, s) for g in ("respeaker-4mic-hat", "respeaker-6mic-hat") for rt in (0.0, 0.3, 0.6)
+        grid = [(g, rt, n, s) for g in ("respeaker-4mic-hat", "respeaker-6mic-hat") for rt in args.rt60
                 for n in ("white", "diffuse", "point") for s in (20.0, 10.0, 5.0, 0.0)]
         trials = args.trials
-    cells = []
-    header = (f"{'array':<8}{'rt60':>5}{'noise':>8}{'snr':>5} | {'doa°':>5}{'med':>5}{'≤10°%':>6}{'praSRP':>7}{'praNM':>6} | "
-              f"{'gO':>5}{'gE':>5}{'gEmin':>6}{'DAS':>5}{'praDAS':>7} | {'F1':>5}{'rec%':>5}{'fal':>4}{'stk':>4}{'on':>5}{'end':>5} | {'rtf':>6}{'ref/us':>7}")
-    print(header)
-    for index, (profile, rt60, noise, snr) in enumerate(grid):
-        geometry = load_array_profile(profile)
-        s = summarize(run_cell(geometry, rt60, noise, snr, trials, speech, noise_dir, seed0=1000 * index))
-        cells.append(dict(array=profile, rt60_s=rt60, noise=noise, snr_db=snr, trials=trials, **s))
-        print(f"{profile.split('-')[1]:<8}{rt60:>5.1f}{noise:>8}{snr:>5.0f} | {s['doa_mean']:>5.1f}{s['doa_median']:>5.1f}"
-              f"{s['doa_within10']:>6.0f}{s['pra_srp_mean']:>7.1f}{s['pra_music_mean']:>6.1f} | {s['gain_oracle']:>5.1f}"
-              f"{s['gain_est']:>5.1f}{s['gain_est_min']:>6.1f}{s['gain_das']:>5.1f}{s['gain_pra_das']:>7.1f} | {s['vad_f1']:>5.2f}"
-              f"{s['recall']:>5.0f}{s['false']:>4}{s['stuck']:>4}{(s['onset_ms'] or 0):>5.0f}{(s['end_ms'] or 0):>5.0f} | "
-              f"{s['rtf_ours']:>6.3f}{s['rtf_ref'] / s['rtf_ours']:>7.1f}", flush=True)
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS {peak_rss_mb:.0f} MB; doa = ours (mean/median/% within 10°) vs pyroomacoustics SRP and NormMUSIC "
-          "on all frames; gains in dB vs mic 0 (O oracle DOA, E estimated, MVDR; DAS ours and pyroomacoustics' far-field "
-          "DAS at the oracle angle); on/end = median onset / end-of-speech event latency in ms; rtf = our CPU seconds per "
-          "audio second (single thread); ref/us = pyroomacoustics STFT+SRP+NormMUSIC+DAS CPU time / ours")
+    jobs = [(index, cell, trials, shared) for index, cell in enumerate(grid)]
+    print(HEADER)
+    cells, peak_rss_mb = [], 0.0
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        for cell, rss_mb in pool.map(measure_cell, jobs):
+            cells.append(cell)
+            peak_rss_mb = max(peak_rss_mb, rss_mb)
+            print(table_row(cell), flush=True)
+    print(f"peak RSS of a worker {peak_rss_mb:.0f} MB; {LEGEND}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"when": datetime.now(timezone.utc).isoformat(), "quick": args.quick,
                                     "peak_rss_mb": peak_rss_mb, "cells": cells}, indent=1))
-    print(f"wrote {args.out}")
+    markdown = args.out.with_suffix(".md")
+    markdown.write_text("\n".join([MD_HEADER, *(markdown_row(c) for c in cells)]) + "\n")
+    print(f"wrote {args.out} and {markdown}")
     return 0
 
 
