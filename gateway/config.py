@@ -21,6 +21,8 @@ class RecognitionConfig:
     partial_interval_ms: int = field(default=250, metadata={"min": 50, "help": "at most one partial per interval"})
     vad_mode: int = field(default=2, metadata={"min": 0, "max": 3, "help": "webrtcvad aggressiveness for endpointing"})
     max_phrase_s: float = field(default=30.0, metadata={"min": 2.0, "help": "a phrase is finalised after this long"})
+    processes: int = field(
+        default=2, metadata={"min": 1, "max": 64, "help": "recognizer worker processes; about one per core"})
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ class LanguageError(ValueError):
 class Engines:
     def __init__(self, config: GatewayConfig):
         self.config = config
-        self.recognizer = PocketsphinxRecognizer()
+        self.recognizer = PocketsphinxRecognizer(config.recognition.processes)
         self.translator = ApertiumTranslator()
         self.synthesizer = EspeakSynthesizer(
             {lang: voice for lang, voice in config.voices.items() if lang in self.translator.targets})
@@ -74,3 +74,4 @@ class Engines:
 
     def close(self) -> None:
         self.translator.close()
+        self.recognizer.close()
