@@ -23,6 +23,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Response
 
 from gateway.config import GatewayConfig
+from gateway.engines.pocketsphinx_asr import RecognizerError
 from gateway.engines.registry import Engines, LanguageError, LanguageRequest
 from gateway.session import TranslationSession
 from gateway.translator_v1 import serve_translator_v1
@@ -34,6 +35,7 @@ V1_PATH = "/speech/translate"
 USP_V1_PATH = "/speech/translation/cognitiveservices/v1"
 USP_V2_PATH = "/stt/speech/universal/v2"
 WS_PATHS = (V1_PATH, USP_V1_PATH, USP_V2_PATH)
+CLOSE_INTERNAL_ERROR = 1011
 
 
 def _response(status: int, body: str | dict, content_type: str = "text/plain; charset=utf-8") -> Response:
@@ -132,6 +134,9 @@ class Gateway:
                     ws, flavour, lambda req: self._new_session(req, partials=True), self.engines.resolve,
                     request, self.config.limits)
                 await connection.serve()
+        except RecognizerError as exc:
+            log.warning("closing a session: %s", exc)
+            await ws.close(CLOSE_INTERNAL_ERROR, "recognizer failed; reconnect and resend")
         finally:
             self._sessions -= 1
 

@@ -39,6 +39,10 @@ class PocketsphinxRecognizer:
         with self._lock:
             worker.streams -= 1
 
+    @property
+    def worker_pids(self) -> list[int]:
+        return [worker.pid for worker in self._workers]
+
     def warm_up(self, decoders_per_worker: int = 1) -> None:
         """Create decoders ahead of the first session, all workers in parallel."""
         threads = [threading.Thread(target=w.call, args=("warm", None, decoders_per_worker)) for w in self._workers]

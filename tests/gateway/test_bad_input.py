@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import sys
 import time
@@ -47,13 +49,17 @@ def key_header():
     return [f"Ocp-Apim-Subscription-Key: {KEY}"]
 
 
-def close_code(ws) -> int:
-    """Read until the server closes; the close code it sent."""
+def close_frame(ws) -> tuple[int, str]:
+    """Read until the server closes; the close code and reason it sent."""
     while True:
         opcode, data = ws.recv_data(control_frame=True)
         if opcode == websocket.ABNF.OPCODE_CLOSE:  # websocket-client has answered it already
             ws.shutdown()
-            return int.from_bytes(data[:2], "big")
+            return int.from_bytes(data[:2], "big"), data[2:].decode()
+
+
+def close_code(ws) -> int:
+    return close_frame(ws)[0]
 
 
 def test_wrong_path_is_404_and_lists_the_endpoints(gateway):
@@ -133,6 +139,25 @@ def test_a_client_vanishing_mid_utterance_does_not_disturb_the_next(gateway):
     assert json.loads(data)["type"] == "final"
     ws.close()
     assert (host, port) == (gateway.host, gateway.port)
+
+
+def test_a_dead_recognizer_closes_its_session_with_1011_and_the_next_session_works(gateway):
+    reference, pcm = english_samples(shared_data_dir(), limit=1)[0]
+    audio = streaming_header() + np.concatenate([pcm, np.zeros(24000, np.int16)]).astype("<i2").tobytes()
+    ws = websocket.create_connection(gateway.base_url + V1, header=key_header(), timeout=30)
+    ws.send_binary(audio[:32000])
+    for pid in gateway.gateway.engines.recognizer.worker_pids:
+        os.kill(pid, signal.SIGKILL)
+    for i in range(32000, len(audio), 32000):
+        ws.send_binary(audio[i:i + 32000])
+    code, reason = close_frame(ws)
+    assert code == 1011 and "recognizer failed" in reason
+    ws = websocket.create_connection(gateway.base_url + V1, header=key_header(), timeout=30)
+    for i in range(0, len(audio), 32000):
+        ws.send_binary(audio[i:i + 32000])
+    opcode, data = ws.recv_data()
+    assert json.loads(data)["type"] == "final"
+    ws.close()
 
 
 def test_languages_and_health_endpoints(gateway):
