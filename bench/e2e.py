@@ -74,7 +74,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", choices=["gateway", "azure"], default="gateway")
     parser.add_argument("--shared-data", type=Path, default=REPO.parent / "shared" / "data")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "e2e.json")
+    parser.add_argument("--out", type=Path, help="default bench/results/e2e.json (e2e-azure.json for azure)")
     args = parser.parse_args()
     work = Path("/tmp/parley-bench-e2e")
     scene_path, scene = make_scene(work, args.shared_data if args.shared_data.is_dir() else None)
@@ -116,6 +116,7 @@ def main() -> int:
     print(f"{'end of speech -> first TTS':28}{float(np.median(tts)):>8.0f}ms")
     a2s = report["audio_to_socket_ms"]
     print(f"{'audio -> socket (p50/p99)':28}{a2s['p50']:>6.1f}/{a2s['p99']:.1f} ms over {a2s['frames']} frames (one frame = 20 ms)")
+    args.out = args.out or REPO / "bench" / "results" / ("e2e.json" if args.backend == "gateway" else "e2e-azure.json")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
     print(f"wrote {args.out}")
