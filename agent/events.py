@@ -33,12 +33,17 @@ class SpeechChunk:
 
 @dataclass(frozen=True)
 class SpeechEnded:
-    """The utterance closed: by hangover silence, by the maximum length (``forced``) or by muting."""
+    """The utterance closed: by hangover silence, by the maximum length (``forced``) or by muting.
+
+    The direction here is the estimate after the whole utterance; the one in ``SpeechStarted`` was
+    made from its first few hundred milliseconds and can be off by tens of degrees."""
 
     utterance_id: int
     end_sample: int
     duration_ms: float
     reason: str  # "silence" | "max_length" | "muted" | "shutdown"
+    azimuth_deg: float | None = None
+    doa_confidence: float = 0.0
 
 
 SegmentEvent = SpeechStarted | SpeechChunk | SpeechEnded

@@ -321,7 +321,7 @@ class Uplink:
                 self._complete(utterance)
             else:
                 log.warning("no result for utterance %d within %.0f s", utterance.id, self.config.final_timeout_s)
-                self._emit(FinalResult(utterance.id, "", {}, utterance.started.azimuth_deg,
+                self._emit(FinalResult(utterance.id, "", {}, _azimuth(utterance),
                                        utterance.started.start_sample, _duration(utterance)))
                 self._outbox.pop(utterance.id, None)
 
@@ -442,7 +442,7 @@ class Uplink:
     def _finalize(self, utterance: Utterance) -> None:
         utterance.finalized = True
         self._emit(FinalResult(utterance.id, _join(utterance.pieces), _join_translations(utterance.pieces),
-                               utterance.started.azimuth_deg, utterance.started.start_sample, _duration(utterance)))
+                               _azimuth(utterance), utterance.started.start_sample, _duration(utterance)))
         if not self.protocol.turns:
             self._outbox.pop(utterance.id, None)
 
@@ -471,6 +471,13 @@ def _join(pieces: list[ServiceResult]) -> str:
 def _join_translations(pieces: list[ServiceResult]) -> dict[str, str]:
     languages = dict.fromkeys(lang for p in pieces for lang in p.translations)
     return {lang: " ".join(p.translations[lang] for p in pieces if p.translations.get(lang)) for lang in languages}
+
+
+def _azimuth(utterance: Utterance) -> float | None:
+    """The direction estimated over the whole utterance once it has ended, else the early one."""
+    if utterance.ended is not None and utterance.ended.azimuth_deg is not None:
+        return utterance.ended.azimuth_deg
+    return utterance.started.azimuth_deg
 
 
 def _duration(utterance: Utterance) -> float | None:

@@ -45,6 +45,7 @@ class Segmenter:
         self._speech_ms = 0.0
         self._length_ms = 0.0
         self._rate_hz = 16000
+        self._direction: tuple[float | None, float] = (None, 0.0)  # the latest (azimuth_deg, confidence)
         self.dropped_blips = 0
 
     @property
@@ -53,6 +54,7 @@ class Segmenter:
 
     def process(self, frame: Frame, speech: bool, muted: bool = False,
                 azimuth_deg: float | None = None, confidence: float = 0.0) -> list[SegmentEvent]:
+        self._direction = (azimuth_deg, confidence)
         if muted:
             events = self.close("muted")
             self._window.clear()
@@ -128,7 +130,7 @@ class Segmenter:
             self._held = []
             return []
         duration_ms = 1000.0 * (self._end_sample - self._start_sample) / self._rate_hz
-        return [SpeechEnded(self._utterance_id, self._end_sample, duration_ms, reason)]
+        return [SpeechEnded(self._utterance_id, self._end_sample, duration_ms, reason, *self._direction)]
 
 
 def _mono(frame: Frame) -> Frame:

@@ -85,3 +85,18 @@ def test_muting_ends_the_open_utterance_and_blocks_new_ones():
     ended = [e for e in events if isinstance(e, SpeechEnded)]
     assert [e.reason for e in ended] == ["muted"]
     assert sum(isinstance(e, SpeechStarted) for e in events) == 1
+
+
+def test_the_end_event_carries_the_direction_estimated_over_the_whole_utterance():
+    segmenter = Segmenter(CONFIG)
+    events = []
+    for k, speech in enumerate(pattern((False, 400), (True, 1500), (False, 800))):
+        azimuth_deg = 30.0 + k  # the estimate keeps refining while the talker speaks
+        frame = Frame(np.zeros((N, 1), dtype=np.int16), k * N, 16000)
+        events += segmenter.process(frame, speech, azimuth_deg=azimuth_deg, confidence=0.5)
+        if any(isinstance(e, SpeechEnded) for e in events):
+            break
+    started = next(e for e in events if isinstance(e, SpeechStarted))
+    ended = next(e for e in events if isinstance(e, SpeechEnded))
+    assert ended.azimuth_deg == 30.0 + k and ended.doa_confidence == 0.5
+    assert started.azimuth_deg < ended.azimuth_deg

@@ -11,6 +11,8 @@ from agent.audio.frames import Frame
 from agent.events import FinalResult, SpeechChunk, SpeechEnded, SpeechStarted, SynthesizedSpeech
 
 FRAME = 320
+STARTED_AZIMUTH_DEG = 45.0  # the early estimate a SpeechStarted carries
+ENDED_AZIMUTH_DEG = 50.0  # the whole-utterance estimate a SpeechEnded carries
 
 
 class Talker:
@@ -27,14 +29,15 @@ class Talker:
         self.next_id += 1
         audio = np.concatenate([np.zeros(4800, np.int16), pcm, np.zeros(8000, np.int16)])
         start = self.position
-        self.uplink.send(SpeechStarted(utterance_id, start, 45.0, 0.8))
+        self.uplink.send(SpeechStarted(utterance_id, start, STARTED_AZIMUTH_DEG, 0.8))
         for k, i in enumerate(range(0, len(audio) - FRAME + 1, FRAME)):
             self.uplink.send(SpeechChunk(utterance_id, Frame(audio[i:i + FRAME, None].copy(), start + i, 16000)))
             if on_chunk:
                 on_chunk(k)
             time.sleep(FRAME / 16000 / self.speed)
         self.position += len(audio)
-        self.uplink.send(SpeechEnded(utterance_id, self.position, 1000 * len(audio) / 16000, "silence"))
+        self.uplink.send(SpeechEnded(utterance_id, self.position, 1000 * len(audio) / 16000, "silence",
+                                     ENDED_AZIMUTH_DEG, 0.9))
         return utterance_id
 
 

@@ -21,7 +21,7 @@ from gateway.server import GatewayThread
 HERE = Path(__file__).parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 from conftest import shared_data_dir  # noqa: E402
-from helpers import Talker, finals_by_id, speech_ids, wait_for_finals  # noqa: E402
+from helpers import ENDED_AZIMUTH_DEG, Talker, finals_by_id, speech_ids, wait_for_finals  # noqa: E402
 from proxy import FaultProxy  # noqa: E402
 from speech_samples import english_samples  # noqa: E402
 
@@ -77,6 +77,7 @@ def test_every_utterance_gets_one_final_partials_and_speech(gateway, speech, bac
     first_partial = next(i for i, e in enumerate(events) if isinstance(e, PartialResult))
     first_final = next(i for i, e in enumerate(events) if isinstance(e, FinalResult))
     assert first_partial < first_final
+    assert {e.azimuth_deg for e in events if isinstance(e, FinalResult)} == {ENDED_AZIMUTH_DEG}
     assert not uplink.thread_alive
 
 
