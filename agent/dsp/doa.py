@@ -15,9 +15,10 @@ dishwasher 90° away). The per-bin MUSIC pseudo-spectrum with one source
 
 is normalised to a maximum of 1 per bin (NormMUSIC: every bin gets one vote of the same size),
 and the bins are summed weighted by s/(1+s), s = λ₁/mean(λ_rest) - 1 the whitened speech-to-noise
-ratio, so bins without speech barely vote. ε (``whitening_loading``) keeps the whitening partial:
-full whitening also erases a talker standing opposite an interferer on a small array, where
-a(θ+180°) = conj(a(θ)) is nearly a(θ) at low frequencies. The estimate is the grid maximum
+ratio, so bins without speech barely vote. ε (``whitening_loading``, 0.3) keeps the whitening
+partial: full whitening also erases a talker standing opposite an interferer on a small array,
+where a(θ+180°) = conj(a(θ)) is nearly a(θ) at low frequencies, and makes the estimate follow every
+change of a non-stationary noise; at ε = 1 the interferer wins again at 0–5 dB. The estimate is the grid maximum
 refined by a parabola; the confidence is how far the peak stands above the mean (0 flat, 1 ideal).
 """
 
@@ -42,7 +43,7 @@ class DoaConfig:
     noise_memory_ms: float = field(
         default=2000.0, metadata={"min": 50.0, "help": "time constant of the noise covariance average"})
     whitening_loading: float = field(
-        default=0.1, metadata={"min": 1e-4, "max": 10.0,
+        default=0.3, metadata={"min": 1e-4, "max": 10.0,
                                "help": "diagonal loading of the noise covariance, relative to its mean power"})
 
 
