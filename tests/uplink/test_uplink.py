@@ -96,6 +96,25 @@ def test_server_killed_mid_utterance_the_utterance_is_resent_whole(gateway, spee
     assert [e.connected for e in events if isinstance(e, LinkStatus)][:3] == [True, False, True]
 
 
+def test_an_old_connection_is_renewed_between_utterances_without_going_offline(gateway, speech):
+    renew_after_s = 10.0  # the smallest the config allows; a service's real cap is ~10 minutes
+    reconnect = dataclasses.replace(FAST_RECONNECT, max_connection_s=renew_after_s)
+    uplink, results = start_uplink(config_for("gateway", gateway.base_url, reconnect=reconnect))
+    talker = Talker(uplink, speed=1.0)
+    opened = time.monotonic()
+    ids = [talker.say(speech[0])]
+    events = wait_for_finals(results, set(ids), timeout_s=30)
+    assert uplink.connects == 1
+    time.sleep(max(0.0, renew_after_s + 0.5 - (time.monotonic() - opened)))
+    ids.append(talker.say(speech[1]))
+    events += wait_for_finals(results, {ids[1]}, timeout_s=30)
+    uplink.close()
+    assert_exactly_one_final_each(events, ids)
+    assert uplink.connects == 2
+    # A planned renewal is not an outage: the LEDs never show "offline" for it.
+    assert False not in [e.connected for e in events if isinstance(e, LinkStatus)]
+
+
 def test_half_open_connection_is_detected_within_the_ping_timeout(gateway, speech):
     proxy = FaultProxy(gateway.port)
     uplink, results = start_uplink(config_for("gateway", proxy.url))
