@@ -31,6 +31,8 @@ import numpy as np
 from agent.dsp.geometry_math import steering_vectors
 from agent.hardware import ArrayGeometry
 
+POWER_ITERATIONS = 4
+
 
 @dataclass(frozen=True)
 class DoaConfig:
@@ -68,6 +70,7 @@ class WhitenedMusicDoa:
         self._noise_cov = np.tile(eye, (len(self._bins), 1, 1))
         self._noise_frames = 0
         self._whitening: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (L^-1, ã, ||ã||²)
+        self._principal = np.full((len(self._bins), self._mics), 1 / np.sqrt(self._mics), dtype=np.complex64)
         self._pending = 0
         self.azimuth_deg: float | None = None
         self.confidence = 0.0
@@ -96,15 +99,27 @@ class WhitenedMusicDoa:
         """The bin-weighted NormMUSIC spectrum over the grid, in [0, 1]."""
         whiten, steer, steer_power = self._whitened_steering()
         covariance = whiten @ self._speech_cov @ np.conj(np.swapaxes(whiten, 1, 2))
-        eigenvalues, eigenvectors = np.linalg.eigh(covariance)
-        principal = eigenvectors[:, :, -1]
-        projection = np.abs(np.einsum("fm,fmg->fg", np.conj(principal), steer)) ** 2
+        principal, largest = self._principal_eigenpair(covariance)
+        product = (np.conj(principal)[:, None, :] @ steer)[:, 0, :]
+        projection = product.real ** 2 + product.imag ** 2
         music = steer_power / np.maximum(steer_power - projection, 1e-6 * steer_power)
         music /= music.max(axis=1, keepdims=True)
-        rest = np.maximum(eigenvalues[:, :-1].mean(axis=1), 1e-12)
-        excess = np.clip(eigenvalues[:, -1] / rest - 1.0, 0.0, None)
+        trace = np.real(np.trace(covariance, axis1=1, axis2=2))
+        rest = np.maximum((trace - largest) / (self._mics - 1), 1e-12)
+        excess = np.clip(largest / rest - 1.0, 0.0, None)
         weight = excess / (1.0 + excess)
         return (weight @ music) / max(float(weight.sum()), 1e-9)
+
+    def _principal_eigenpair(self, covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Largest eigenvalue and its eigenvector per bin by power iteration, warm-started from the
+        previous update: the covariance moves slowly, so a few steps track it at a tenth of eigh's cost."""
+        vector = self._principal
+        for _ in range(POWER_ITERATIONS):
+            vector = (covariance @ vector[:, :, None])[:, :, 0]
+            vector /= np.linalg.norm(vector, axis=1, keepdims=True) + 1e-30
+        self._principal = vector
+        largest = np.real((np.conj(vector)[:, None, :] @ covariance @ vector[:, :, None])[:, 0, 0])
+        return vector, largest
 
     def _whitened_steering(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """L^-1, ã = L^-1 a and ||ã||², cached until the noise covariance changes (not during speech)."""
