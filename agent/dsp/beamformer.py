@@ -30,7 +30,7 @@ class BeamformerConfig:
     min_white_noise_gain: float = field(
         default=1.0, metadata={"min": 0.1, "help": "MVDR robustness floor, linear (1 = one mic)"})
     resteer_deg: float = field(default=2.0, metadata={"min": 0.0, "help": "re-steer when the DOA moves this much"})
-    update_ms: float = field(default=100.0, metadata={"min": 10.0, "help": "MVDR weight recomputation interval"})
+    update_ms: float = field(default=200.0, metadata={"min": 10.0, "help": "MVDR weight recomputation interval"})
 
 
 class Beamformer:

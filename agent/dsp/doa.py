@@ -41,7 +41,7 @@ class DoaConfig:
     max_freq_hz: float = field(default=4000.0, metadata={"max": 8000.0, "help": "highest frequency used"})
     memory_ms: float = field(
         default=1500.0, metadata={"min": 50.0, "help": "time constant of the speech covariance average"})
-    update_ms: float = field(default=40.0, metadata={"min": 10.0, "help": "how often the estimate is recomputed"})
+    update_ms: float = field(default=80.0, metadata={"min": 10.0, "help": "how often the estimate is recomputed"})
     noise_memory_ms: float = field(
         default=2000.0, metadata={"min": 50.0, "help": "time constant of the noise covariance average"})
     whitening_loading: float = field(
