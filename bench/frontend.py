@@ -229,6 +229,31 @@ def markdown_row(c) -> str:
             f"{c['rtf_ref'] / c['rtf_ours']:.1f} |")
 
 
+def vad_cpu_split(shared: Path | None) -> list[dict]:
+    """Front-end RTF with each VAD on one scene per array, best of three, in this process: how much
+    of the cost is the VAD (the grid's RTF column runs two workers on two cores, so it is noisier)."""
+    from agent.vad.engines import VadConfig
+
+    speech = load_speech(shared)
+    out = []
+    for profile in ("respeaker-4mic-hat", "respeaker-6mic-hat"):
+        geometry = load_array_profile(profile)
+        scene = simulate_scene(geometry, speech[:2], 60.0, rt60_s=0.3, noise="point", snr_db=10.0, seed=5,
+                               noise_dir=shared / "noise" if shared else None, gap_s=1.5)
+        row = {"array": profile}
+        for engine in ("silero", "webrtc"):
+            best_s = np.inf
+            for _ in range(3):
+                frontend = FrontEnd(FrontendConfig(vad=VadConfig(engine=engine)), geometry)
+                t0 = time.process_time()
+                for i in range(0, len(scene.mixture) - FRAME + 1, FRAME):
+                    frontend.process(Frame(scene.mixture[i:i + FRAME], i, RATE))
+                best_s = min(best_s, time.process_time() - t0)
+            row[f"rtf_{engine}"] = best_s / (len(scene.mixture) / RATE)
+        out.append(row)
+    return out
+
+
 def measure_cell(job):
     """One grid cell in a worker process; returns its summary and the worker's peak RSS."""
     index, (profile, rt60, noise, snr), trials, shared = job
@@ -265,9 +290,13 @@ def main() -> int:
             peak_rss_mb = max(peak_rss_mb, rss_mb)
             print(table_row(cell), flush=True)
     print(f"peak RSS of a worker {peak_rss_mb:.0f} MB; {LEGEND}")
+    split = vad_cpu_split(shared)
+    print("whole front end, one process, best of 3:  array   RTF silero  RTF webrtc")
+    for row in split:
+        print(f"{'':>42}{row['array'].split('-')[1]:<8}{row['rtf_silero']:>11.4f}{row['rtf_webrtc']:>12.4f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"when": datetime.now(timezone.utc).isoformat(), "quick": args.quick,
-                                    "peak_rss_mb": peak_rss_mb, "cells": cells}, indent=1))
+                                    "peak_rss_mb": peak_rss_mb, "vad_cpu_split": split, "cells": cells}, indent=1))
     markdown = args.out.with_suffix(".md")
     markdown.write_text("\n".join([MD_HEADER, *(markdown_row(c) for c in cells)]) + "\n")
     print(f"wrote {args.out} and {markdown}")
