@@ -29,6 +29,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from agent.protocols.wav import streaming_header  # noqa: E402
 from gateway.engines.pocketsphinx_asr import PocketsphinxRecognizer  # noqa: E402
 from gateway.server import GatewayThread  # noqa: E402
+from gateway_bench_client import send_realtime  # noqa: E402
 from speech_samples import english_samples  # noqa: E402
 
 
@@ -86,12 +87,7 @@ def one_session(url: str, pcm: np.ndarray, out: dict) -> None:
 
     thread = threading.Thread(target=reader, daemon=True)
     thread.start()
-    start = time.monotonic()
-    for i in range(0, len(audio), 320):  # 20 ms chunks in real time
-        ws.send_binary(audio[i:i + 320].tobytes())
-        delay = start + (i + 320) / 16000 - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
+    start = send_realtime(ws, audio)
     thread.join(30)
     ws.close()
     speech_end = start + len(pcm) / 16000

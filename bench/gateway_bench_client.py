@@ -1,4 +1,5 @@
-"""A bare Translator v1 client: the baseline the end-to-end bench compares the agent with."""
+"""A bare Translator v1 client: the baseline the end-to-end bench compares the agent with, and the
+real-time sender the gateway bench's sessions use."""
 
 from __future__ import annotations
 
@@ -10,6 +11,18 @@ import numpy as np
 import websocket
 
 from agent.protocols.wav import streaming_header
+
+
+def send_realtime(ws, audio: np.ndarray) -> float:
+    """Send 16 kHz int16 audio in 20 ms chunks at the pace it was recorded; returns when it started."""
+    pcm = audio.astype("<i2")
+    start = time.monotonic()
+    for i in range(0, len(pcm), 320):
+        ws.send_binary(pcm[i:i + 320].tobytes())
+        delay = start + (i + 320) / 16000 - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    return start
 
 
 def stream_once(base_url: str, mono: np.ndarray, utterances: list[tuple[int, int]]) -> list[float]:
@@ -29,13 +42,7 @@ def stream_once(base_url: str, mono: np.ndarray, utterances: list[tuple[int, int
 
     threading.Thread(target=reader, daemon=True).start()
     ws.send_binary(streaming_header())
-    audio = np.concatenate([mono, np.zeros(16000, np.int16)]).astype("<i2")
-    start = time.monotonic()
-    for i in range(0, len(audio), 320):
-        ws.send_binary(audio[i:i + 320].tobytes())
-        delay = start + (i + 320) / 16000 - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
+    start = send_realtime(ws, np.concatenate([mono, np.zeros(16000, np.int16)]))
     deadline = time.monotonic() + 10
     while len(finals) < len(utterances) and time.monotonic() < deadline:
         time.sleep(0.05)
