@@ -18,8 +18,9 @@ and the bins are summed weighted by s/(1+s), s = λ₁/mean(λ_rest) - 1 the whi
 ratio, so bins without speech barely vote. ε (``whitening_loading``, 0.3) keeps the whitening
 partial: full whitening also erases a talker standing opposite an interferer on a small array,
 where a(θ+180°) = conj(a(θ)) is nearly a(θ) at low frequencies, and makes the estimate follow every
-change of a non-stationary noise; at ε = 1 the interferer wins again at 0–5 dB. The estimate is the grid maximum
-refined by a parabola; the confidence is how far the peak stands above the mean (0 flat, 1 ideal).
+change of a non-stationary noise; at ε = 1 the interferer wins again at 0–5 dB. The estimate is the
+grid maximum refined by a parabola; the confidence is how far the peak stands above the mean (0 flat,
+1 ideal).
 """
 
 from __future__ import annotations
