@@ -54,6 +54,7 @@ class FrontEnd:
         self._speech = False
         self._noise_guard_hops = int(round(config.noise_guard_ms / HOP_MS))
         self._hops_since_speech = self._noise_guard_hops
+        self.noise_hops: tuple[bool, ...] = ()  # which hops of the last frame were learned as noise
 
     @property
     def azimuth_deg(self) -> float | None:
@@ -82,14 +83,17 @@ class FrontEnd:
     def _beamform(self, frame: Frame, muted: bool) -> np.ndarray:
         samples = frame.samples.astype(np.float32)
         out = np.empty(frame.n_samples, dtype=np.float32)
+        noise_hops = []
         for start in range(0, frame.n_samples, self.hop):
             spectrum = self._stft.analyze(samples[start:start + self.hop])
             self._hops_since_speech = 0 if self._speech else self._hops_since_speech + 1
             is_noise = not muted and self._hops_since_speech > self._noise_guard_hops
+            noise_hops.append(is_noise)
             if self._speech:
                 self._doa.add_speech(spectrum)
             elif is_noise:
                 self._doa.add_noise(spectrum)
             beam = self._beamformer.process(spectrum, self._doa.azimuth_deg, is_noise=is_noise)
             out[start:start + self.hop] = self._stft.synthesize(beam)
+        self.noise_hops = tuple(noise_hops)
         return np.clip(np.round(out), -32768, 32767).astype(np.int16)[:, None]

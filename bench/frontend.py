@@ -6,7 +6,7 @@ noise at 20 / 10 / 5 / 0 dB. Our front end and the pyroomacoustics reference alg
 same signals in the same process, so the table compares ratios, not machine speed.
 
     python bench/frontend.py --quick           # CI: one geometry, a few cells, 2 trials
-    python bench/frontend.py --trials 10 --rt60 0.3 --jobs 2   # the README table (frontend.md)
+    python bench/frontend.py --trials 10 --jobs 2  # every cell (frontend.md); the README shows RT60 0.3 s
 """
 
 from __future__ import annotations
@@ -64,34 +64,24 @@ def angle_error(a: float | None, b: float) -> float:
 
 
 def run_ours(scene, geometry):
-    """Our front end over the mixture: events with the frame index at which each was emitted."""
+    """Our front end over the mixture: events with the frame index at which each was emitted, the VAD
+    decisions, the DOA and which hops it learned noise from, per frame."""
     frontend = FrontEnd(FrontendConfig(), geometry)
-    events, decisions, azimuths = [], [], []
+    events, decisions, azimuths, noise_hops = [], [], [], []
     t0 = time.process_time()
     for k, i in enumerate(range(0, len(scene.mixture) - FRAME + 1, FRAME)):
         for event in frontend.process(Frame(scene.mixture[i:i + FRAME], i, RATE)):
             events.append((k, event))
         decisions.append(frontend.is_speech)
         azimuths.append(frontend.azimuth_deg)
+        noise_hops.extend(frontend.noise_hops)
     cpu_s = time.process_time() - t0
-    return events, np.array(decisions), azimuths, cpu_s
+    return events, np.array(decisions), azimuths, noise_hops, cpu_s
 
 
-def noise_hops(decisions) -> list[bool]:
-    """Which hops the front end learns noise from: the previous frame was not speech, nor any within
-    the noise guard (the same rule as FrontEnd._beamform)."""
-    guard_hops = int(round(FrontendConfig().noise_guard_ms / (1000 * HOP / RATE)))
-    flags, since = [], guard_hops
-    for h in range(len(decisions) * FRAME // HOP):
-        k = h * HOP // FRAME
-        since = 0 if (k > 0 and decisions[k - 1]) else since + 1
-        flags.append(since > guard_hops)
-    return flags
-
-
-def snr_gain_db(kind: str, geometry, scene, azimuths, decisions, oracle: float | None) -> float:
-    """Output SNR minus mic-0 SNR, speech and noise images through the same time-varying weights."""
-    learn_noise = noise_hops(decisions)
+def snr_gain_db(kind: str, geometry, scene, azimuths, noise_hops, oracle: float | None) -> float:
+    """Output SNR minus mic-0 SNR, speech and noise images through the same time-varying weights, which
+    learn noise on the same hops as the front end did."""
     former = Beamformer(BeamformerConfig(type=kind), geometry, RATE, 512, HOP)
     stfts = [StreamingStft(HOP, geometry.n_mics) for _ in range(3)]
     sums = np.zeros(4)
@@ -101,7 +91,7 @@ def snr_gain_db(kind: str, geometry, scene, azimuths, decisions, oracle: float |
         speech = stfts[1].analyze(scene.speech_image[h:h + HOP].astype(np.float32))
         noise = stfts[2].analyze(scene.noise_image[h:h + HOP].astype(np.float32))
         azimuth = oracle if oracle is not None else (azimuths[k - 1] if k > 0 else None)
-        former.process(mix, azimuth, learn_noise[h // HOP] if h // HOP < len(learn_noise) else False)
+        former.process(mix, azimuth, noise_hops[h // HOP] if h // HOP < len(noise_hops) else False)
         if former.weights is None:
             continue
         w = np.conj(former.weights)
@@ -172,15 +162,15 @@ def run_cell(geometry, rt60, noise, snr, trials, speech, noise_dir, seed0):
         utterance = speech[rng.integers(len(speech))]
         scene = simulate_scene(geometry, [utterance], azimuth, distance_m=float(rng.uniform(1.0, 2.0)), rt60_s=rt60,
                                noise=noise, snr_db=snr, seed=seed0 + trial, noise_dir=noise_dir, gap_s=1.5)
-        events, decisions, azimuths, cpu_ours = run_ours(scene, geometry)
+        events, decisions, azimuths, noise_hops, cpu_ours = run_ours(scene, geometry)
         final_azimuth = next((e.azimuth_deg for _, e in reversed(events) if isinstance(e, SpeechStarted)), None)
         final_azimuth = azimuths[-1] if azimuths[-1] is not None else final_azimuth
         pra_errors, pra_gain, cpu_ref = pra_reference(scene, geometry, azimuth)
         rows.append(dict(
             doa_err=angle_error(final_azimuth, azimuth), pra_srp_err=pra_errors["SRP"], pra_music_err=pra_errors["NormMUSIC"],
-            gain_oracle=snr_gain_db("mvdr", geometry, scene, azimuths, decisions, azimuth),
-            gain_est=snr_gain_db("mvdr", geometry, scene, azimuths, decisions, None),
-            gain_das=snr_gain_db("das", geometry, scene, azimuths, decisions, azimuth), gain_pra_das=pra_gain,
+            gain_oracle=snr_gain_db("mvdr", geometry, scene, azimuths, noise_hops, azimuth),
+            gain_est=snr_gain_db("mvdr", geometry, scene, azimuths, noise_hops, None),
+            gain_das=snr_gain_db("das", geometry, scene, azimuths, noise_hops, azimuth), gain_pra_das=pra_gain,
             cpu_ours=cpu_ours, cpu_ref=cpu_ref, audio_s=len(scene.mixture) / RATE, **vad_metrics(events, decisions, scene)))
     return rows
 
