@@ -169,6 +169,9 @@ def _serve(conn, sample_rate_hz: int) -> None:
     """The worker process: decoders by stream id, one request at a time, until told to stop."""
     from pocketsphinx import Decoder
 
+    def new_decoder():
+        return Decoder(samprate=sample_rate_hz, loglevel="FATAL")
+
     idle: list = []
     streams: dict[int, _DecoderStream] = {}
     while True:
@@ -183,10 +186,9 @@ def _serve(conn, sample_rate_hz: int) -> None:
             value = None
             if op == "warm":
                 while len(idle) < payload:
-                    idle.append(Decoder(samprate=sample_rate_hz, loglevel="FATAL"))
+                    idle.append(new_decoder())
             elif op == "open":
-                streams[stream_id] = _DecoderStream(
-                    idle.pop() if idle else Decoder(samprate=sample_rate_hz, loglevel="FATAL"))
+                streams[stream_id] = _DecoderStream(idle.pop() if idle else new_decoder())
             elif op == "feed":
                 streams[stream_id].feed(payload)
             elif op in ("hypothesis", "finish"):
