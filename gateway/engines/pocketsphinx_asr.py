@@ -114,17 +114,24 @@ class _Worker:
         return self._process.pid
 
     def call(self, op: str, stream_id: int | None = None, payload=None):
+        """One request and its reply. A worker found dead is restarted; ``open`` and ``warm`` hold no
+        state in it yet, so they are retried once on the new worker instead of failing a session."""
         with self._lock:
-            if not self._process.is_alive():
-                self._start()
             if op == "open":
                 stream_id = next(self._ids)
-            try:
-                self._conn.send((op, stream_id, payload))
-                ok, value = self._conn.recv()
-            except (EOFError, OSError) as exc:
-                self._process.kill()
-                raise RecognizerError(f"recognizer process died: {exc}") from exc
+            attempts = 2 if op in ("open", "warm") else 1
+            for attempt in range(1, attempts + 1):
+                if not self._process.is_alive():
+                    self._start()
+                try:
+                    self._conn.send((op, stream_id, payload))
+                    ok, value = self._conn.recv()
+                    break
+                except (EOFError, OSError) as exc:
+                    self._process.kill()
+                    self._process.join()
+                    if attempt == attempts:
+                        raise RecognizerError(f"recognizer process died: {exc}") from exc
         if not ok:
             raise RecognizerError(value)
         return stream_id if op == "open" else value

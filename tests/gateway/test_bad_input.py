@@ -144,11 +144,14 @@ def test_a_client_vanishing_mid_utterance_does_not_disturb_the_next(gateway):
 def test_a_dead_recognizer_closes_its_session_with_1011_and_the_next_session_works(gateway):
     reference, pcm = english_samples(shared_data_dir(), limit=1)[0]
     audio = streaming_header() + np.concatenate([pcm, np.zeros(24000, np.int16)]).astype("<i2").tobytes()
-    ws = websocket.create_connection(gateway.base_url + V1, header=key_header(), timeout=30)
-    ws.send_binary(audio[:32000])
+    half = len(streaming_header()) + len(pcm) // 2 * 2  # the talker is mid-sentence here
+    ws = websocket.create_connection(gateway.base_url + V1 + "&features=partial", header=key_header(), timeout=30)
+    ws.send_binary(audio[:half])
+    opcode, data = ws.recv_data()
+    assert json.loads(data)["type"] == "partial"  # so a recognizer stream is open in a worker
     for pid in gateway.gateway.engines.recognizer.worker_pids:
         os.kill(pid, signal.SIGKILL)
-    for i in range(32000, len(audio), 32000):
+    for i in range(half, len(audio), 32000):
         ws.send_binary(audio[i:i + 32000])
     code, reason = close_frame(ws)
     assert code == 1011 and "recognizer failed" in reason
