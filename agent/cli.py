@@ -74,7 +74,7 @@ def _resolve_config_path(path: Path | None) -> Path | None:
 def _load_or_report(path: Path | None):
     """The config, or None after printing every problem to stderr."""
     from agent.config.schema import load_agent_config
-    from agent.config.typedyaml import ConfigError
+    from parley_common.typedyaml import ConfigError
 
     try:
         return load_agent_config(path)
@@ -86,7 +86,7 @@ def _load_or_report(path: Path | None):
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
-    from agent.config.typedyaml import to_plain
+    from parley_common.typedyaml import to_plain
 
     config = _load_or_report(args.file)
     if config is None:

@@ -39,7 +39,7 @@ from agent.outputs.console import ConsoleOutput
 from agent.outputs.leds import LedDriver, make_led_backend
 from agent.outputs.speaker import Speaker
 from agent.outputs.transcript import TranscriptWriter
-from agent.sdnotify import SystemdNotifier
+from parley_common.sdnotify import SystemdNotifier
 from agent.state import DeviceStateMachine
 from agent.uplink import make_uplink
 

@@ -26,7 +26,7 @@ import websocket
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from agent.protocols.wav import streaming_header  # noqa: E402
+from parley_common.protocols.wav import streaming_header  # noqa: E402
 from gateway.engines.pocketsphinx_asr import PocketsphinxRecognizer  # noqa: E402
 from gateway.server import GatewayThread  # noqa: E402
 from gateway_bench_client import send_realtime  # noqa: E402

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import websocket
 
-from agent.protocols.wav import streaming_header
+from parley_common.protocols.wav import streaming_header
 
 
 def send_realtime(ws, audio: np.ndarray) -> float:

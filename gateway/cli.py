@@ -10,8 +10,8 @@ import signal
 import sys
 from pathlib import Path
 
-from agent.config.typedyaml import ConfigError, load_yaml_config
-from agent.sdnotify import SystemdNotifier
+from parley_common.typedyaml import ConfigError, load_yaml_config
+from parley_common.sdnotify import SystemdNotifier
 from gateway.config import GatewayConfig
 from gateway.server import run_gateway
 

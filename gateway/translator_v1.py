@@ -12,7 +12,7 @@ import logging
 
 from websockets.exceptions import ConnectionClosed
 
-from agent.protocols.wav import WavHeaderError, parse_header
+from parley_common.protocols.wav import WavHeaderError, parse_header
 from gateway.phrases import PhraseStarted
 from gateway.session import Result, TranslationSession
 

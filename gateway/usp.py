@@ -16,8 +16,8 @@ import uuid
 
 from websockets.exceptions import ConnectionClosed
 
-from agent.protocols.usp import REQUEST_ID, FramingError, UspMessage, build_binary, build_text, parse_binary, parse_text
-from agent.protocols.wav import WavHeaderError, parse_header
+from parley_common.protocols.usp import REQUEST_ID, FramingError, UspMessage, build_binary, build_text, parse_binary, parse_text
+from parley_common.protocols.wav import WavHeaderError, parse_header
 from gateway.engines.registry import LanguageError, LanguageRequest
 from gateway.phrases import PhraseStarted
 from gateway.session import Result, TranslationSession

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from agent.audio.config import CaptureConfig
-from agent.config.typedyaml import ConfigError, ConfigIssue, load_yaml_config
+from parley_common.typedyaml import ConfigError, ConfigIssue, load_yaml_config
 from agent.frontend import FrontendConfig
 from agent.hardware import ArrayGeometry, ProfileError, available_profiles, load_array_profile
 from agent.outputs.config import OutputsConfig

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 import numpy as np
 
-from agent.protocols.wav import streaming_header
+from parley_common.protocols.wav import streaming_header
 from agent.uplink.config import UplinkConfig
 from agent.uplink.protocol import ProtocolError, ServiceAudio, ServiceEvent, ServiceResult
 

@@ -11,8 +11,8 @@ import platform
 from urllib.parse import urlencode
 
 from agent import __version__
-from agent.protocols.usp import FramingError, build_binary, build_text, new_request_id, parse_binary, parse_text
-from agent.protocols.wav import streaming_header
+from parley_common.protocols.usp import FramingError, build_binary, build_text, new_request_id, parse_binary, parse_text
+from parley_common.protocols.wav import streaming_header
 from agent.uplink.config import UplinkConfig
 from agent.uplink.protocol import ProtocolError, ServiceAudio, ServiceEvent, ServiceResult, TurnEnded
 

@@ -11,7 +11,7 @@ import pytest
 from agent.cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE, main
 from agent.config.reference import render_reference
 from agent.config.schema import AgentConfig, load_agent_config
-from agent.config.typedyaml import ConfigError
+from parley_common.typedyaml import ConfigError
 
 
 def test_shipped_reference_is_valid_and_equals_the_defaults(repo_root):

@@ -7,7 +7,7 @@ from typing import Literal
 
 import pytest
 
-from agent.config.typedyaml import ConfigError, load_yaml_config, to_plain
+from parley_common.typedyaml import ConfigError, load_yaml_config, to_plain
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import time
 
-from agent.sdnotify import SystemdNotifier
+from parley_common.sdnotify import SystemdNotifier
 
 
 def test_messages_arrive_and_a_full_queue_does_not_block(tmp_path, monkeypatch):

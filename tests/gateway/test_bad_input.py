@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import websocket
 
-from agent.protocols.usp import build_binary, new_request_id
-from agent.protocols.wav import streaming_header
+from parley_common.protocols.usp import build_binary, new_request_id
+from parley_common.protocols.wav import streaming_header
 from gateway.config import GatewayConfig, LimitsConfig
 from gateway.server import GatewayThread
 

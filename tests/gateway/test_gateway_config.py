@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from agent.config.typedyaml import load_yaml_config
+from parley_common.typedyaml import load_yaml_config
 from gateway.config import GatewayConfig
 
 

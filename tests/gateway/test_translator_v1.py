@@ -11,7 +11,7 @@ import pytest
 import websocket
 
 from agent.audio.synth import read_wav_bytes
-from agent.protocols.wav import streaming_header
+from parley_common.protocols.wav import streaming_header
 from gateway.server import GatewayThread
 
 sys.path.insert(0, str(Path(__file__).parent.parent))

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import websocket
 
-from agent.protocols.usp import build_binary, build_text, new_request_id, parse_binary, parse_text
-from agent.protocols.wav import streaming_header
+from parley_common.protocols.usp import build_binary, build_text, new_request_id, parse_binary, parse_text
+from parley_common.protocols.wav import streaming_header
 from gateway.server import GatewayThread
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
