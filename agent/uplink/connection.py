@@ -1,16 +1,8 @@
 """The uplink's connection owner: one thread, one WebSocket, an outbox that loses nothing.
 
 Flow: ``send()`` (pipeline thread) -> bounded inbound queue -> outbox of utterances -> socket.
-Every utterance stays in the outbox until its final result arrived. When the connection drops,
-every utterance without a final is sent again, whole, on the next connection, in order.
-
-Attributing results:
-- USP: one turn per utterance; results carry the turn's request id.
-- Translator v1: no ids. Results belong to the oldest utterance without a final. A final that
-  arrives before that utterance's end was sent is a piece of it (the service ended a phrase early)
-  and is joined; the first final after its end was sent completes it, and so does
-  ``V1_SETTLE_S`` of quiet after the end when pieces are already in (the silence tail then holds
-  no more speech). Audio goes to the utterance whose final came last.
+What is owed to whom (the outbox, result attribution, final timeouts) is the pure unit in
+``outbox.py``; this thread owns the socket: the select/wake loop, backoff, sending, receiving.
 
 Reconnect: exponential backoff with full jitter up to a cap; 401/403 and fatal closes back off
 slowly and are reported once per episode; pings detect a half-open socket within
@@ -26,66 +18,25 @@ import select
 import socket
 import threading
 import time
-from collections import OrderedDict
-from dataclasses import dataclass, field
 
 import websocket
 
-from agent.events import (
-    FinalResult,
-    LinkStatus,
-    PartialResult,
-    ResultEvent,
-    SegmentEvent,
-    SpeechChunk,
-    SpeechEnded,
-    SpeechStarted,
-    SynthesizedSpeech,
-    UplinkError,
-)
+from agent.events import LinkStatus, PartialResult, ResultEvent, SegmentEvent, UplinkError
 from agent.uplink.config import UplinkConfig
-from agent.uplink.protocol import ProtocolError, ServiceAudio, ServiceResult, TurnEnded
+from agent.uplink.outbox import Outbox
+from agent.uplink.protocol import ProtocolError, WireProtocol
 
 log = logging.getLogger("parley.uplink")
 
 FATAL_CLOSE_CODES = {1002, 1007, 4000, 4429}
 AUTH_STATUSES = {401, 403}
 POLL_S = 0.02
-V1_SETTLE_S = 1.5
-
-
-@dataclass
-class Utterance:
-    started: SpeechStarted
-    chunks: list[bytes] = field(default_factory=list)
-    ended: SpeechEnded | None = None
-    sent_chunks: int = 0
-    begun: bool = False
-    end_sent_at: float | None = None
-    turn: str | None = None
-    pieces: list[ServiceResult] = field(default_factory=list)
-    finalized: bool = False
-    attempts: int = 0
-    stream_start: int | None = None  # v1: byte range on the current connection
-    stream_end: int | None = None
-
-    @property
-    def id(self) -> int:
-        return self.started.utterance_id
-
-    @property
-    def audio_s(self) -> float:
-        return sum(len(c) for c in self.chunks) / 32000.0
-
-    def reset_transmission(self) -> None:
-        self.sent_chunks, self.begun, self.end_sent_at, self.turn, self.pieces = 0, False, None, None, []
-        self.stream_start = self.stream_end = None
 
 
 class Uplink:
     """``start()``; ``send(event)`` from the audio path (never blocks); ``close()``."""
 
-    def __init__(self, config: UplinkConfig, results: queue.Queue, protocol, *, clock=time.monotonic):
+    def __init__(self, config: UplinkConfig, results: queue.Queue, protocol: WireProtocol, *, clock=time.monotonic):
         self.config = config
         self.results = results
         self.protocol = protocol
@@ -95,8 +46,9 @@ class Uplink:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self._outbox: OrderedDict[int, Utterance] = OrderedDict()
-        self._overflowed: set[int] = set()
+        self._outbox = Outbox(turns=protocol.turns, max_audio_s=config.outbox_max_audio_s,
+                              final_timeout_s=config.final_timeout_s, spoken_language=self._spoken_language(),
+                              emit=self._emit, clock=clock)
         self._ws: websocket.WebSocket | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="uplink", daemon=True)
@@ -105,12 +57,10 @@ class Uplink:
         self._connected_at = 0.0
         self._last_rx = 0.0
         self._last_ping = 0.0
-        self._last_final_utterance: int | None = None
         self._reported_refusal = False
         self.connected = False
         self.connect_attempts = 0
         self.connects = 0
-        self.dropped_utterances = 0
         self.protocol_errors = 0
 
     # -- called from other threads -----------------------------------------------------------
@@ -122,7 +72,7 @@ class Uplink:
         try:
             self._inbound.put_nowait(event)
         except queue.Full:
-            self._overflowed.add(event.utterance_id)  # the whole utterance is dropped, with a warning
+            self._outbox.overflowed(event.utterance_id)  # the whole utterance is dropped, with a warning
         try:
             self._wake_w.send(b"\0")
         except (BlockingIOError, OSError):
@@ -136,6 +86,10 @@ class Uplink:
     @property
     def pending_utterances(self) -> int:
         return len(self._outbox)
+
+    @property
+    def dropped_utterances(self) -> int:
+        return self._outbox.dropped_utterances
 
     @property
     def thread_alive(self) -> bool:
@@ -171,38 +125,14 @@ class Uplink:
         self._transmit()
         self._receive()
         self._keepalive(now)
-        self._check_final_timeouts(now)
+        self._outbox.check_timeouts()
 
     def _drain_inbound(self) -> None:
         while True:
             try:
-                event = self._inbound.get_nowait()
+                self._outbox.accept(self._inbound.get_nowait())
             except queue.Empty:
-                break
-            if event.utterance_id in self._overflowed:
-                self._drop(event.utterance_id, "the uplink queue overflowed")
-                continue
-            if isinstance(event, SpeechStarted):
-                self._outbox[event.utterance_id] = Utterance(event)
-                self._enforce_outbox_limit()
-            elif event.utterance_id in self._outbox:
-                utterance = self._outbox[event.utterance_id]
-                if isinstance(event, SpeechChunk):
-                    utterance.chunks.append(event.frame.samples[:, 0].astype("<i2").tobytes())
-                elif isinstance(event, SpeechEnded):
-                    utterance.ended = event
-
-    def _enforce_outbox_limit(self) -> None:
-        while len(self._outbox) > 1 and sum(u.audio_s for u in self._outbox.values()) > self.config.outbox_max_audio_s:
-            oldest = next(iter(self._outbox))
-            self._drop(oldest, f"more than {self.config.outbox_max_audio_s:.0f} s of speech waiting")
-
-    def _drop(self, utterance_id: int, why: str) -> None:
-        if self._outbox.pop(utterance_id, None) is not None or utterance_id in self._overflowed:
-            self.dropped_utterances += 1
-            log.warning("dropped utterance %d: %s (%d dropped so far)", utterance_id, why, self.dropped_utterances)
-            self._emit(UplinkError(f"utterance {utterance_id} dropped: {why}"))
-        self._overflowed.discard(utterance_id)
+                return
 
     # -- connection --------------------------------------------------------------------------
 
@@ -226,8 +156,7 @@ class Uplink:
         self._backoff_ms = self.config.reconnect.initial_backoff_ms
         self._reported_refusal = False
         self.protocol.on_connect(ws)
-        for utterance in self._outbox.values():
-            utterance.reset_transmission()  # nothing without a final is trusted to have arrived
+        self._outbox.connected()
         log.info("connected to %s", url.split("?")[0])
         self._emit(LinkStatus(True, f"connected to {url.split('?')[0]}"))
 
@@ -273,20 +202,15 @@ class Uplink:
     def _transmit(self) -> None:
         """Send what is new, utterance by utterance, in order; the next starts once the previous ended."""
         try:
-            for utterance in self._outbox.values():
-                if utterance.end_sent_at is not None:
-                    continue
+            for utterance in self._outbox.unsent():
                 if not utterance.begun:
-                    utterance.attempts += 1
-                    self.protocol.begin(self._ws, utterance)
-                    utterance.begun = True
+                    self._outbox.opened(utterance, self.protocol.begin(self._ws, utterance))
                 while utterance.sent_chunks < len(utterance.chunks):
                     self.protocol.send_audio(self._ws, utterance, utterance.chunks[utterance.sent_chunks])
                     utterance.sent_chunks += 1
                 if utterance.ended is None:
                     return
-                self.protocol.end(self._ws, utterance)
-                utterance.end_sent_at = self._clock()
+                self._outbox.end_sent(utterance, self.protocol.end(self._ws, utterance))
         except (OSError, websocket.WebSocketException) as exc:
             self._disconnect(f"send failed: {exc}")
 
@@ -302,28 +226,9 @@ class Uplink:
                 return self._disconnect(f"ping failed: {exc}")
         if now - self._last_rx > rc.ping_interval_s + rc.ping_timeout_s:
             return self._disconnect(f"no answer from the service for {now - self._last_rx:.1f} s (half-open?)")
-        in_flight = any(u.begun for u in self._outbox.values())
-        if now - self._connected_at > rc.max_connection_s and not in_flight:
+        if now - self._connected_at > rc.max_connection_s and not self._outbox.in_flight:
             self._disconnect("renewing the connection before the service's time limit", normal=True)
             self._next_attempt = now
-
-    def _check_final_timeouts(self, now: float) -> None:
-        for utterance in list(self._outbox.values()):
-            if utterance.end_sent_at is None:
-                continue
-            waited_s = now - utterance.end_sent_at
-            if not self.protocol.turns and utterance.pieces and waited_s >= V1_SETTLE_S:
-                self._complete(utterance)
-                continue
-            if waited_s < self.config.final_timeout_s:
-                continue
-            if utterance.pieces or utterance.finalized:
-                self._complete(utterance)
-            else:
-                log.warning("no result for utterance %d within %.0f s", utterance.id, self.config.final_timeout_s)
-                self._emit(FinalResult(utterance.id, "", {}, _azimuth(utterance),
-                                       utterance.started.start_sample, _duration(utterance)))
-                self._outbox.pop(utterance.id, None)
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -369,7 +274,8 @@ class Uplink:
                     self.protocol_errors += 1
                     return self._disconnect(f"garbage from the service ({exc})")
                 for event in events:
-                    self._dispatch(event)
+                    if self._outbox.receive(event) and self._ws is not None:
+                        self.protocol.turn_completed(self._ws, event.turn)
             if self._ws is None or not self._has_data(0.0):
                 return
 
@@ -383,73 +289,13 @@ class Uplink:
         code = int.from_bytes(data[:2], "big") if len(data) >= 2 else 1005
         reason = data[2:].decode(errors="replace")
         if code in FATAL_CLOSE_CODES:
-            in_flight = next((u for u in self._outbox.values() if u.begun and not u.finalized), None)
-            if in_flight is not None and in_flight.attempts >= 2:
-                self._drop(in_flight.id, f"the service rejected it twice (close {code}: {reason})")
+            self._outbox.rejected(f"close {code}: {reason}")
             return self._disconnect(f"the service closed with {code}: {reason}", fatal=True)
         self._disconnect(f"the service closed with {code}: {reason}")
-
-    def _dispatch(self, event) -> None:
-        if isinstance(event, ServiceResult):
-            utterance = self._target(event.turn, event.stream_position)
-            if utterance is None:
-                return
-            if not event.final:
-                self._emit(PartialResult(utterance.id, _join(utterance.pieces + [event]),
-                                         _join_translations(utterance.pieces + [event])))
-                return
-            utterance.pieces.append(event)
-            self._last_final_utterance = utterance.id  # v1 audio follows its final
-            if utterance.end_sent_at is not None and not utterance.finalized:
-                self._finalize(utterance)
-        elif isinstance(event, ServiceAudio):
-            target = self._outbox.get(self._turn_owner(event.turn)) if event.turn else None
-            utterance_id = target.id if target else self._last_final_utterance
-            if utterance_id is not None:
-                language = event.language or self._spoken_language()
-                self._emit(SynthesizedSpeech(utterance_id, language, event.wav_bytes, time.monotonic()))
-        elif isinstance(event, TurnEnded):
-            owner = self._turn_owner(event.turn)
-            if owner is not None:
-                utterance = self._outbox[owner]
-                if utterance.end_sent_at is None:
-                    utterance.reset_transmission()  # the service ended the turn early: send it again
-                    return
-                self._complete(utterance)
-                if hasattr(self.protocol, "telemetry") and self._ws is not None:
-                    self.protocol.telemetry(self._ws, event.turn)
 
     def _spoken_language(self) -> str:
         voice = self.config.voice
         return voice.split("-")[0].lower() if voice else self.config.to_languages[0]
-
-    def _turn_owner(self, turn: str | None) -> int | None:
-        return next((u.id for u in self._outbox.values() if u.turn == turn), None)
-
-    def _target(self, turn: str | None, position: int | None = None) -> Utterance | None:
-        if turn is not None:
-            owner = self._turn_owner(turn)
-            return self._outbox.get(owner) if owner is not None else None
-        open_ones = [u for u in self._outbox.values() if u.begun and not u.finalized]
-        if position is not None:
-            for utterance in open_ones:
-                end = utterance.stream_end if utterance.stream_end is not None else float("inf")
-                if utterance.stream_start is not None and utterance.stream_start - 32000 <= position < end:
-                    return utterance  # (a recognizer's pre-roll may reach up to a second back)
-            return None  # speech the service found outside any open utterance (tail noise, a finished one)
-        return open_ones[0] if open_ones else None
-
-    def _finalize(self, utterance: Utterance) -> None:
-        utterance.finalized = True
-        self._emit(FinalResult(utterance.id, _join(utterance.pieces), _join_translations(utterance.pieces),
-                               _azimuth(utterance), utterance.started.start_sample, _duration(utterance)))
-        if not self.protocol.turns:
-            self._outbox.pop(utterance.id, None)
-
-    def _complete(self, utterance: Utterance) -> None:
-        if not utterance.finalized:
-            self._finalize(utterance)
-        self._outbox.pop(utterance.id, None)
 
     def _emit(self, event: ResultEvent) -> None:
         try:
@@ -463,22 +309,3 @@ class Uplink:
                 log.error("results queue full: lost %s for utterance %s", type(event).__name__,
                           getattr(event, "utterance_id", "?"))
 
-
-def _join(pieces: list[ServiceResult]) -> str:
-    return " ".join(p.text for p in pieces if p.text)
-
-
-def _join_translations(pieces: list[ServiceResult]) -> dict[str, str]:
-    languages = dict.fromkeys(lang for p in pieces for lang in p.translations)
-    return {lang: " ".join(p.translations[lang] for p in pieces if p.translations.get(lang)) for lang in languages}
-
-
-def _azimuth(utterance: Utterance) -> float | None:
-    """The direction estimated over the whole utterance once it has ended, else the early one."""
-    if utterance.ended is not None and utterance.ended.azimuth_deg is not None:
-        return utterance.ended.azimuth_deg
-    return utterance.started.azimuth_deg
-
-
-def _duration(utterance: Utterance) -> float | None:
-    return utterance.ended.duration_ms if utterance.ended else None

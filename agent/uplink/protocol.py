@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 
 class ProtocolError(ValueError):
@@ -35,3 +36,36 @@ class TurnEnded:
 
 
 ServiceEvent = ServiceResult | ServiceAudio | TurnEnded
+
+
+@dataclass(frozen=True)
+class Opened:
+    """Where an utterance begins on the wire: its USP turn, or its v1 byte offset in the stream."""
+
+    turn: str | None = None
+    stream_position: int | None = None
+
+
+class WireProtocol(Protocol):
+    """One service protocol as the connection owner drives it; it reads utterances, never writes them."""
+
+    turns: bool  # results name their utterance (USP) or not (v1)
+    subprotocols: list[str] | None
+
+    def url(self) -> str: ...
+
+    def headers(self) -> list[str]: ...
+
+    def on_connect(self, ws) -> None: ...
+
+    def begin(self, ws, utterance) -> Opened: ...
+
+    def send_audio(self, ws, utterance, pcm: bytes) -> None: ...
+
+    def end(self, ws, utterance) -> int | None:
+        """Send the end of the utterance; v1 returns the stream offset where it ends."""
+
+    def turn_completed(self, ws, turn: str) -> None:
+        """A turn got its final and its end (USP acknowledges with telemetry)."""
+
+    def parse(self, message: str | bytes) -> list[ServiceEvent]: ...

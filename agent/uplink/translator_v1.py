@@ -14,7 +14,7 @@ import numpy as np
 
 from parley_common.protocols.wav import streaming_header
 from agent.uplink.config import UplinkConfig
-from agent.uplink.protocol import ProtocolError, ServiceAudio, ServiceEvent, ServiceResult
+from agent.uplink.protocol import Opened, ProtocolError, ServiceAudio, ServiceEvent, ServiceResult
 
 GATEWAY_DEFAULT_URL = "ws://127.0.0.1:5318"
 PATH = "/speech/translate"
@@ -58,18 +58,21 @@ class TranslatorV1Protocol:
         ws.send_binary(data)
         self._position += len(data)
 
-    def begin(self, ws, utterance) -> None:
+    def begin(self, ws, utterance) -> Opened:
         if not self._header_sent:
             self._send(ws, streaming_header())
             self._header_sent = True
-        utterance.stream_start = self._position
+        return Opened(stream_position=self._position)
 
     def send_audio(self, ws, utterance, pcm: bytes) -> None:
         self._send(ws, pcm)
 
-    def end(self, ws, utterance) -> None:
+    def end(self, ws, utterance) -> int:
         self._send(ws, np.zeros(self.config.silence_tail_ms * 16, dtype="<i2").tobytes())
-        utterance.stream_end = self._position
+        return self._position
+
+    def turn_completed(self, ws, turn: str) -> None:
+        pass  # v1 has no turns
 
     def parse(self, message: str | bytes) -> list[ServiceEvent]:
         if isinstance(message, bytes):

@@ -14,7 +14,7 @@ from agent import __version__
 from parley_common.protocols.usp import FramingError, build_binary, build_text, new_request_id, parse_binary, parse_text
 from parley_common.protocols.wav import streaming_header
 from agent.uplink.config import UplinkConfig
-from agent.uplink.protocol import ProtocolError, ServiceAudio, ServiceEvent, ServiceResult, TurnEnded
+from agent.uplink.protocol import Opened, ProtocolError, ServiceAudio, ServiceEvent, ServiceResult, TurnEnded
 
 V1_PATH = "/speech/translation/cognitiveservices/v1"
 DEFAULT_VOICES = {"es": "es-ES-ElviraNeural", "ca": "ca-ES-JoanaNeural", "de": "de-DE-KatjaNeural",
@@ -74,9 +74,8 @@ class UspProtocol:
         }}
         ws.send(build_text("speech.config", None, config))
 
-    def begin(self, ws, utterance) -> None:
+    def begin(self, ws, utterance) -> Opened:
         turn = new_request_id()
-        utterance.turn = turn
         self._stream_ids[turn] = self._next_stream
         self._next_stream += 1
         context = {"translation": {"targetLanguages": list(self.config.to_languages),
@@ -89,6 +88,7 @@ class UspProtocol:
             context["synthesis"] = {"defaultVoices": {language: voice}}
         ws.send(build_text("speech.context", turn, context, content_type=None))
         ws.send_binary(build_binary("audio", turn, streaming_header(), self._audio_headers(turn, first=True)))
+        return Opened(turn=turn)
 
     def _audio_headers(self, turn: str, first: bool = False) -> dict[str, str]:
         headers = {"X-StreamId": str(self._stream_ids.get(turn, 1))}
@@ -102,7 +102,7 @@ class UspProtocol:
     def end(self, ws, utterance) -> None:
         ws.send_binary(build_binary("audio", utterance.turn, b"", self._audio_headers(utterance.turn)))
 
-    def telemetry(self, ws, turn: str) -> None:
+    def turn_completed(self, ws, turn: str) -> None:
         ws.send(build_text("telemetry", turn, {"ReceivedMessages": [], "Metrics": []},
                            content_type="application/json; charset=utf-8"))
 

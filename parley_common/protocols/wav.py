@@ -6,6 +6,9 @@ import struct
 from dataclasses import dataclass
 
 HEADER_BYTES = 44
+WIRE_SAMPLE_RATE_HZ = 16000  # what both protocols carry: 16 kHz mono 16-bit PCM
+WIRE_BYTES_PER_SAMPLE = 2
+WIRE_BYTES_PER_S = WIRE_SAMPLE_RATE_HZ * WIRE_BYTES_PER_SAMPLE
 
 
 class WavHeaderError(ValueError):
@@ -19,7 +22,7 @@ class PcmFormat:
     bits_per_sample: int
 
 
-def streaming_header(sample_rate_hz: int = 16000, channels: int = 1, bits_per_sample: int = 16) -> bytes:
+def streaming_header(sample_rate_hz: int = WIRE_SAMPLE_RATE_HZ, channels: int = 1, bits_per_sample: int = 16) -> bytes:
     """RIFF/WAVE header with both sizes 0: length unknown while streaming (allowed by both protocols)."""
     block_align = channels * bits_per_sample // 8
     return (b"RIFF" + struct.pack("<I", 0) + b"WAVE" + b"fmt " +
