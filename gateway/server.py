@@ -28,12 +28,11 @@ from gateway.engines.registry import Engines, LanguageError, LanguageRequest
 from gateway.session import TranslationSession
 from gateway.translator_v1 import serve_translator_v1
 from gateway.usp import UspConnection
+from parley_common.protocols.translator_v1 import PATH as V1_PATH
+from parley_common.protocols.usp import USP_V1_PATH, USP_V2_PATH
 
 log = logging.getLogger("parley.gateway")
 
-V1_PATH = "/speech/translate"
-USP_V1_PATH = "/speech/translation/cognitiveservices/v1"
-USP_V2_PATH = "/stt/speech/universal/v2"
 WS_PATHS = (V1_PATH, USP_V1_PATH, USP_V2_PATH)
 CLOSE_INTERNAL_ERROR = 1011
 

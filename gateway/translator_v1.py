@@ -7,17 +7,16 @@ first target and ``translations`` maps every target to its text.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 
 from websockets.exceptions import ConnectionClosed
 
-from parley_common.protocols.wav import WavHeaderError, parse_header
 from gateway.phrases import PhraseStarted
 from gateway.session import Result, TranslationSession
+from parley_common.protocols.translator_v1 import Timing, V1Result
+from parley_common.protocols.wav import AudioBudget, WavHeaderError, pcm_after_header
 
 log = logging.getLogger("parley.gateway.v1")
-TICKS_PER_SAMPLE = 10_000_000 // 16000
 CLOSE_BAD_MESSAGE = 1003
 
 
@@ -25,7 +24,7 @@ async def serve_translator_v1(ws, session: TranslationSession, features: set[str
     timing = "timinginfo" in features
     speech = "texttospeech" in features
     header_seen = False
-    audio_bytes = 0
+    budget = AudioBudget(limits.max_audio_s)
     try:
         while True:
             try:
@@ -38,17 +37,12 @@ async def serve_translator_v1(ws, session: TranslationSession, features: set[str
                 return
             if not header_seen:
                 try:
-                    fmt, offset = parse_header(message)
+                    message = pcm_after_header(message)
                 except WavHeaderError as exc:
-                    await ws.close(CLOSE_BAD_MESSAGE, f"bad audio header: {exc}"[:120])
-                    return
-                if (fmt.sample_rate_hz, fmt.channels, fmt.bits_per_sample) != (16000, 1, 16):
-                    await ws.close(CLOSE_BAD_MESSAGE, "audio must be 16 kHz mono 16-bit PCM")
+                    await ws.close(CLOSE_BAD_MESSAGE, str(exc)[:120])
                     return
                 header_seen = True
-                message = message[offset:]
-            audio_bytes += len(message)
-            if audio_bytes > limits.max_audio_s * 32000:
+            if not budget.take(message):
                 await ws.close(1000, "maximum audio duration reached")
                 return
             for result in await session.feed(message):
@@ -62,28 +56,15 @@ async def serve_translator_v1(ws, session: TranslationSession, features: set[str
 async def _send(ws, session: TranslationSession, result, timing: bool, speech: bool) -> None:
     if isinstance(result, PhraseStarted):
         return
-    message = _result_json(result, session.request.targets, timing)
-    await ws.send(json.dumps(message, ensure_ascii=False))
+    await ws.send(_result_message(result, session.request.targets, timing).encode())
     if result.final and speech:
         audio = await session.speak(result)
         if audio:
             await ws.send(audio)
 
 
-def _result_json(result: Result, targets: tuple[str, ...], timing: bool) -> dict:
-    message = {
-        "type": "final" if result.final else "partial",
-        "id": str(result.phrase) if result.final else f"{result.phrase}.{result.end_sample // 1600}",
-        "recognition": result.text,
-        "translation": result.translations.get(targets[0], ""),
-    }
-    if len(targets) > 1:
-        message["translations"] = {t: result.translations.get(t, "") for t in targets}
-    if timing:
-        message.update(
-            audioTimeOffset=result.start_sample * TICKS_PER_SAMPLE,
-            audioTimeSize=(result.end_sample - result.start_sample) * TICKS_PER_SAMPLE,
-            audioStreamPosition=44 + 2 * result.start_sample,
-            audioSizeBytes=2 * (result.end_sample - result.start_sample),
-        )
-    return message
+def _result_message(result: Result, targets: tuple[str, ...], timing: bool) -> V1Result:
+    return V1Result(
+        result.final, str(result.phrase) if result.final else f"{result.phrase}.{result.end_sample // 1600}",
+        result.text, {t: result.translations.get(t, "") for t in targets},
+        Timing.of_samples(result.start_sample, result.end_sample) if timing else None)

@@ -16,14 +16,37 @@ import uuid
 
 from websockets.exceptions import ConnectionClosed
 
-from parley_common.protocols.usp import REQUEST_ID, FramingError, UspMessage, build_binary, build_text, parse_binary, parse_text
-from parley_common.protocols.wav import WavHeaderError, parse_header
 from gateway.engines.registry import LanguageError, LanguageRequest
 from gateway.phrases import PhraseStarted
 from gateway.session import Result, TranslationSession
+from parley_common.protocols.usp import (
+    AUDIO,
+    REQUEST_ID,
+    SPEECH_CONFIG,
+    SPEECH_CONTEXT,
+    SPEECH_END_DETECTED,
+    SPEECH_START_DETECTED,
+    TELEMETRY,
+    TURN_END,
+    TURN_START,
+    FramingError,
+    UspMessage,
+    build_text,
+    parse_binary,
+    parse_text,
+)
+from parley_common.protocols.usp_messages import (
+    Audio,
+    Hypothesis,
+    Phrase,
+    SpeechContext,
+    SynthesisAudio,
+    SynthesisEnd,
+    SynthesisStart,
+)
+from parley_common.protocols.wav import TICKS_PER_SAMPLE, AudioBudget, WavHeaderError, pcm_after_header
 
 log = logging.getLogger("parley.gateway.usp")
-TICKS_PER_SAMPLE = 10_000_000 // 16000
 CLOSE_PROTOCOL = 1002
 CLOSE_INVALID = 1007
 
@@ -53,11 +76,11 @@ class UspConnection:
         self._resolve = resolve_languages  # (source, targets, voice, speech_wanted) -> LanguageRequest
         self._query_request = query_request
         self._limits = limits
-        self._contexts: dict[str, dict] = {}
+        self._contexts: dict[str, SpeechContext] = {}
         self._finished_ids: set[str] = set()
         self._turn: _Turn | None = None
         self._stream_id = 0
-        self._audio_bytes = 0
+        self._budget = AudioBudget(limits.max_audio_s)
 
     async def serve(self) -> None:
         try:
@@ -85,18 +108,18 @@ class UspConnection:
         if not message.path:
             raise ProtocolViolation(CLOSE_PROTOCOL, "message without a Path header")
         path = message.path.lower()
-        if path in ("speech.config", "telemetry"):
+        if path in (SPEECH_CONFIG, TELEMETRY):
             return
         request_id = message.request_id
         if not request_id or not REQUEST_ID.match(request_id):
             raise ProtocolViolation(CLOSE_PROTOCOL, f"{path} needs an X-RequestId of 32 hex digits")
-        if path == "speech.context":
+        if path == SPEECH_CONTEXT:
             try:
-                self._contexts[request_id] = message.json()
-            except ValueError:
-                raise ProtocolViolation(CLOSE_INVALID, "speech.context body is not JSON") from None
-        elif path == "audio":
-            await self._audio(request_id, message.body if isinstance(message.body, bytes) else message.body.encode())
+                self._contexts[request_id] = SpeechContext.decode(message.json())
+            except (ValueError, AttributeError):
+                raise ProtocolViolation(CLOSE_INVALID, "speech.context body is not a JSON object") from None
+        elif path == AUDIO:
+            await self._audio(request_id, Audio.decode(message).payload)
 
     async def _audio(self, request_id: str, payload: bytes) -> None:
         turn = self._turn
@@ -112,15 +135,11 @@ class UspConnection:
             return
         if not turn.header_seen:
             try:
-                fmt, offset = parse_header(payload)
+                payload = pcm_after_header(payload)
             except WavHeaderError as exc:
-                raise ProtocolViolation(CLOSE_INVALID, f"bad audio header: {exc}") from None
-            if (fmt.sample_rate_hz, fmt.channels, fmt.bits_per_sample) != (16000, 1, 16):
-                raise ProtocolViolation(CLOSE_INVALID, "audio must be 16 kHz mono 16-bit PCM")
+                raise ProtocolViolation(CLOSE_INVALID, str(exc)) from None
             turn.header_seen = True
-            payload = payload[offset:]
-        self._audio_bytes += len(payload)
-        if self._audio_bytes > self._limits.max_audio_s * 32000:
+        if not self._budget.take(payload):
             await self.ws.close(1000, "maximum audio duration reached")
             return
         if payload:
@@ -129,37 +148,30 @@ class UspConnection:
     async def _start_turn(self, request_id: str) -> _Turn:
         if self._turn is not None:
             self._turn.session.close()
-        context = self._contexts.pop(request_id, {})
+        context = self._contexts.pop(request_id, SpeechContext())
         try:
             request = self._query_request or self._request_from_context(context)
             session = self._make_session(request)
         except LanguageError as exc:
             raise ProtocolViolation(CLOSE_INVALID, str(exc)) from None
-        mode = str(context.get("phraseDetection", {}).get("mode", "")).upper()
-        self._turn = _Turn(request_id, session, interactive=mode == "INTERACTIVE")
-        await self.ws.send(build_text("turn.start", request_id, {"context": {"serviceTag": uuid.uuid4().hex}}))
+        self._turn = _Turn(request_id, session, interactive=(context.mode or "").upper() == "INTERACTIVE")
+        await self.ws.send(build_text(TURN_START, request_id, {"context": {"serviceTag": uuid.uuid4().hex}}))
         return self._turn
 
-    def _request_from_context(self, context: dict) -> LanguageRequest:
+    def _request_from_context(self, context: SpeechContext) -> LanguageRequest:
         """v2 clients (and SDK <= 1.42 on v1) put the languages in speech.context, not the query."""
-        detection = context.get("phraseDetection", {})
-        translation = context.get("translation", {})
-        targets = translation.get("targetLanguages") or context.get("translationcontext", {}).get("to") or []
-        voices = context.get("synthesis", {}).get("defaultVoices", {})
-        voice = next(iter(voices.values()), None) if voices else None
-        source = detection.get("language") or "en-US"
-        return self._resolve(source, list(targets), voice, bool(voice))
+        return self._resolve(context.source or "en-US", list(context.targets), context.voice, bool(context.voice))
 
     async def _send_results(self, turn: _Turn, results) -> None:
         for result in results:
             if turn.done:
                 return
             if isinstance(result, PhraseStarted):
-                await self._send(turn, "speech.startDetected", {"Offset": result.start_sample * TICKS_PER_SAMPLE})
+                await self._send(turn, SPEECH_START_DETECTED, {"Offset": result.start_sample * TICKS_PER_SAMPLE})
             elif not result.final:
-                await self._send(turn, *self._hypothesis(result, turn.session.request))
+                await self.ws.send(self._hypothesis(result, turn.session.request).encode(turn.request_id, self.flavour))
             else:
-                await self._send(turn, *self._phrase(result, turn.session.request))
+                await self.ws.send(self._phrase(result, turn.session.request).encode(turn.request_id, self.flavour))
                 await self._synthesis(turn, result)
                 if turn.interactive:
                     await self._end_turn(turn)
@@ -167,59 +179,36 @@ class UspConnection:
     async def _end_turn(self, turn: _Turn) -> None:
         turn.done = True
         self._finished_ids.add(turn.request_id)
-        await self._send(turn, "speech.endDetected", {"Offset": 0})
-        await self.ws.send(build_text("turn.end", turn.request_id, None))
+        await self._send(turn, SPEECH_END_DETECTED, {"Offset": 0})
+        await self.ws.send(build_text(TURN_END, turn.request_id, None))
         turn.session.close()
 
     async def _send(self, turn: _Turn, path: str, body: dict) -> None:
         await self.ws.send(build_text(path, turn.request_id, body))
 
-    def _translations(self, result: Result, request: LanguageRequest) -> list[dict]:
-        return [{"Language": t, "Text": result.translations.get(t, "")} for t in request.targets]
+    def _hypothesis(self, result: Result, request: LanguageRequest) -> Hypothesis:
+        return Hypothesis(result.text, _translations(result, request), *_ticks(result))
 
-    def _hypothesis(self, result: Result, request: LanguageRequest) -> tuple[str, dict]:
-        offset, duration = _ticks(result)
-        if self.flavour == "v2":
-            return "translation.response", {
-                "SpeechHypothesis": {"Text": result.text, "Offset": offset, "Duration": duration},
-                "TranslationStatus": "Success", "Translations": self._translations(result, request)}
-        return "translation.hypothesis", {
-            "Text": result.text, "Offset": offset, "Duration": duration,
-            "Translation": {"TranslationStatus": "Success", "Translations": self._translations(result, request)}}
-
-    def _phrase(self, result: Result, request: LanguageRequest) -> tuple[str, dict]:
-        offset, duration = _ticks(result)
-        status = "Success" if result.text else "NoMatch"
-        translation = ({"TranslationStatus": "Error", "FailureReason": result.translation_error}
-                       if result.translation_error else
-                       {"TranslationStatus": "Success", "Translations": self._translations(result, request)})
-        if self.flavour == "v2":
-            return "translation.response", {
-                "SpeechPhrase": {"RecognitionStatus": status, "DisplayText": result.text, "Offset": offset,
-                                 "Duration": duration}, **translation}
-        body = {"RecognitionStatus": status, "Text": result.text, "Offset": offset, "Duration": duration}
-        if result.text:
-            body["Translation"] = translation
-        return "translation.phrase", body
+    def _phrase(self, result: Result, request: LanguageRequest) -> Phrase:
+        return Phrase(result.text, _translations(result, request), *_ticks(result), result.translation_error)
 
     async def _synthesis(self, turn: _Turn, result: Result) -> None:
         language = turn.session.request.speak
         if not language or not result.text:
             return
         audio = await turn.session.speak(result)
+        stream = None
         if self.flavour == "v2":
             self._stream_id += 1
-            stream = {"X-StreamId": str(self._stream_id)}
-            await self.ws.send(build_text("audio.start", turn.request_id, {"TranslationLanguage": language}, stream))
-            if audio:
-                await self.ws.send(build_binary("audio", turn.request_id, audio, {**stream, "Content-Type": "audio/x-wav"}))
-            status = {"Status": "Success"} if audio else {"Status": "Error", "FailureReason": "synthesis failed"}
-            await self.ws.send(build_text("audio.end", turn.request_id, status, stream))
-            return
+            stream = str(self._stream_id)
+            await self.ws.send(SynthesisStart(language, stream).encode(turn.request_id))
         if audio:
-            await self.ws.send(build_binary("translation.synthesis", turn.request_id, audio, {"Content-Type": "audio/x-wav"}))
-        status = {"SynthesisStatus": "Success"} if audio else {"SynthesisStatus": "Error", "FailureReason": "synthesis failed"}
-        await self._send(turn, "translation.synthesis.end", status)
+            await self.ws.send(SynthesisAudio(audio, stream).encode(turn.request_id))
+        await self.ws.send(SynthesisEnd(None if audio else "synthesis failed", stream).encode(turn.request_id))
+
+
+def _translations(result: Result, request: LanguageRequest) -> dict[str, str]:
+    return {t: result.translations.get(t, "") for t in request.targets}
 
 
 def _ticks(result: Result) -> tuple[int, int]:

@@ -7,17 +7,15 @@ carry ``audioStreamPosition`` (timing info), which names the utterance they belo
 
 from __future__ import annotations
 
-import json
 from urllib.parse import urlencode
 
-import numpy as np
 
-from parley_common.protocols.wav import streaming_header
 from agent.uplink.config import UplinkConfig
 from agent.uplink.protocol import Opened, ProtocolError, ServiceAudio, ServiceEvent, ServiceResult
+from parley_common.protocols.translator_v1 import PATH, MessageError, V1Result
+from parley_common.protocols.wav import WIRE_BYTES_PER_S, streaming_header
 
 GATEWAY_DEFAULT_URL = "ws://127.0.0.1:5318"
-PATH = "/speech/translate"
 
 
 class TranslatorV1Protocol:
@@ -68,7 +66,7 @@ class TranslatorV1Protocol:
         self._send(ws, pcm)
 
     def end(self, ws, utterance) -> int:
-        self._send(ws, np.zeros(self.config.silence_tail_ms * 16, dtype="<i2").tobytes())
+        self._send(ws, bytes(self.config.silence_tail_ms * WIRE_BYTES_PER_S // 1000))
         return self._position
 
     def turn_completed(self, ws, turn: str) -> None:
@@ -80,15 +78,8 @@ class TranslatorV1Protocol:
                 raise ProtocolError("binary message that is not WAV audio")
             return [ServiceAudio(message)]
         try:
-            data = json.loads(message)
-            kind = data["type"]
-        except (ValueError, KeyError, TypeError):
-            raise ProtocolError(f"unparseable result: {message[:80]!r}") from None
-        if kind not in ("partial", "final"):
-            raise ProtocolError(f"unknown result type {kind!r}")
-        translations = data.get("translations")
-        if not isinstance(translations, dict):
-            translations = {self.config.to_languages[0]: str(data.get("translation", ""))}
-        position = data.get("audioStreamPosition")
-        return [ServiceResult(kind == "final", str(data.get("recognition", "")), translations,
-                              stream_position=position if isinstance(position, int) else None)]
+            result = V1Result.decode(message, self.config.to_languages[0])
+        except MessageError as exc:
+            raise ProtocolError(str(exc)) from None
+        position = result.timing.stream_position if result.timing else None
+        return [ServiceResult(result.final, result.recognition, result.translations, stream_position=position)]

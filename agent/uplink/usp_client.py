@@ -11,12 +11,33 @@ import platform
 from urllib.parse import urlencode
 
 from agent import __version__
-from parley_common.protocols.usp import FramingError, build_binary, build_text, new_request_id, parse_binary, parse_text
-from parley_common.protocols.wav import streaming_header
 from agent.uplink.config import UplinkConfig
 from agent.uplink.protocol import Opened, ProtocolError, ServiceAudio, ServiceEvent, ServiceResult, TurnEnded
+from parley_common.protocols.usp import (
+    AUDIO,
+    AUDIO_START,
+    SPEECH_CONFIG,
+    SYNTHESIS,
+    TELEMETRY,
+    TURN_END,
+    USP_V1_PATH,
+    FramingError,
+    build_text,
+    new_request_id,
+    parse_binary,
+    parse_text,
+)
+from parley_common.protocols.usp_messages import (
+    RESULT_PATHS,
+    Audio,
+    Phrase,
+    SpeechContext,
+    SynthesisAudio,
+    SynthesisStart,
+    decode_result,
+)
+from parley_common.protocols.wav import WIRE_SAMPLE_RATE_HZ, streaming_header
 
-V1_PATH = "/speech/translation/cognitiveservices/v1"
 DEFAULT_VOICES = {"es": "es-ES-ElviraNeural", "ca": "ca-ES-JoanaNeural", "de": "de-DE-KatjaNeural",
                   "fr": "fr-FR-DeniseNeural", "it": "it-IT-ElsaNeural", "pt": "pt-PT-RaquelNeural"}
 
@@ -42,9 +63,9 @@ class UspProtocol:
         if self.config.url:
             base = self.config.url.rstrip("/")
             if "/speech/" not in base and "/stt/" not in base:
-                base += V1_PATH
+                base += USP_V1_PATH
         else:
-            base = f"wss://{self.config.region}.s2s.speech.microsoft.com{V1_PATH}"
+            base = f"wss://{self.config.region}.s2s.speech.microsoft.com{USP_V1_PATH}"
         query = [("from", self.config.from_language)] + [("to", t) for t in self.config.to_languages]
         voice = self._voice()
         if voice:
@@ -70,40 +91,31 @@ class UspProtocol:
         config = {"context": {
             "system": {"name": "Parley", "version": __version__, "build": platform.machine(), "lang": "Python"},
             "os": {"platform": platform.system(), "name": platform.platform(), "version": platform.release()},
-            "audio": {"source": {"type": "Microphones", "samplerate": "16000", "bitspersample": "16", "channelcount": "1"}},
+            "audio": {"source": {"type": "Microphones", "samplerate": str(WIRE_SAMPLE_RATE_HZ), "bitspersample": "16",
+                                 "channelcount": "1"}},
         }}
-        ws.send(build_text("speech.config", None, config))
+        ws.send(build_text(SPEECH_CONFIG, None, config))
 
     def begin(self, ws, utterance) -> Opened:
         turn = new_request_id()
         self._stream_ids[turn] = self._next_stream
         self._next_stream += 1
-        context = {"translation": {"targetLanguages": list(self.config.to_languages),
-                                   "output": {"includePassThroughResults": True}},
-                   "audio": {"streams": {str(self._stream_ids[turn]): None}}}
-        voice = self._voice()
-        if voice:
-            language = _base_language(voice)
-            context["translation"]["onSuccess"] = {"action": "Synthesize"}
-            context["synthesis"] = {"defaultVoices": {language: voice}}
-        ws.send(build_text("speech.context", turn, context, content_type=None))
-        ws.send_binary(build_binary("audio", turn, streaming_header(), self._audio_headers(turn, first=True)))
+        stream = str(self._stream_ids[turn])
+        ws.send(SpeechContext(tuple(self.config.to_languages), self._voice(), stream).encode(turn))
+        ws.send_binary(Audio(streaming_header(), stream, wav_header=True).encode(turn))
         return Opened(turn=turn)
 
-    def _audio_headers(self, turn: str, first: bool = False) -> dict[str, str]:
-        headers = {"X-StreamId": str(self._stream_ids.get(turn, 1))}
-        if first:
-            headers["Content-Type"] = "audio/x-wav"
-        return headers
+    def _stream(self, turn: str) -> str:
+        return str(self._stream_ids.get(turn, 1))
 
     def send_audio(self, ws, utterance, pcm: bytes) -> None:
-        ws.send_binary(build_binary("audio", utterance.turn, pcm, self._audio_headers(utterance.turn)))
+        ws.send_binary(Audio(pcm, self._stream(utterance.turn)).encode(utterance.turn))
 
     def end(self, ws, utterance) -> None:
-        ws.send_binary(build_binary("audio", utterance.turn, b"", self._audio_headers(utterance.turn)))
+        ws.send_binary(Audio(b"", self._stream(utterance.turn)).encode(utterance.turn))
 
     def turn_completed(self, ws, turn: str) -> None:
-        ws.send(build_text("telemetry", turn, {"ReceivedMessages": [], "Metrics": []},
+        ws.send(build_text(TELEMETRY, turn, {"ReceivedMessages": [], "Metrics": []},
                            content_type="application/json; charset=utf-8"))
 
     def parse(self, message: str | bytes) -> list[ServiceEvent]:
@@ -114,37 +126,28 @@ class UspProtocol:
         turn, path = parsed.request_id, parsed.path.lower()
         if not turn:
             raise ProtocolError(f"{path or 'message'} without X-RequestId")
-        if path in ("translation.synthesis", "audio"):
-            if not isinstance(parsed.body, bytes) or not parsed.body:
+        if path in (SYNTHESIS, AUDIO):
+            audio = SynthesisAudio.decode(parsed)
+            if not audio.wav_bytes:
                 return []
-            stream = parsed.headers.get("x-streamid")
-            return [ServiceAudio(parsed.body, self._tts_languages.get(stream or "", None), turn)]
-        if path == "turn.end":
+            return [ServiceAudio(audio.wav_bytes, self._tts_languages.get(audio.stream_id or "", None), turn)]
+        if path == TURN_END:
             self._stream_ids.pop(turn, None)
             return [TurnEnded(turn)]
-        if path not in ("translation.hypothesis", "translation.phrase", "translation.response", "audio.start"):
+        if path not in RESULT_PATHS and path != AUDIO_START:
             return []
         try:
             body = parsed.json()
         except ValueError:
             raise ProtocolError(f"{path} body is not JSON") from None
-        if path == "audio.start":
-            self._tts_languages[parsed.headers.get("x-streamid", "")] = str(body.get("TranslationLanguage", ""))
+        if not isinstance(body, dict):
+            raise ProtocolError(f"{path} body is not a JSON object")
+        if path == AUDIO_START:
+            start = SynthesisStart.decode(parsed, body)
+            self._tts_languages[start.stream_id] = start.language
             return []
-        return [self._result(path, body, turn)]
-
-    def _result(self, path: str, body: dict, turn: str) -> ServiceResult:
-        if path == "translation.response":
-            phrase = body.get("SpeechPhrase")
-            final = phrase is not None
-            speech = phrase if final else body.get("SpeechHypothesis", {})
-            text = speech.get("DisplayText") or speech.get("Text") or ""
-            if final and speech.get("RecognitionStatus", "Success") != "Success":
-                text = ""
-            translations = body.get("Translations", [])
-        else:
-            final = path == "translation.phrase"
-            text = body.get("Text", "") if body.get("RecognitionStatus", "Success") == "Success" else ""
-            translations = body.get("Translation", {}).get("Translations", []) if text or not final else []
-        return ServiceResult(final, text, {
-            str(t.get("Language")): str(t.get("Text") or t.get("DisplayText") or "") for t in translations}, turn)
+        try:
+            result = decode_result(path, body)
+        except (AttributeError, TypeError) as exc:
+            raise ProtocolError(f"{path} body has an unexpected shape ({exc})") from None
+        return [ServiceResult(isinstance(result, Phrase), result.text, result.translations, turn)]

@@ -15,7 +15,26 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 REQUEST_ID = re.compile(r"^[0-9a-fA-F]{32}$")
-TICKS_PER_SECOND = 10_000_000
+USP_V1_PATH = "/speech/translation/cognitiveservices/v1"  # languages in the query
+USP_V2_PATH = "/stt/speech/universal/v2"  # languages in speech.context
+
+# Message paths (compare lower-cased: header values are case-insensitive in practice).
+SPEECH_CONFIG = "speech.config"
+SPEECH_CONTEXT = "speech.context"
+AUDIO = "audio"
+TELEMETRY = "telemetry"
+TURN_START = "turn.start"
+TURN_END = "turn.end"
+SPEECH_START_DETECTED = "speech.startDetected"
+SPEECH_END_DETECTED = "speech.endDetected"
+HYPOTHESIS = "translation.hypothesis"  # v1 flavour
+PHRASE = "translation.phrase"  # v1 flavour
+RESPONSE = "translation.response"  # v2 flavour: hypotheses and phrases
+SYNTHESIS = "translation.synthesis"  # v1 flavour: binary TTS audio
+SYNTHESIS_END = "translation.synthesis.end"
+AUDIO_START = "audio.start"  # v2 flavour TTS: start, binary audio, end on one X-StreamId
+AUDIO_END = "audio.end"
+WAV_CONTENT_TYPE = "audio/x-wav"
 
 
 class FramingError(ValueError):

@@ -9,6 +9,8 @@ HEADER_BYTES = 44
 WIRE_SAMPLE_RATE_HZ = 16000  # what both protocols carry: 16 kHz mono 16-bit PCM
 WIRE_BYTES_PER_SAMPLE = 2
 WIRE_BYTES_PER_S = WIRE_SAMPLE_RATE_HZ * WIRE_BYTES_PER_SAMPLE
+TICKS_PER_SECOND = 10_000_000  # the 100 ns ticks of offsets and durations in results
+TICKS_PER_SAMPLE = TICKS_PER_SECOND // WIRE_SAMPLE_RATE_HZ
 
 
 class WavHeaderError(ValueError):
@@ -50,3 +52,30 @@ def parse_header(data: bytes) -> tuple[PcmFormat, int]:
             return fmt, offset + 8
         offset += 8 + size + (size & 1)
     raise WavHeaderError("WAV header has no data chunk")
+
+
+def pcm_after_header(data: bytes) -> bytes:
+    """The PCM after a stream's opening WAV header, which must announce the wire format.
+
+    Raises WavHeaderError with the reason a service gives the client when it closes.
+    """
+    try:
+        fmt, offset = parse_header(data)
+    except WavHeaderError as exc:
+        raise WavHeaderError(f"bad audio header: {exc}") from None
+    if (fmt.sample_rate_hz, fmt.channels, fmt.bits_per_sample) != (WIRE_SAMPLE_RATE_HZ, 1, 8 * WIRE_BYTES_PER_SAMPLE):
+        raise WavHeaderError("audio must be 16 kHz mono 16-bit PCM")
+    return data[offset:]
+
+
+class AudioBudget:
+    """How much audio one connection may send before a service closes it cleanly."""
+
+    def __init__(self, max_audio_s: float):
+        self.max_bytes = max_audio_s * WIRE_BYTES_PER_S
+        self.used_bytes = 0
+
+    def take(self, pcm: bytes) -> bool:
+        """Count ``pcm``; False once the connection has sent more than its budget."""
+        self.used_bytes += len(pcm)
+        return self.used_bytes <= self.max_bytes

@@ -1,0 +1,234 @@
+"""Azure Speech USP messages, each written once: one class per message that encodes and decodes itself.
+
+The gateway encodes what a service sends and the agent decodes it (and the other way round for
+``speech.context`` and ``audio``). Decoders are as lenient as Azure needs: ``DisplayText`` or
+``Text``, ``Translations`` at the top (v2) or under ``Translation`` (v1), a missing status meaning
+success. Bodies are dicts (JSON); paths are compared lower-cased.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from parley_common.protocols.usp import (
+    AUDIO,
+    AUDIO_END,
+    AUDIO_START,
+    HYPOTHESIS,
+    PHRASE,
+    RESPONSE,
+    SPEECH_CONTEXT,
+    SYNTHESIS,
+    SYNTHESIS_END,
+    WAV_CONTENT_TYPE,
+    UspMessage,
+    build_binary,
+    build_text,
+)
+
+RESULT_PATHS = (HYPOTHESIS, PHRASE, RESPONSE)
+FLAVOURS = ("v1", "v2")  # served on USP_V1_PATH and USP_V2_PATH
+
+
+def _translation_list(translations: dict[str, str]) -> list[dict]:
+    return [{"Language": language, "Text": text} for language, text in translations.items()]
+
+
+def _translations_from(items) -> dict[str, str]:
+    return {str(t.get("Language")): str(t.get("Text") or t.get("DisplayText") or "") for t in items or []}
+
+
+def _ticks(value) -> int:
+    """Offsets and durations; a value we cannot read is 0, never an error (nothing downstream needs them)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _succeeded(speech: dict) -> bool:
+    return speech.get("RecognitionStatus", "Success") == "Success"
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """A partial recognition with its translations; offsets in 100 ns ticks from the turn's start."""
+
+    text: str
+    translations: dict[str, str] = field(default_factory=dict)
+    offset_ticks: int = 0
+    duration_ticks: int = 0
+
+    def encode(self, request_id: str, flavour: str) -> str:
+        timing = {"Offset": self.offset_ticks, "Duration": self.duration_ticks}
+        translated = {"TranslationStatus": "Success", "Translations": _translation_list(self.translations)}
+        if flavour == "v2":
+            return build_text(RESPONSE, request_id, {"SpeechHypothesis": {"Text": self.text, **timing}, **translated})
+        return build_text(HYPOTHESIS, request_id, {"Text": self.text, **timing, "Translation": translated})
+
+    @classmethod
+    def decode(cls, path: str, body: dict) -> "Hypothesis":
+        if path == RESPONSE:
+            speech = body.get("SpeechHypothesis", {})
+            text = speech.get("DisplayText") or speech.get("Text") or ""
+            translations = body.get("Translations", [])
+        else:
+            speech = body
+            text = body.get("Text", "") if _succeeded(body) else ""
+            translations = body.get("Translation", {}).get("Translations", [])
+        return cls(text, _translations_from(translations), _ticks(speech.get("Offset")), _ticks(speech.get("Duration")))
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """A final recognition: ``NoMatch`` when there is no text; a failed translation carries its reason."""
+
+    text: str
+    translations: dict[str, str] = field(default_factory=dict)
+    offset_ticks: int = 0
+    duration_ticks: int = 0
+    translation_error: str | None = None
+
+    def encode(self, request_id: str, flavour: str) -> str:
+        timing = {"Offset": self.offset_ticks, "Duration": self.duration_ticks}
+        status = "Success" if self.text else "NoMatch"
+        translated = ({"TranslationStatus": "Error", "FailureReason": self.translation_error}
+                      if self.translation_error else
+                      {"TranslationStatus": "Success", "Translations": _translation_list(self.translations)})
+        if flavour == "v2":
+            return build_text(RESPONSE, request_id, {
+                "SpeechPhrase": {"RecognitionStatus": status, "DisplayText": self.text, **timing}, **translated})
+        body = {"RecognitionStatus": status, "Text": self.text, **timing}
+        if self.text:
+            body["Translation"] = translated
+        return build_text(PHRASE, request_id, body)
+
+    @classmethod
+    def decode(cls, path: str, body: dict) -> "Phrase":
+        if path == RESPONSE:
+            speech = body.get("SpeechPhrase", {})
+            text = (speech.get("DisplayText") or speech.get("Text") or "") if _succeeded(speech) else ""
+            translated = body
+        else:
+            speech = body
+            text = body.get("Text", "") if _succeeded(body) else ""
+            translated = body.get("Translation", {}) if text else {}
+        error = translated.get("FailureReason") if translated.get("TranslationStatus") == "Error" else None
+        return cls(text, _translations_from(translated.get("Translations")), _ticks(speech.get("Offset")),
+                   _ticks(speech.get("Duration")), error)
+
+
+def decode_result(path: str, body: dict) -> Hypothesis | Phrase:
+    """A result message of either flavour (``path`` lower-cased, one of RESULT_PATHS)."""
+    if path == PHRASE or (path == RESPONSE and body.get("SpeechPhrase") is not None):
+        return Phrase.decode(path, body)
+    return Hypothesis.decode(path, body)
+
+
+@dataclass(frozen=True)
+class SpeechContext:
+    """Per-turn settings a client sends before the turn's audio; v2 clients put the languages here."""
+
+    targets: tuple[str, ...] = ()
+    voice: str | None = None
+    stream_id: str | None = None
+    source: str | None = None
+    mode: str | None = None  # phraseDetection.mode: INTERACTIVE ends the turn after one phrase
+
+    def encode(self, request_id: str) -> str:
+        body: dict = {"translation": {"targetLanguages": list(self.targets),
+                                      "output": {"includePassThroughResults": True}}}
+        if self.stream_id is not None:
+            body["audio"] = {"streams": {self.stream_id: None}}
+        if self.source or self.mode:
+            body["phraseDetection"] = {k: v for k, v in (("language", self.source), ("mode", self.mode)) if v}
+        if self.voice:
+            body["translation"]["onSuccess"] = {"action": "Synthesize"}
+            body["synthesis"] = {"defaultVoices": {self.voice.split("-")[0].lower(): self.voice}}
+        return build_text(SPEECH_CONTEXT, request_id, body, content_type=None)
+
+    @classmethod
+    def decode(cls, body: dict) -> "SpeechContext":
+        """Also SDK <= 1.42's ``translationcontext.to``."""
+        detection = body.get("phraseDetection", {})
+        targets = body.get("translation", {}).get("targetLanguages") or body.get("translationcontext", {}).get("to") or []
+        voices = body.get("synthesis", {}).get("defaultVoices", {})
+        streams = body.get("audio", {}).get("streams") or {}
+        return cls(tuple(targets), next(iter(voices.values()), None) if voices else None,
+                   next(iter(streams), None), detection.get("language"),
+                   str(detection["mode"]) if detection.get("mode") is not None else None)
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Client audio of a turn: the WAV header first (with its content type), PCM, then an empty end."""
+
+    payload: bytes
+    stream_id: str | None = None
+    wav_header: bool = False
+
+    def encode(self, request_id: str) -> bytes:
+        headers = {"X-StreamId": self.stream_id} if self.stream_id is not None else {}
+        if self.wav_header:
+            headers["Content-Type"] = WAV_CONTENT_TYPE
+        return build_binary(AUDIO, request_id, self.payload, headers)
+
+    @classmethod
+    def decode(cls, message: UspMessage) -> "Audio":
+        payload = message.body if isinstance(message.body, bytes) else message.body.encode()
+        return cls(payload, message.headers.get("x-streamid"),
+                   message.headers.get("content-type", "").lower() == WAV_CONTENT_TYPE)
+
+
+@dataclass(frozen=True)
+class SynthesisStart:
+    """v2: the language of the synthesized audio that follows on ``stream_id``."""
+
+    language: str
+    stream_id: str
+
+    def encode(self, request_id: str) -> str:
+        return build_text(AUDIO_START, request_id, {"TranslationLanguage": self.language}, {"X-StreamId": self.stream_id})
+
+    @classmethod
+    def decode(cls, message: UspMessage, body: dict) -> "SynthesisStart":
+        return cls(str(body.get("TranslationLanguage", "")), message.headers.get("x-streamid", ""))
+
+
+@dataclass(frozen=True)
+class SynthesisAudio:
+    """Synthesized WAV: ``translation.synthesis`` (v1) or ``audio`` on a stream id (v2)."""
+
+    wav_bytes: bytes
+    stream_id: str | None = None
+
+    def encode(self, request_id: str) -> bytes:
+        if self.stream_id is None:
+            return build_binary(SYNTHESIS, request_id, self.wav_bytes, {"Content-Type": WAV_CONTENT_TYPE})
+        return build_binary(AUDIO, request_id, self.wav_bytes,
+                            {"X-StreamId": self.stream_id, "Content-Type": WAV_CONTENT_TYPE})
+
+    @classmethod
+    def decode(cls, message: UspMessage) -> "SynthesisAudio":
+        return cls(message.body if isinstance(message.body, bytes) else message.body.encode(),
+                   message.headers.get("x-streamid"))
+
+
+@dataclass(frozen=True)
+class SynthesisEnd:
+    """The end of a synthesis: ``translation.synthesis.end`` (v1) or ``audio.end`` on a stream id (v2)."""
+
+    failure: str | None = None
+    stream_id: str | None = None
+
+    def encode(self, request_id: str) -> str:
+        key, path = ("SynthesisStatus", SYNTHESIS_END) if self.stream_id is None else ("Status", AUDIO_END)
+        body = {key: "Success"} if self.failure is None else {key: "Error", "FailureReason": self.failure}
+        extra = {"X-StreamId": self.stream_id} if self.stream_id is not None else None
+        return build_text(path, request_id, body, extra)
+
+    @classmethod
+    def decode(cls, message: UspMessage, body: dict) -> "SynthesisEnd":
+        status = body.get("SynthesisStatus", body.get("Status", "Success"))
+        return cls(None if status == "Success" else str(body.get("FailureReason", status)),
+                   message.headers.get("x-streamid"))
