@@ -1,3 +1,5 @@
 """Parley device agent: capture -> DSP -> VAD/segmenter -> uplink -> results -> outputs."""
 
-__version__ = "0.1.0"
+from parley_common import __version__  # one version for the one distribution
+
+__all__ = ["__version__"]

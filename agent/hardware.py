@@ -1,5 +1,8 @@
 """Microphone-array geometry as plain data, loaded from ``hardware/arrays/*.yaml`` profiles.
 
+The shipped profiles are package data (``agent/arrays``; ``hardware/arrays`` links there), so an
+installed package finds them wherever pip put it.
+
 Azimuth convention used by every spatial stage: degrees in the array's x-y plane, measured
 counter-clockwise from +x as seen from above, wrapped to [0, 360). A talker on +x is 0 deg, on
 +y is 90 deg.
@@ -15,8 +18,8 @@ import numpy as np
 import yaml
 
 _PACKAGED_PROFILE_DIRS = (
-    Path(__file__).resolve().parent.parent / "hardware" / "arrays",
-    Path("/usr/share/parley/hardware/arrays"),
+    Path(__file__).resolve().parent / "arrays",
+    Path("/usr/share/parley/hardware/arrays"),  # a distribution package may put more here
 )
 
 

@@ -1,3 +1,5 @@
 """Parley gateway: an offline speech-translation server speaking the Translator v1 and Azure USP protocols."""
 
-__version__ = "0.1.0"
+from parley_common import __version__  # one version for the one distribution
+
+__all__ = ["__version__"]

@@ -10,6 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
+from parley_common import __version__
 from parley_common.typedyaml import ConfigError, load_yaml_config
 from parley_common.sdnotify import SystemdNotifier
 from gateway.config import GatewayConfig
@@ -20,6 +21,7 @@ EXIT_CONFIG = 78
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="parley-gateway", description="Parley offline speech-translation gateway")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--config", type=Path, help="YAML config (default: built-in defaults)")
     parser.add_argument("--host", help="bind address (overrides the file)")
     parser.add_argument("--port", type=int, help="port (overrides the file)")
