@@ -20,7 +20,9 @@ import queue
 import signal
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import Callable
 
 from agent.audio import open_capture
 from agent.outputs.button import attach_button
@@ -29,6 +31,7 @@ from agent.events import (
     FinalResult,
     LinkStatus,
     PartialResult,
+    SegmentEvent,
     SpeechEnded,
     SpeechStarted,
     SynthesizedSpeech,
@@ -37,15 +40,16 @@ from agent.events import (
 from agent.frontend import FrontEnd
 from agent.outputs.console import ConsoleOutput
 from agent.outputs.leds import LedDriver, make_led_backend
+from agent.outputs.pins import make_pin_factory
 from agent.outputs.speaker import Speaker
 from agent.outputs.transcript import TranscriptWriter
 from parley_common.sdnotify import SystemdNotifier
+from agent.queues import QUEUES, RESULT_QUEUE_SIZE
 from agent.state import DeviceStateMachine
 from agent.uplink import make_uplink
 
 log = logging.getLogger("parley.daemon")
 
-RESULT_QUEUE_SIZE = 256
 FRAME_READ_TIMEOUT_S = 0.2
 
 
@@ -60,28 +64,41 @@ class AgentCounters:
 
 
 class Agent:
-    """One running agent. ``start()``, then ``stop()`` (or ``wait_until_drained`` for a finite input)."""
+    """One running agent: ``with Agent(config) as agent:`` (or ``start()`` then ``close()``).
 
-    def __init__(self, config: AgentConfig):
+    ``on_segment_event`` sees every segment event before it is routed (tests, benches).
+    """
+
+    def __init__(self, config: AgentConfig, *, on_segment_event: Callable[[SegmentEvent], None] | None = None):
         self.config = config
         self.geometry = config.geometry
         self.counters = AgentCounters()
-        self.results: queue.Queue = queue.Queue(maxsize=RESULT_QUEUE_SIZE)
+        self.results: queue.Queue = QUEUES["results"].make(RESULT_QUEUE_SIZE)
         self.state = DeviceStateMachine()
-        self.leds = LedDriver(make_led_backend(config.outputs.leds), config.outputs.leds)
-        self.state.subscribe(self.leds.show_state)
-        self.capture = open_capture(config.capture, self.geometry)
-        self.frontend = FrontEnd(config.frontend, self.geometry, config.capture.sample_rate_hz)
-        self.uplink = make_uplink(config.uplink, self.results)
-        self.speaker = Speaker(
-            config.outputs.speaker,
-            on_playback_started=self.state.speaker_started,
-            on_playback_finished=self.state.speaker_finished,
-        )
-        self.console = ConsoleOutput(config.outputs.console)
-        self.transcript = TranscriptWriter(config.outputs.transcript)
-        self.button = attach_button(config.outputs.button, self.state, config.outputs.leds.backend)
+        self._on_segment_event = on_segment_event or (lambda event: None)
+        with ExitStack() as claimed:  # what a failing part leaves claimed (GPIO, devices) is released, like AIY's board.py
+            pins = make_pin_factory(config.outputs.leds.backend)
+            self.leds = LedDriver(make_led_backend(config.outputs.leds, pins), config.outputs.leds)
+            claimed.callback(self.leds.close)
+            self.state.subscribe(self.leds.show_state)
+            self.capture = open_capture(config.capture, self.geometry)
+            claimed.callback(self.capture.close)
+            self.frontend = FrontEnd(config.frontend, self.geometry, config.capture.sample_rate_hz)
+            self.uplink = make_uplink(config.uplink, self.results)
+            claimed.callback(self.uplink.close)
+            self.speaker = Speaker(
+                config.outputs.speaker,
+                on_playback_started=self.state.speaker_started,
+                on_playback_finished=self.state.speaker_finished,
+            )
+            claimed.callback(self.speaker.close)
+            self.console = ConsoleOutput(config.outputs.console)
+            self.transcript = TranscriptWriter(config.outputs.transcript)
+            claimed.callback(self.transcript.close)
+            self.button = attach_button(config.outputs.button, self.state, pins)
+            claimed.pop_all()
         self._stop = threading.Event()
+        self._closed = False
         self._input_ended = threading.Event()
         self._threads = [
             threading.Thread(target=self._pipeline_loop, name="pipeline", daemon=True),
@@ -90,23 +107,35 @@ class Agent:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def start(self) -> None:
-        self.state.starting()
-        self.leds.start()
-        self.speaker.start()
-        self.uplink.start()
-        self.capture.start()
-        for thread in self._threads:
-            thread.start()
+    def start(self) -> "Agent":
+        try:
+            self.state.starting()
+            self.leds.start()
+            self.speaker.start()
+            self.uplink.start()
+            self.capture.start()
+            for thread in self._threads:
+                thread.start()
+        except BaseException:
+            self.close()
+            raise
         self.state.started()
+        return self
 
-    def stop(self, timeout_s: float | None = None) -> None:
-        """Stop within ``timeout_s``: close the open utterance, the socket, flush the transcript, LEDs off."""
+    def close(self, timeout_s: float | None = None) -> None:
+        """Stop within ``timeout_s``: close the open utterance, the socket, flush the transcript, LEDs off.
+
+        Idempotent, and safe after a start that failed half-way.
+        """
+        if self._closed:
+            return
+        self._closed = True
         budget_s = timeout_s if timeout_s is not None else self.config.daemon.shutdown_timeout_s
         deadline = time.monotonic() + budget_s
         self._stop.set()
         for thread in self._threads:  # the pipeline ends the open utterance on its way out
-            thread.join(timeout=max(0.05, (deadline - time.monotonic()) / 3))
+            if thread.is_alive():
+                thread.join(timeout=max(0.05, (deadline - time.monotonic()) / 3))
         self.capture.close()
         self.uplink.close(timeout_s=max(0.1, (deadline - time.monotonic()) / 2))
         self.speaker.close(timeout_s=max(0.05, deadline - time.monotonic() - 0.2))
@@ -114,6 +143,12 @@ class Agent:
             self.button.close()
         self.transcript.close()
         self.leds.close()
+
+    def __enter__(self) -> "Agent":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     @property
     def input_ended(self) -> bool:
@@ -151,7 +186,8 @@ class Agent:
             self._route_segment_event(event)
         self._input_ended.set()
 
-    def _route_segment_event(self, event) -> None:
+    def _route_segment_event(self, event: SegmentEvent) -> None:
+        self._on_segment_event(event)
         self.uplink.send(event)
         if isinstance(event, SpeechStarted):
             self.counters.utterances += 1
@@ -196,8 +232,7 @@ def run_daemon(config: AgentConfig) -> int:
     stop_requested = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop_requested.set())
-    agent = Agent(config)
-    agent.start()
+    agent = Agent(config).start()
     notifier.notify(READY="1", STATUS="listening")
     watchdog_s = notifier.watchdog_interval_s()
     tick_s = min(watchdog_s or 1.0, 1.0)
@@ -214,7 +249,7 @@ def run_daemon(config: AgentConfig) -> int:
         if agent.input_ended and agent.capture.state == "stopped":
             break
     notifier.notify(STOPPING="1", STATUS="stopping")
-    agent.stop()
+    agent.close()
     notifier.close()
     return 0
 
@@ -229,7 +264,8 @@ def cycle_leds(config: AgentConfig, seconds_per_state: float) -> None:
     """``parley leds``: show every state in turn so an installer can check the wiring."""
     from agent.outputs.leds import cycle_led_states
 
-    driver = LedDriver(make_led_backend(config.outputs.leds), config.outputs.leds)
+    pins = make_pin_factory(config.outputs.leds.backend)
+    driver = LedDriver(make_led_backend(config.outputs.leds, pins), config.outputs.leds)
     driver.start()
     try:
         cycle_led_states(driver, seconds_per_state)

@@ -106,7 +106,7 @@ def run_demo(out_dir: Path, shared_data: Path | None = None, realtime: bool = Tr
         try:
             drained = agent.wait_until_drained(timeout_s=60.0 + scene.mixture.shape[0] / 16000)
         finally:
-            agent.stop(timeout_s=3.0)
+            agent.close(timeout_s=3.0)
     tts_files = sorted((out_dir / "tts").glob("*.wav"))
     finals = agent.console.finals_shown
     print(f"\nparley demo: {finals} final result(s) for {len(DEMO_SENTENCES)} spoken sentence(s); "

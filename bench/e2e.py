@@ -90,7 +90,7 @@ def main() -> int:
         agent.console.config = type(agent.console.config)(enabled=False)
         agent.start()
         agent.wait_until_drained(timeout_s=120)
-        agent.stop()
+        agent.close()
     first_read = marks["read"][0] - 320 / 16000  # frame 0 is handed over once its 20 ms have been captured
     ends = [first_read + end / 16000 for _, end in scene.utterances]
     finals, tts = [], []

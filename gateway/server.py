@@ -209,13 +209,15 @@ class GatewayThread:
             raise RuntimeError(f"gateway did not start: {self._error}")
         return self
 
-    def stop(self) -> None:
+    def close(self) -> None:
+        """Idempotent; safe before ``start()``."""
         if self._loop and self._stop and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
 
     def __enter__(self) -> "GatewayThread":
         return self.start()
 
     def __exit__(self, *exc) -> None:
-        self.stop()
+        self.close()

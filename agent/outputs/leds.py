@@ -15,6 +15,7 @@ import threading
 import time
 
 from agent.outputs.config import LedConfig
+from agent.outputs.pins import PinFactory
 
 log = logging.getLogger("parley.leds")
 
@@ -42,6 +43,8 @@ def pattern_level(pattern: str, period_s: float, t: float) -> float:
 
 class LedBackend:
     """Shows one colour per LED; ``pixels`` is a list of (r, g, b) in 0..1."""
+
+    num_leds = 1
 
     def show(self, pixels: list[tuple[float, float, float]]) -> None:
         raise NotImplementedError
@@ -90,19 +93,13 @@ class MockLeds(LedBackend):
 class RpiGpioLeds(LedBackend):
     """Plain LEDs on BCM pins, dimmed with software PWM; one pin per colour channel."""
 
-    def __init__(self, config: LedConfig):
-        try:
-            import RPi.GPIO as GPIO
-        except ImportError:
-            raise RuntimeError("outputs.leds.backend rpi-gpio needs RPi.GPIO (pip install 'parley[pi]'; "
-                               "on a Pi 5: rpi-lgpio)") from None
-        self._gpio = GPIO
-        GPIO.setmode(GPIO.BCM)
+    def __init__(self, config: LedConfig, pins: PinFactory):
+        self._gpio = gpio = pins.gpio("outputs.leds.backend rpi-gpio")
         self._pins = list(config.pins.values())
         self._pwm = {}
         for colour, pin in config.pins.items():
-            GPIO.setup(pin, GPIO.OUT, initial=GPIO.LOW)
-            pwm = GPIO.PWM(pin, 200)
+            gpio.setup(pin, gpio.OUT, initial=gpio.LOW)
+            pwm = gpio.PWM(pin, 200)
             pwm.start(0)
             self._pwm[colour] = pwm
         self._brightness = config.brightness
@@ -127,18 +124,15 @@ def apa102_frame(pixels: list[tuple[float, float, float]], brightness: float) ->
 
 
 class Apa102Ring(LedBackend):
-    def __init__(self, config: LedConfig):
-        try:
-            import spidev
-        except ImportError:
-            raise RuntimeError("outputs.leds.backend apa102 needs spidev (pip install 'parley[pi]')") from None
-        if config.power_pin is not None:
-            import RPi.GPIO as GPIO
+    """A ring of APA102 LEDs on SPI; ``power_pin`` (if wired) switches the ring's supply."""
 
-            GPIO.setmode(GPIO.BCM)
-            GPIO.setup(config.power_pin, GPIO.OUT, initial=GPIO.HIGH)
-        self._spi = spidev.SpiDev()
-        self._spi.open(config.spi_bus, config.spi_device)
+    def __init__(self, config: LedConfig, pins: PinFactory):
+        self.num_leds = config.num_leds
+        self._gpio, self._power_pin = None, config.power_pin
+        if config.power_pin is not None:
+            self._gpio = pins.gpio("outputs.leds.power_pin")
+            self._gpio.setup(config.power_pin, self._gpio.OUT, initial=self._gpio.HIGH)
+        self._spi = pins.spi(config.spi_bus, config.spi_device, "outputs.leds.backend apa102")
         self._spi.max_speed_hz = 8_000_000
         self._brightness = config.brightness
 
@@ -147,14 +141,17 @@ class Apa102Ring(LedBackend):
 
     def close(self):
         self._spi.close()
+        if self._gpio is not None:
+            self._gpio.output(self._power_pin, self._gpio.LOW)
+            self._gpio.cleanup(self._power_pin)
 
 
-def make_led_backend(config: LedConfig) -> LedBackend:
+def make_led_backend(config: LedConfig, pins: PinFactory) -> LedBackend:
     name = os.environ.get("PARLEY_LED_BACKEND", config.backend)
     if name == "rpi-gpio":
-        return RpiGpioLeds(config)
+        return RpiGpioLeds(config, pins)
     if name == "apa102":
-        return Apa102Ring(config)
+        return Apa102Ring(config, pins)
     if name == "mock":
         return MockLeds(config.num_leds)
     if name == "log":
@@ -170,7 +167,7 @@ class LedDriver:
     def __init__(self, backend: LedBackend, config: LedConfig):
         self.backend = backend
         self.config = config
-        self.num_leds = config.num_leds if isinstance(backend, (Apa102Ring, MockLeds)) else 1
+        self.num_leds = backend.num_leds
         self._state = "starting"
         self._azimuth_deg: float | None = None
         self._changed = threading.Event()
@@ -208,7 +205,9 @@ class LedDriver:
             self._changed.clear()
 
     def close(self) -> None:
-        """Stop rendering and switch every LED off."""
+        """Stop rendering and switch every LED off; idempotent (a closed backend is never written)."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         self._changed.set()
         if self._thread.is_alive():

@@ -22,6 +22,7 @@ from agent.audio.resample import StreamResampler
 from agent.audio.synth import read_wav_bytes
 from agent.events import SynthesizedSpeech
 from agent.outputs.config import SpeakerConfig
+from agent.queues import QUEUES
 
 log = logging.getLogger("parley.speaker")
 
@@ -105,7 +106,7 @@ class Speaker:
         self.sink = sink or make_sink(config)
         self._on_started = on_playback_started or (lambda: None)
         self._on_finished = on_playback_finished or (lambda: None)
-        self._queue: queue.Queue[SynthesizedSpeech | None] = queue.Queue(maxsize=config.queue_items)
+        self._queue: queue.Queue[SynthesizedSpeech | None] = QUEUES["speaker"].make(config.queue_items)
         self._lock = threading.Lock()
         self._playing = False
         self._gate_opens_at = 0.0

@@ -22,6 +22,7 @@ import time
 import websocket
 
 from agent.events import LinkStatus, PartialResult, ResultEvent, SegmentEvent, UplinkError
+from agent.queues import QUEUES
 from agent.uplink.config import UplinkConfig
 from agent.uplink.outbox import Outbox
 from agent.uplink.protocol import ProtocolError, WireProtocol
@@ -41,7 +42,7 @@ class Uplink:
         self.results = results
         self.protocol = protocol
         self._clock = clock
-        self._inbound: queue.Queue[SegmentEvent] = queue.Queue(maxsize=config.inbound_queue_events)
+        self._inbound: queue.Queue[SegmentEvent] = QUEUES["uplink"].make(config.inbound_queue_events)
         # send() pokes this pair so the uplink thread wakes for new audio as fast as for socket data.
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -96,8 +97,10 @@ class Uplink:
         return self._thread.is_alive()
 
     def close(self, timeout_s: float = 2.0) -> None:
+        """Idempotent; safe before ``start()``."""
         self._stop.set()
-        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
         self._wake_r.close()
         self._wake_w.close()
 

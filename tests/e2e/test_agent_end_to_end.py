@@ -67,14 +67,14 @@ def test_agent_translates_every_utterance_and_speaks_with_the_mic_gated(scene, g
     scene_path, truth = scene
     config_path = tmp_path / "agent.yaml"
     config_path.write_text(agent_yaml(scene_path, gateway.base_url, tmp_path, backend, realtime=True))
-    agent = Agent(load_agent_config(config_path))
     started_events = []
-    original_route = agent._route_segment_event
-    agent._route_segment_event = lambda e: (started_events.append((e, agent.speaker.mic_gate_open()))
-                                            if isinstance(e, SpeechStarted) else None, original_route(e))
-    agent.start()
-    drained = agent.wait_until_drained(timeout_s=60)
-    agent.stop()
+
+    def note_gate(event):
+        if isinstance(event, SpeechStarted):
+            started_events.append((event, agent.speaker.mic_gate_open()))
+
+    with Agent(load_agent_config(config_path), on_segment_event=note_gate) as agent:
+        drained = agent.wait_until_drained(timeout_s=60)
     assert drained
     records = read_transcript(tmp_path / "transcript.jsonl")
     assert len(records) == len(truth.utterances)

@@ -6,8 +6,10 @@ import time
 
 import pytest
 
-from agent.outputs.config import LedConfig
-from agent.outputs.leds import PATTERNS, LedDriver, MockLeds, apa102_frame, make_led_backend, pattern_level
+from agent.outputs.button import attach_button
+from agent.outputs.config import ButtonConfig, LedConfig
+from agent.outputs.leds import PATTERNS, Apa102Ring, LedDriver, MockLeds, apa102_frame, make_led_backend, pattern_level
+from agent.outputs.pins import PinFactory, fake_pin_factory, make_pin_factory
 from agent.state import DeviceStateMachine
 
 
@@ -117,35 +119,69 @@ def test_apa102_frame_layout():
 
 
 def test_backend_selection_by_config_and_environment(monkeypatch):
-    assert isinstance(make_led_backend(LedConfig(backend="mock")), MockLeds)
+    assert isinstance(make_led_backend(LedConfig(backend="mock"), PinFactory()), MockLeds)
     monkeypatch.setenv("PARLEY_LED_BACKEND", "mock")
-    assert isinstance(make_led_backend(LedConfig(backend="log")), MockLeds)
+    assert isinstance(make_led_backend(LedConfig(backend="log"), PinFactory()), MockLeds)
+    assert isinstance(make_pin_factory("log").gpio("test"), type(fake_pin_factory().gpio("test")))
     monkeypatch.setenv("PARLEY_LED_BACKEND", "rpi-gpio")
-    with pytest.raises(RuntimeError, match="RPi.GPIO"):
-        make_led_backend(LedConfig())
+    with pytest.raises(RuntimeError, match="outputs.leds.backend rpi-gpio needs RPi.GPIO"):
+        make_led_backend(LedConfig(), PinFactory())
     monkeypatch.setenv("PARLEY_LED_BACKEND", "lazer")
     with pytest.raises(ValueError, match="allowed: rpi-gpio, apa102, log, none, mock"):
-        make_led_backend(LedConfig())
+        make_led_backend(LedConfig(), PinFactory())
 
 
-def test_button_toggles_mute_or_talks_while_held(monkeypatch):
-    from agent.outputs.button import attach_button
-    from agent.outputs.config import ButtonConfig
+def test_rpi_gpio_leds_dim_each_colour_pin_and_release_them():
+    pins = fake_pin_factory()
+    config = LedConfig(backend="rpi-gpio", brightness=0.5)
+    driver = LedDriver(make_led_backend(config, pins), config)
+    gpio = pins.gpio("test")
+    assert gpio.mode == "BCM" and set(gpio.pwms) == set(config.pins.values())
+    driver.show_state("muted")
+    driver.start()
+    driver.close()
+    driver.close()  # twice: nothing shown after close
+    red, green = gpio.pwms[config.pins["red"]], gpio.pwms[config.pins["green"]]
+    assert 50.0 in red.duty_cycles and red.duty_cycles[-1] == 0.0 and set(green.duty_cycles) == {0.0}
+    assert not red.running and not gpio.directions
 
-    monkeypatch.setenv("PARLEY_LED_BACKEND", "mock")
+
+def test_apa102_ring_sizes_itself_writes_frames_and_switches_its_power_off():
+    pins = fake_pin_factory()
+    config = LedConfig(backend="apa102", num_leds=12, power_pin=5, brightness=1.0)
+    ring = make_led_backend(config, pins)
+    gpio = pins.gpio("test")
+    assert isinstance(ring, Apa102Ring) and gpio.levels[5] == gpio.HIGH
+    driver = LedDriver(ring, config)
+    assert driver.num_leds == 12
+    driver.show_state("listening")
+    driver.show_direction(90.0)
+    ring.show(driver.render(0.0))
+    spi = ring._spi
+    assert bytes(spi.transfers[-1]) == apa102_frame(driver.render(0.0), 1.0)
+    driver.close()
+    assert bytes(spi.transfers[-1]) == apa102_frame([(0.0, 0.0, 0.0)] * 12, 1.0)
+    assert spi.opened is None and 5 not in gpio.directions  # the power pin is released
+
+
+def test_button_toggles_mute_or_talks_while_held():
+    pins = fake_pin_factory()
+    gpio = pins.gpio("test")
     machine = started_machine()
-    button = attach_button(ButtonConfig(pin=17, mode="toggle-mute"), machine, "mock")
-    button.press()
-    button.release()
+    button = attach_button(ButtonConfig(pin=17, mode="toggle-mute"), machine, pins)
+    gpio.drive(17, gpio.LOW)
+    gpio.drive(17, gpio.HIGH)
     assert machine.current == "muted"
-    button.press()
+    gpio.drive(17, gpio.LOW)
     assert machine.current == "idle"
+    button.close()
+    assert 17 not in gpio.callbacks and 17 not in gpio.directions
 
     talk = started_machine()
-    button = attach_button(ButtonConfig(pin=17, mode="push-to-talk"), talk, "mock")
+    attach_button(ButtonConfig(pin=17, mode="push-to-talk"), talk, pins)
     assert talk.current == "muted"
-    button.press()
+    gpio.drive(17, gpio.LOW)
     assert talk.current == "idle"
-    button.release()
+    gpio.drive(17, gpio.HIGH)
     assert talk.current == "muted"
-    assert attach_button(ButtonConfig(pin=None), talk, "mock") is None
+    assert attach_button(ButtonConfig(pin=None), talk, pins) is None

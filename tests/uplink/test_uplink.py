@@ -152,7 +152,7 @@ def test_server_down_for_five_seconds_then_back_loses_nothing_and_backs_off(spee
     talker = Talker(uplink, speed=4.0)
     ids = [talker.say(speech[0])]
     wait_for_finals(results, set(ids))
-    first.stop()
+    first.close()
     down_at = time.monotonic()
     connects_before = uplink.connects
     ids += [talker.say(pcm) for pcm in speech[1:]]  # spoken while the server is down: queued
@@ -162,7 +162,7 @@ def test_server_down_for_five_seconds_then_back_loses_nothing_and_backs_off(spee
     second.start()
     events = wait_for_finals(results, set(ids[1:]))
     uplink.close()
-    second.stop()
+    second.close()
     assert uplink.connects == connects_before + 1
     assert_exactly_one_final_each(events, ids[1:])
     # 100 ms doubling to a 1 s cap with jitter: about 8-12 attempts in 5 s; neither a spin nor a give-up.
