@@ -30,7 +30,7 @@ from parley_common.protocols.wav import streaming_header  # noqa: E402
 from gateway.engines.pocketsphinx_asr import PocketsphinxRecognizer  # noqa: E402
 from gateway.server import GatewayThread  # noqa: E402
 from gateway_bench_client import send_realtime  # noqa: E402
-from speech_samples import english_samples  # noqa: E402
+from tests.support.speech import english_samples  # noqa: E402
 
 
 def recognition_rtf(samples) -> float:

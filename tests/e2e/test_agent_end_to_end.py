@@ -21,11 +21,8 @@ from agent.hardware import load_array_profile
 from agent.outputs.leds import MockLeds
 from agent.outputs.transcript import read_transcript
 from agent.simulation import simulate_scene
-from gateway.server import GatewayThread
-
-sys.path.insert(0, str(Path(__file__).parent.parent))
-from conftest import shared_data_dir  # noqa: E402
-from speech_samples import english_samples  # noqa: E402
+from tests.support.data import shared_data_dir
+from tests.support.speech import english_samples
 
 AZIMUTH_DEG = 120.0
 
@@ -40,12 +37,6 @@ def scene(tmp_path_factory):
     path = tmp_path_factory.mktemp("scene") / "scene.wav"
     write_multichannel_wav(path, scene.mixture, 16000)
     return path, scene
-
-
-@pytest.fixture(scope="module")
-def gateway():
-    with GatewayThread() as gw:
-        yield gw
 
 
 def agent_yaml(scene_path, url, out: Path, backend: str, realtime: bool, loop: bool = False) -> str:

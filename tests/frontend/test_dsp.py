@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,9 +10,7 @@ from agent.dsp.beamformer import Beamformer, BeamformerConfig
 from agent.dsp.doa import DoaConfig, WhitenedMusicDoa
 from agent.dsp.stft import StreamingStft
 from agent.hardware import load_array_profile
-
-sys.path.insert(0, str(Path(__file__).parent))
-from signals import plane_wave  # noqa: E402
+from tests.support.signals import plane_wave
 
 RATE_HZ = 16000
 HOP = 160

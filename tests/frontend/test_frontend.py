@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,9 +11,7 @@ from agent.events import SpeechChunk, SpeechEnded, SpeechStarted
 from agent.frontend import FrontEnd, FrontendConfig
 from agent.hardware import load_array_profile
 from agent.vad.engines import VadConfig
-
-sys.path.insert(0, str(Path(__file__).parent))
-from signals import plane_wave, to_frames  # noqa: E402
+from tests.support.signals import plane_wave, to_frames
 
 
 def scene(geometry, azimuth_deg: float, seed: int = 0):

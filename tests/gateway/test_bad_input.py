@@ -6,11 +6,9 @@ import json
 import os
 import signal
 import socket
-import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,10 +18,8 @@ from parley_common.protocols.usp import build_binary, new_request_id
 from parley_common.protocols.wav import streaming_header
 from gateway.config import GatewayConfig, LimitsConfig
 from gateway.server import GatewayThread
-
-sys.path.insert(0, str(Path(__file__).parent.parent))
-from conftest import shared_data_dir  # noqa: E402
-from speech_samples import english_samples  # noqa: E402
+from tests.support.data import shared_data_dir
+from tests.support.speech import english_samples
 
 KEY = "test-key-1234"
 V1 = "/speech/translate?api-version=1.0&from=en-US&to=es"

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
-from pathlib import Path
 
 import pytest
 
 from gateway.engines.pocketsphinx_asr import PocketsphinxRecognizer, RecognizerError
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from conftest import shared_data_dir  # noqa: E402
-from speech_samples import english_samples, wer_bound, word_errors  # noqa: E402
+from tests.support.data import shared_data_dir
+from tests.support.speech import english_samples, wer_bound, word_errors
 
 
 def recognise(stream, pcm) -> str:

@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
-import pytest
 import websocket
 
 from agent.audio.synth import read_wav_bytes
 from parley_common.protocols.wav import streaming_header
-from gateway.server import GatewayThread
-
-sys.path.insert(0, str(Path(__file__).parent.parent))
-from conftest import shared_data_dir  # noqa: E402
-from speech_samples import english_samples, wer_bound, word_errors  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def gateway():
-    with GatewayThread() as gw:
-        yield gw
+from tests.support.data import shared_data_dir
+from tests.support.speech import english_samples, wer_bound, word_errors
 
 
 def v1_url(gw, to="es&to=ca", features="partial,texttospeech,timinginfo"):

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 import wave
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,19 +12,10 @@ import websocket
 
 from parley_common.protocols.usp import build_binary, build_text, new_request_id, parse_binary, parse_text
 from parley_common.protocols.wav import streaming_header
-from gateway.server import GatewayThread
-
-sys.path.insert(0, str(Path(__file__).parent.parent))
-from conftest import shared_data_dir  # noqa: E402
-from speech_samples import english_samples  # noqa: E402
+from tests.support.data import shared_data_dir
+from tests.support.speech import english_samples
 
 speechsdk = pytest.importorskip("azure.cognitiveservices.speech")
-
-
-@pytest.fixture(scope="module")
-def gateway():
-    with GatewayThread() as gw:
-        yield gw
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,8 @@ from __future__ import annotations
 import dataclasses
 import http.server
 import queue
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -17,22 +15,13 @@ from agent.uplink import make_uplink
 from agent.uplink.config import ReconnectConfig, UplinkConfig
 from gateway.config import GatewayConfig
 from gateway.server import GatewayThread
-
-HERE = Path(__file__).parent
-sys.path[:0] = [str(HERE), str(HERE.parent)]
-from conftest import shared_data_dir  # noqa: E402
-from helpers import ENDED_AZIMUTH_DEG, Talker, finals_by_id, speech_ids, wait_for_finals  # noqa: E402
-from proxy import FaultProxy  # noqa: E402
-from speech_samples import english_samples  # noqa: E402
+from tests.support.data import shared_data_dir
+from tests.support.proxy import FaultProxy
+from tests.support.speech import english_samples
+from tests.support.talker import ENDED_AZIMUTH_DEG, Talker, finals_by_id, speech_ids, wait_for_finals
 
 FAST_RECONNECT = ReconnectConfig(initial_backoff_ms=100, max_backoff_ms=1000, auth_backoff_ms=2000,
                                  ping_interval_s=0.5, ping_timeout_s=1.0, connect_timeout_s=1.0)
-
-
-@pytest.fixture(scope="module")
-def gateway():
-    with GatewayThread() as gw:
-        yield gw
 
 
 @pytest.fixture(scope="module")
