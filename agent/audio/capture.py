@@ -11,7 +11,6 @@ import logging
 import queue
 import threading
 import time
-import wave
 from abc import ABC, abstractmethod
 
 import numpy as np
@@ -20,6 +19,7 @@ from agent.audio.config import CaptureConfig
 from agent.audio.devices import DeviceInfo, find_input_device, open_pyaudio
 from agent.audio.frames import Frame
 from agent.audio.resample import StreamResampler
+from agent.audio.wavreader import WavFormatError, WavReader
 from agent.hardware import ArrayGeometry
 
 log = logging.getLogger("parley.capture")
@@ -119,25 +119,25 @@ class CaptureSource(ABC):
 
 
 class WavSource(CaptureSource):
-    """A multichannel 16-bit WAV file, in real time or as fast as the reader asks; optionally looped."""
+    """A multichannel WAV file (any encoding ``WavReader`` takes), in real time or as fast as the
+    reader asks; optionally looped."""
 
     def __init__(self, config: CaptureConfig, geometry: ArrayGeometry):
         super().__init__()
         self.config = config
         self.path = config.wav.path
         try:
-            self._wav = wave.open(self.path, "rb")
-        except (OSError, wave.Error, EOFError) as exc:
-            raise CaptureError(f"cannot open capture.wav.path {self.path!r}: {exc}") from None
-        if self._wav.getsampwidth() != 2:
-            raise CaptureError(f"{self.path}: only 16-bit PCM WAV is supported")
-        self.channels = self._wav.getnchannels()
+            self._wav = WavReader(self.path)
+        except WavFormatError as exc:
+            raise CaptureError(f"capture.wav.path: {exc}") from None
+        self.channels = self._wav.channels
         if max(geometry.channel_map) >= self.channels:
+            self._wav.close()
             raise CaptureError(
                 f"{self.path} has {self.channels} channel(s) but array {geometry.name!r} maps channel "
                 f"{max(geometry.channel_map)}")
-        self._framer = _Framer(config, geometry, self._wav.getframerate())
-        self._native_block = self._wav.getframerate() * config.frame_ms // 1000
+        self._framer = _Framer(config, geometry, self._wav.rate_hz)
+        self._native_block = self._wav.rate_hz * config.frame_ms // 1000
         self._ready: list[Frame] = []
         self._t0 = 0.0
 
@@ -147,9 +147,8 @@ class WavSource(CaptureSource):
 
     def read(self, timeout_s: float) -> Frame | None:
         while not self._ready and self.state == "running":
-            raw = self._wav.readframes(self._native_block)
-            block = np.frombuffer(raw, dtype="<i2").reshape(-1, self.channels)
-            if raw:
+            block = self._wav.read(self._native_block)
+            if block.size:
                 self._ready.extend(self._framer.push(block))
             elif self.config.wav.loop:
                 self._wav.rewind()
