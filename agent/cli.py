@@ -72,12 +72,15 @@ def _resolve_config_path(path: Path | None) -> Path | None:
 
 
 def _load_or_report(path: Path | None):
-    """The config, or None after printing every problem to stderr."""
-    from agent.config.schema import load_agent_config
+    """The config, or None after printing every problem to stderr: the file's own, then what it
+    points at on this machine (folders, LED backend, WAV input)."""
+    from agent.config.schema import check_environment, load_agent_config
     from parley_common.typedyaml import ConfigError
 
     try:
-        return load_agent_config(path)
+        config = load_agent_config(path)
+        check_environment(config, path)
+        return config
     except ConfigError as exc:
         print(f"parley: invalid configuration ({len(exc.issues)} problem(s)):", file=sys.stderr)
         for issue in exc.issues:
@@ -130,10 +133,16 @@ def _cmd_leds(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from agent.daemon import run_daemon
 
+    from agent.audio import CaptureError
+
     config = _load_or_report(_resolve_config_path(args.config))
     if config is None:
         return EXIT_CONFIG
-    return run_daemon(config)
+    try:
+        return run_daemon(config)
+    except (CaptureError, OSError) as exc:  # what the pre-flight checks could not foresee
+        print(f"parley: cannot start: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -206,6 +206,7 @@ def run_daemon(config: AgentConfig) -> int:
         now = time.monotonic()
         agent.state.tick(now)
         audio_flowing = now - agent.counters.last_frame_monotonic_s < config.daemon.audio_stall_s
+        audio_flowing |= agent.capture.state == "reopening"  # waiting for a mic (mic_lost) is alive, not hung
         if watchdog_s and audio_flowing:
             notifier.notify(WATCHDOG="1")
         if now - last_status >= config.daemon.status_interval_s:

@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from agent.audio.config import CaptureConfig
-from agent.audio.devices import DeviceInfo, find_input_device, open_pyaudio
+from agent.audio.devices import DeviceInfo, DeviceNotFound, find_input_device, open_pyaudio
 from agent.audio.frames import Frame
 from agent.audio.resample import StreamResampler
 from agent.audio.wavreader import WavFormatError, WavReader
@@ -177,19 +177,19 @@ class WavSource(CaptureSource):
 
 class PyAudioSource(CaptureSource):
     """A PortAudio input device. The callback only copies bytes into a bounded queue; everything
-    else (channel map, resampling, framing, reopening a lost device) happens in ``read()``."""
+    else (channel map, resampling, framing, reopening a lost device) happens in ``read()``.
+
+    A device that is missing at start (a HAT not yet probed, a USB mic unplugged) is not an
+    error: the source starts in ``reopening`` with ``last_error`` saying why, and keeps looking
+    with backoff, exactly as for a device lost while running."""
 
     def __init__(self, config: CaptureConfig, geometry: ArrayGeometry):
         super().__init__()
         self.config = config
         self.geometry = geometry
         self.channels = config.channels or geometry.native_channels
-        self._pa = open_pyaudio()
-        self.device: DeviceInfo = find_input_device(config.device, self._pa)
-        if self.device.max_input_channels < self.channels:
-            raise CaptureError(
-                f"input device {self.device.name!r} has {self.device.max_input_channels} channel(s); "
-                f"array {geometry.name!r} needs a {self.channels}-channel stream")
+        self._pa = None
+        self.device: DeviceInfo | None = None
         self.native_rate_hz = config.native_rate_hz or geometry.native_rate_hz
         self._framer = _Framer(config, geometry, self.native_rate_hz)
         self._block_frames = self.native_rate_hz * config.frame_ms // 1000
@@ -203,11 +203,22 @@ class PyAudioSource(CaptureSource):
         self._backoff_ms = config.reopen_initial_ms
 
     def start(self) -> None:
-        self._open_stream()
+        try:
+            self._open_stream()
+        except (OSError, DeviceNotFound, CaptureError) as exc:
+            self._lose_device(f"not available at start: {exc}")
 
     def _open_stream(self) -> None:
         import pyaudio
 
+        if self._pa is not None:
+            self._pa.terminate()
+        self._pa = open_pyaudio()  # a fresh PortAudio sees devices that appeared since
+        self.device = find_input_device(self.config.device, self._pa)
+        if self.device.max_input_channels < self.channels:
+            raise CaptureError(
+                f"input device {self.device.name!r} has {self.device.max_input_channels} channel(s); "
+                f"array {self.geometry.name!r} needs a {self.channels}-channel stream")
         self._stream = self._pa.open(
             format=pyaudio.paInt16, channels=self.channels, rate=self.native_rate_hz, input=True,
             input_device_index=self.device.index, frames_per_buffer=self._block_frames,
@@ -255,7 +266,8 @@ class PyAudioSource(CaptureSource):
         self._lose_device(reason)
 
     def _lose_device(self, reason: str) -> None:
-        self.last_error = f"input device {self.device.name!r} lost: {reason}"
+        name = self.device.name if self.device else (self.config.device or "default device")
+        self.last_error = f"input device {name!r} lost: {reason}"
         log.warning("%s; reopening with backoff", self.last_error)
         self._close_stream()
         self.state = "reopening"
@@ -269,9 +281,6 @@ class PyAudioSource(CaptureSource):
             return
         self.reopens += 1
         try:
-            self._pa.terminate()
-            self._pa = open_pyaudio()
-            self.device = find_input_device(self.config.device, self._pa)
             self._open_stream()
         except Exception as exc:  # PortAudio raises OSError, ALSA sometimes others
             self.last_error = f"reopening {self.config.device or 'default device'} failed: {exc}"
@@ -299,7 +308,8 @@ class PyAudioSource(CaptureSource):
         with self._lock:
             self.state = "stopped"
             self._close_stream()
-            self._pa.terminate()
+            if self._pa is not None:
+                self._pa.terminate()
 
 
 def open_capture(config: CaptureConfig, geometry: ArrayGeometry) -> CaptureSource:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from agent.audio.config import CaptureConfig
+from agent.config.checks import KeyLines, cross_field_issues, environment_issues
 from parley_common.typedyaml import ConfigError, ConfigIssue, load_yaml_config
 from agent.frontend import FrontendConfig
 from agent.hardware import ArrayGeometry, ProfileError, available_profiles, load_array_profile
@@ -91,6 +92,7 @@ def load_agent_config(path: str | Path | None, text: str | None = None) -> Agent
     """Load and validate; raises ConfigError naming every problem (file, line, key, allowed)."""
     config = load_yaml_config(path, AgentConfig, text=text)
     file = str(path) if path is not None else "<defaults>"
+    lines = key_lines(path, text)
     try:
         geometry = config.geometry
     except ProfileError as exc:
@@ -101,4 +103,24 @@ def load_agent_config(path: str | Path | None, text: str | None = None) -> Agent
             file, None, "capture.channels",
             f"{channels} channels cannot feed array {geometry.name!r}, whose channel_map uses "
             f"channel {max(geometry.channel_map)}; allowed: >= {max(geometry.channel_map) + 1}")])
+    issues = cross_field_issues(config, lines)
+    if issues:
+        raise ConfigError(sorted(issues, key=lambda issue: issue.line or 0))
     return config
+
+
+def check_environment(config: AgentConfig, path: str | Path | None) -> None:
+    """What a valid config points at on this machine; raises ConfigError naming every problem."""
+    issues = environment_issues(config, key_lines(path, None))
+    if issues:
+        raise ConfigError(sorted(issues, key=lambda issue: issue.line or 0))
+
+
+def key_lines(path: str | Path | None, text: str | None) -> KeyLines:
+    file = str(path) if path is not None else "<defaults>"
+    if text is None and path is not None:
+        try:
+            text = Path(path).read_text()
+        except OSError:
+            text = None
+    return KeyLines(file, text)
