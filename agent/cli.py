@@ -133,14 +133,14 @@ def _cmd_leds(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from agent.daemon import run_daemon
 
-    from agent.audio import CaptureError
+    from agent.audio import CaptureError, DeviceNotFound
 
     config = _load_or_report(_resolve_config_path(args.config))
     if config is None:
         return EXIT_CONFIG
     try:
         return run_daemon(config)
-    except (CaptureError, OSError) as exc:  # what the pre-flight checks could not foresee
+    except (CaptureError, DeviceNotFound, OSError) as exc:  # what the pre-flight checks could not foresee
         print(f"parley: cannot start: {exc}", file=sys.stderr)
         return EXIT_CONFIG
 

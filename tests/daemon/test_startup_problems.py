@@ -169,3 +169,18 @@ def test_a_missing_mic_is_the_mic_lost_state_not_a_crash(tmp_path):
     assert "no input device matches 'seeed-4mic-voicecard'" in err
     assert err.count("next try in") >= 2
     assert "Traceback" not in err
+
+
+def test_no_sound_card_for_the_speaker_is_a_clean_refusal(tmp_path):
+    asound = tmp_path / "asound.conf"
+    asound.write_text("</usr/share/alsa/alsa.conf>\n")
+    path = config_file(tmp_path, """\
+        uplink:
+          url: ws://127.0.0.1:9
+        outputs:
+          leds:
+            backend: none
+        """)
+    ran = parley(["run", "--config", str(path)], {"ALSA_CONFIG_PATH": str(asound)})
+    assert ran.returncode == 78
+    assert "parley: cannot start: no default output device" in ran.stderr and "Traceback" not in ran.stderr
