@@ -25,6 +25,7 @@ from agent.hardware import ArrayGeometry
 log = logging.getLogger("parley.capture")
 
 SILENT_CHANNEL_CHECK_S = 1.0
+NEAR_SILENCE_DBFS = -60.0  # a real room through a working mic is louder than this
 STALL_TIMEOUT_S = 2.0
 
 
@@ -91,6 +92,11 @@ class _ChannelHealth:
             rms_dbfs = 10 * np.log10(self._sum_sq / self._seen / 32768.0**2 + 1e-20)
             levels = ", ".join(f"ch{c}={db:.0f}dBFS" for c, db in zip(self._geometry.channel_map, rms_dbfs))
             log.info("mic levels over the first %.0f s: %s", SILENT_CHANNEL_CHECK_S, levels)
+            if np.max(rms_dbfs) < NEAR_SILENCE_DBFS:
+                log.warning(
+                    "the input is near silence (loudest mic %.0f dBFS over the first %.0f s): is the capture gain "
+                    "turned down (alsamixer) or the array muted? The front end's AGC lifts at most "
+                    "frontend.agc.max_gain_db", np.max(rms_dbfs), SILENT_CHANNEL_CHECK_S)
             self.silent_channels = [c for c, peak in zip(self._geometry.channel_map, self._peak) if peak == 0]
             if self.silent_channels:
                 log.warning(
