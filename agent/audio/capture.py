@@ -25,7 +25,7 @@ from agent.hardware import ArrayGeometry
 log = logging.getLogger("parley.capture")
 
 SILENT_CHANNEL_CHECK_S = 1.0
-NEAR_SILENCE_DBFS = -60.0  # a real room through a working mic is louder than this
+NEAR_SILENCE_DBFS = -70.0  # even a quiet room through a working mic is louder than this
 STALL_TIMEOUT_S = 2.0
 
 
