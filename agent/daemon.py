@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from agent.audio import open_capture
 from agent.outputs.button import attach_button
 from agent.config.schema import AgentConfig
+from agent.debug_recorder import DebugRecorder
 from agent.events import (
     FinalResult,
     LinkStatus,
@@ -81,6 +82,7 @@ class Agent:
         self.console = ConsoleOutput(config.outputs.console)
         self.transcript = TranscriptWriter(config.outputs.transcript)
         self.button = attach_button(config.outputs.button, self.state, config.outputs.leds.backend)
+        self.recorder = DebugRecorder.from_config(config.debug)  # None unless debug.record_dir is set
         self._stop = threading.Event()
         self._input_ended = threading.Event()
         self._threads = [
@@ -95,6 +97,8 @@ class Agent:
         self.leds.start()
         self.speaker.start()
         self.uplink.start()
+        if self.recorder is not None:
+            self.recorder.start()
         self.capture.start()
         for thread in self._threads:
             thread.start()
@@ -113,6 +117,8 @@ class Agent:
         if self.button is not None:
             self.button.close()
         self.transcript.close()
+        if self.recorder is not None:
+            self.recorder.close()
         self.leds.close()
 
     @property
@@ -145,7 +151,10 @@ class Agent:
             self.counters.last_frame_monotonic_s = time.monotonic()
             muted = self.state.muted or not self.speaker.mic_gate_open()
             self.counters.muted_frames += muted
-            for event in self.frontend.process(frame, muted=muted):
+            events = self.frontend.process(frame, muted=muted)
+            if self.recorder is not None:
+                self.recorder.frame(frame, self.frontend.last_output)
+            for event in events:
                 self._route_segment_event(event)
         for event in self.frontend.flush():
             self._route_segment_event(event)
@@ -153,6 +162,8 @@ class Agent:
 
     def _route_segment_event(self, event) -> None:
         self.uplink.send(event)
+        if self.recorder is not None:
+            self.recorder.segment(event)
         if isinstance(event, SpeechStarted):
             self.counters.utterances += 1
             self.state.speech_started()

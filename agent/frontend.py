@@ -58,6 +58,7 @@ class FrontEnd:
         self._noise_guard_hops = int(round(config.noise_guard_ms / HOP_MS))
         self._hops_since_speech = self._noise_guard_hops
         self.noise_hops: tuple[bool, ...] = ()  # which hops of the last frame were learned as noise
+        self.last_output: Frame | None = None  # the last beamformed (and levelled) mono frame
 
     @property
     def azimuth_deg(self) -> float | None:
@@ -78,7 +79,7 @@ class FrontEnd:
         if self._agc is not None:
             mono = self._agc.process(mono)
         delay = self.hop if self.spatial else 0
-        out = Frame(mono, frame.start_sample - delay, frame.sample_rate_hz)
+        out = self.last_output = Frame(mono, frame.start_sample - delay, frame.sample_rate_hz)
         self._speech = (not muted) and self._vad.is_speech(mono[:, 0])
         return self._segmenter.process(out, self._speech, muted, self.azimuth_deg, self.doa_confidence)
 

@@ -88,6 +88,10 @@ def environment_issues(config, lines: KeyLines, environ=os.environ) -> list[Conf
         problem = _unwritable(Path(outputs.speaker.output_dir), want_dir=True)
         if problem:
             issues.append(lines.issue("outputs.speaker.output_dir", problem))
+    if config.debug.record_dir:
+        problem = _unwritable(Path(config.debug.record_dir), want_dir=True)
+        if problem:
+            issues.append(lines.issue("debug.record_dir", problem))
     backend = environ.get("PARLEY_LED_BACKEND") or outputs.leds.backend
     problem = _led_backend_problem(backend, config.outputs.leds)
     if problem:

@@ -75,6 +75,14 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True)
+class DebugConfig:
+    record_dir: str | None = field(
+        default=None, metadata={"help": "keep the last record_minutes of raw and beamformed audio and the segment log here; null: off"})
+    record_minutes: float = field(default=10.0, metadata={"min": 0.1, "max": 1440.0, "help": "length of the ring on disk"})
+    chunk_s: float = field(default=60.0, metadata={"min": 2.0, "max": 3600.0, "help": "one file per channel set per chunk; the oldest chunk goes first"})
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     array: ArrayConfig = field(default_factory=ArrayConfig)
     capture: CaptureConfig = field(default_factory=CaptureConfig)
@@ -82,6 +90,7 @@ class AgentConfig:
     uplink: UplinkConfig = field(default_factory=UplinkConfig)
     outputs: OutputsConfig = field(default_factory=OutputsConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    debug: DebugConfig = field(default_factory=DebugConfig)
 
     @cached_property
     def geometry(self) -> ArrayGeometry:
