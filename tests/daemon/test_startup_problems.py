@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -136,7 +137,8 @@ def test_a_bogus_led_backend_in_the_environment_is_refused(tmp_path):
 
 def test_a_missing_mic_is_the_mic_lost_state_not_a_crash(tmp_path):
     """No such capture device (a HAT whose driver has not come up): the daemon runs, shows
-    mic_lost, retries with backoff, and stops cleanly on SIGTERM."""
+    mic_lost on the LEDs and in its systemd status, keeps petting the watchdog (so systemd does
+    not kill it into a restart loop), retries with backoff, and stops cleanly on SIGTERM."""
     asound = tmp_path / "asound.conf"
     asound.write_text("</usr/share/alsa/alsa.conf>\n")
     path = config_file(tmp_path, """\
@@ -151,19 +153,36 @@ def test_a_missing_mic_is_the_mic_lost_state_not_a_crash(tmp_path):
             backend: log
           speaker:
             backend: none
+        daemon:
+          status_interval_s: 1.0
         """)
-    env = dict(os.environ, ALSA_CONFIG_PATH=str(asound))
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(0.1)
+    env = dict(os.environ, ALSA_CONFIG_PATH=str(asound), NOTIFY_SOCKET=str(tmp_path / "notify"),
+               WATCHDOG_USEC="2000000")
     env.pop("PARLEY_LED_BACKEND", None)
     proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    messages = []
     try:
-        time.sleep(4.0)  # start-up plus several reopen attempts (each a fresh PortAudio scan)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None and not (
+                any(m.startswith("STATUS=mic_lost;") for m in messages)
+                and sum(m == "WATCHDOG=1" for m in messages) >= 3):
+            try:
+                messages.append(notify.recv(4096).decode())
+            except socket.timeout:
+                pass
         assert proc.poll() is None, "the daemon exited instead of waiting for its mic"
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
+        notify.close()
+    assert any(m.startswith("STATUS=mic_lost;") for m in messages), messages
+    assert sum(m == "WATCHDOG=1" for m in messages) >= 3, messages
     assert proc.returncode == 0, err
     assert "leds: mic_lost" in err
     assert "no input device matches 'seeed-4mic-voicecard'" in err
