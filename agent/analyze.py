@@ -84,10 +84,10 @@ def _follow(events, segments: list[Segment], current: Segment | None, rate_hz: i
 
 def print_segments(segments: list[Segment], vad_engine: str, out: TextIO) -> None:
     out.write(f"{'#':>3} {'start s':>8} {'end s':>8} {'dur s':>6} {'az start':>8} {'az end':>7} "
-              f"{'conf':>5} {'VAD ' + vad_engine:>12} end\n")
+              f"{'conf start/end':>14} {'VAD ' + vad_engine:>12} end\n")
     for s in segments:
         out.write(f"{s.utterance_id:>3} {s.start_s:8.2f} {s.end_s:8.2f} {s.end_s - s.start_s:6.2f} "
-                  f"{_deg(s.azimuth_start_deg):>8} {_deg(s.azimuth_end_deg):>7} {s.confidence_end:5.2f} "
+                  f"{_deg(s.azimuth_start_deg):>8} {_deg(s.azimuth_end_deg):>7} {s.confidence_start:9.2f}/{s.confidence_end:4.2f} "
                   f"{100 * s.vad_speech_ratio:11.0f}% {s.reason}\n")
     out.write(f"{len(segments)} segment(s)\n")
 
