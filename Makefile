@@ -4,7 +4,7 @@
 VENV        := .venv
 PYTHON      := $(VENV)/bin/python
 SYSTEM_PY   ?= python3
-APT_PACKAGES := python3-venv python3-dev gcc portaudio19-dev libasound2-plugins alsa-utils \
+APT_PACKAGES := python3-venv python3-dev gcc portaudio19-dev libasound2-plugins alsa-utils systemd \
                 espeak-ng sox apertium apertium-eng-spa apertium-eng-cat
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -1,4 +1,4 @@
-"""``parley``: the agent's command line (run, demo, check-config, devices, leds, config-reference).
+"""``parley``: the agent's command line (run, demo, check-config, analyze, devices, leds, config-reference).
 
 Exit statuses: 0 ok; 1 the config (or a device) is invalid for check-config/devices/leds; 2 usage
 error (argparse); 78 (EX_CONFIG) when ``parley run`` is given a bad config, so systemd can be told
@@ -53,6 +53,13 @@ def _build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", type=Path)
     check.set_defaults(handler=_cmd_check_config)
 
+    analyze = sub.add_parser("analyze", help="run capture -> front end on a recording and print each segment")
+    analyze.add_argument("recording", type=Path, help="multichannel WAV as the array records it")
+    analyze.add_argument("--config", type=Path, help=DEFAULT_CONFIG_HELP)
+    analyze.add_argument("--write-segments", type=Path, metavar="DIR",
+                         help="write each segment's beamformed audio to DIR/segment-NNN.wav")
+    analyze.set_defaults(handler=_cmd_analyze)
+
     ref = sub.add_parser("config-reference", help="print the annotated reference config (every key, default, help)")
     ref.set_defaults(handler=_cmd_config_reference)
 
@@ -74,13 +81,17 @@ def _resolve_config_path(path: Path | None) -> Path | None:
     return SYSTEM_CONFIG_PATH if SYSTEM_CONFIG_PATH.exists() else None
 
 
-def _load_or_report(path: Path | None):
-    """The config, or None after printing every problem to stderr."""
-    from agent.config.schema import load_agent_config
+def _load_or_report(path: Path | None, check_machine: bool = True):
+    """The config, or None after printing every problem to stderr: the file's own, then (with
+    ``check_machine``) what it points at on this machine (folders, LED backend, WAV input)."""
+    from agent.config.schema import check_environment, load_agent_config
     from parley_common.typedyaml import ConfigError
 
     try:
-        return load_agent_config(path)
+        config = load_agent_config(path)
+        if check_machine:
+            check_environment(config, path)
+        return config
     except ConfigError as exc:
         print(f"parley: invalid configuration ({len(exc.issues)} problem(s)):", file=sys.stderr)
         for issue in exc.issues:
@@ -96,6 +107,27 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     print(f"# {args.file}: valid. Effective configuration (secrets redacted):")
     print(yaml.safe_dump(to_plain(config), sort_keys=False), end="")
+    return EXIT_OK
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from agent.analyze import analyze_recording, print_segments, write_segments
+    from agent.audio import CaptureError
+    from agent.daemon import configure_logging
+
+    config = _load_or_report(_resolve_config_path(args.config), check_machine=False)  # a recording from another box
+    if config is None:
+        return EXIT_INVALID
+    configure_logging("warning")  # the capture's level warnings, not the per-stage info lines
+    try:
+        segments = analyze_recording(config, args.recording)
+    except CaptureError as exc:
+        print(f"parley analyze: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print_segments(segments, config.frontend.vad.engine, sys.stdout)
+    if args.write_segments:
+        paths = write_segments(segments, args.write_segments, config.capture.sample_rate_hz)
+        print(f"wrote {len(paths)} segment(s) to {args.write_segments}")
     return EXIT_OK
 
 
@@ -133,10 +165,16 @@ def _cmd_leds(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from agent.daemon import run_daemon
 
+    from agent.audio import CaptureError, DeviceNotFound
+
     config = _load_or_report(_resolve_config_path(args.config))
     if config is None:
         return EXIT_CONFIG
-    return run_daemon(config)
+    try:
+        return run_daemon(config)
+    except (CaptureError, DeviceNotFound, OSError) as exc:  # what the pre-flight checks could not foresee
+        print(f"parley: cannot start: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

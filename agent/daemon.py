@@ -27,6 +27,7 @@ from typing import Callable
 from agent.audio import open_capture
 from agent.outputs.button import attach_button
 from agent.config.schema import AgentConfig
+from agent.debug_recorder import DebugRecorder
 from agent.events import (
     FinalResult,
     LinkStatus,
@@ -96,6 +97,9 @@ class Agent:
             self.transcript = TranscriptWriter(config.outputs.transcript)
             claimed.callback(self.transcript.close)
             self.button = attach_button(config.outputs.button, self.state, pins)
+            self.recorder = DebugRecorder.from_config(config.debug)  # None unless debug.record_dir is set
+            if self.recorder is not None:
+                claimed.callback(self.recorder.close)
             claimed.pop_all()
         self._stop = threading.Event()
         self._closed = False
@@ -113,6 +117,8 @@ class Agent:
             self.leds.start()
             self.speaker.start()
             self.uplink.start()
+            if self.recorder is not None:
+                self.recorder.start()
             self.capture.start()
             for thread in self._threads:
                 thread.start()
@@ -142,6 +148,8 @@ class Agent:
         if self.button is not None:
             self.button.close()
         self.transcript.close()
+        if self.recorder is not None:
+            self.recorder.close()
         self.leds.close()
 
     def __enter__(self) -> "Agent":
@@ -180,7 +188,10 @@ class Agent:
             self.counters.last_frame_monotonic_s = time.monotonic()
             muted = self.state.muted or not self.speaker.mic_gate_open()
             self.counters.muted_frames += muted
-            for event in self.frontend.process(frame, muted=muted):
+            events = self.frontend.process(frame, muted=muted)
+            if self.recorder is not None:
+                self.recorder.frame(frame, self.frontend.last_output)
+            for event in events:
                 self._route_segment_event(event)
         for event in self.frontend.flush():
             self._route_segment_event(event)
@@ -189,6 +200,8 @@ class Agent:
     def _route_segment_event(self, event: SegmentEvent) -> None:
         self._on_segment_event(event)
         self.uplink.send(event)
+        if self.recorder is not None:
+            self.recorder.segment(event)
         if isinstance(event, SpeechStarted):
             self.counters.utterances += 1
             self.state.speech_started()
@@ -241,6 +254,7 @@ def run_daemon(config: AgentConfig) -> int:
         now = time.monotonic()
         agent.state.tick(now)
         audio_flowing = now - agent.counters.last_frame_monotonic_s < config.daemon.audio_stall_s
+        audio_flowing |= agent.capture.state == "reopening"  # waiting for a mic (mic_lost) is alive, not hung
         if watchdog_s and audio_flowing:
             notifier.notify(WATCHDOG="1")
         if now - last_status >= config.daemon.status_interval_s:

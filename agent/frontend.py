@@ -1,7 +1,7 @@
 """The front end: multichannel frames in, utterance events out.
 
     frame (n, mics) --STFT--> DOA (speech hops only) --> beamformer --ISTFT--> mono frame
-    mono frame --> VAD --> segmenter --> SpeechStarted / SpeechChunk / SpeechEnded
+    mono frame --> AGC --> VAD --> segmenter --> SpeechStarted / SpeechChunk / SpeechEnded
 
 The beamformed output lags the input by one STFT hop (10 ms); output frames carry their true
 sample index, so timestamps stay exact. The VAD decision of the previous frame gates which hops
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from agent.audio.frames import Frame
+from agent.dsp.agc import AgcConfig, LevelNormalizer
 from agent.dsp.beamformer import Beamformer, BeamformerConfig
 from agent.dsp.doa import DoaConfig, WhitenedMusicDoa
 from agent.dsp.stft import StreamingStft
@@ -32,6 +33,7 @@ HOP_MS = 10
 class FrontendConfig:
     doa: DoaConfig = field(default_factory=DoaConfig)
     beamformer: BeamformerConfig = field(default_factory=BeamformerConfig)
+    agc: AgcConfig = field(default_factory=AgcConfig)
     vad: VadConfig = field(default_factory=VadConfig)
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
     noise_guard_ms: float = field(
@@ -49,12 +51,14 @@ class FrontEnd:
         self._stft = StreamingStft(self.hop, geometry.n_mics)
         self._doa = WhitenedMusicDoa(config.doa, geometry, sample_rate_hz, self._stft.n_fft, self.hop) if self.spatial else None
         self._beamformer = Beamformer(config.beamformer, geometry, sample_rate_hz, self._stft.n_fft, self.hop)
+        self._agc = LevelNormalizer(config.agc, sample_rate_hz) if config.agc.enabled else None
         self._vad = make_vad(config.vad, sample_rate_hz)
         self._segmenter = Segmenter(config.segmenter)
         self._speech = False
         self._noise_guard_hops = int(round(config.noise_guard_ms / HOP_MS))
         self._hops_since_speech = self._noise_guard_hops
         self.noise_hops: tuple[bool, ...] = ()  # which hops of the last frame were learned as noise
+        self.last_output: Frame | None = None  # the last beamformed (and levelled) mono frame
 
     @property
     def azimuth_deg(self) -> float | None:
@@ -72,8 +76,10 @@ class FrontEnd:
 
     def process(self, frame: Frame, muted: bool = False) -> list[SegmentEvent]:
         mono = self._beamform(frame, muted) if self.spatial else frame.samples[:, :1]
+        if self._agc is not None:
+            mono = self._agc.process(mono)
         delay = self.hop if self.spatial else 0
-        out = Frame(mono, frame.start_sample - delay, frame.sample_rate_hz)
+        out = self.last_output = Frame(mono, frame.start_sample - delay, frame.sample_rate_hz)
         self._speech = (not muted) and self._vad.is_speech(mono[:, 0])
         return self._segmenter.process(out, self._speech, muted, self.azimuth_deg, self.doa_confidence)
 

@@ -2,11 +2,14 @@
 
 Stages report facts; the state follows from them by precedence:
 
-    starting (until started) > error > offline > muted > speaking > listening > translating > idle
+    starting (until started) > error > mic_lost > offline > muted > speaking > listening > translating > idle
 
 How every state is left, so none can stick:
-- error: a fatal uplink error; cleared when the link comes up again, or capture recovers (capture
-  errors) — never by time alone, because the cause is real.
+- error: a fatal uplink error; cleared when the link comes up again — never by time alone,
+  because the cause is real.
+- mic_lost: the input device is missing (at boot: a HAT not yet probed, a USB mic unplugged) or
+  stopped delivering audio; capture keeps reopening it with backoff, and the first frame that
+  flows again clears it. Never left by time alone, and never a crash: the box waits for its mic.
 - offline: the link dropped; cleared when it reconnects.
 - muted: the button/command; cleared by the same.
 - speaking: the speaker started; cleared when playback finished.
@@ -20,7 +23,7 @@ from __future__ import annotations
 import threading
 import time
 
-STATES = ("starting", "idle", "listening", "translating", "speaking", "muted", "offline", "error")
+STATES = ("starting", "idle", "listening", "translating", "speaking", "muted", "offline", "mic_lost", "error")
 
 
 class DeviceStateMachine:
@@ -107,8 +110,10 @@ class DeviceStateMachine:
     def _derive(self) -> str:
         if self._starting:
             return "starting"
-        if self._uplink_error or self._capture_error:
+        if self._uplink_error:
             return "error"
+        if self._capture_error:
+            return "mic_lost"
         if self._link_up is False:
             return "offline"
         if self._muted:

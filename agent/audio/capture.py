@@ -11,20 +11,21 @@ import logging
 import queue
 import threading
 import time
-import wave
 from abc import ABC, abstractmethod
 
 import numpy as np
 
 from agent.audio.config import CaptureConfig
-from agent.audio.devices import DeviceInfo, find_input_device, open_pyaudio
+from agent.audio.devices import DeviceInfo, DeviceNotFound, find_input_device, open_pyaudio
 from agent.audio.frames import Frame
 from agent.audio.resample import StreamResampler
+from agent.audio.wavreader import WavFormatError, WavReader
 from agent.hardware import ArrayGeometry
 
 log = logging.getLogger("parley.capture")
 
 SILENT_CHANNEL_CHECK_S = 1.0
+NEAR_SILENCE_DBFS = -70.0  # even a quiet room through a working mic is louder than this
 STALL_TIMEOUT_S = 2.0
 
 
@@ -91,6 +92,11 @@ class _ChannelHealth:
             rms_dbfs = 10 * np.log10(self._sum_sq / self._seen / 32768.0**2 + 1e-20)
             levels = ", ".join(f"ch{c}={db:.0f}dBFS" for c, db in zip(self._geometry.channel_map, rms_dbfs))
             log.info("mic levels over the first %.0f s: %s", SILENT_CHANNEL_CHECK_S, levels)
+            if np.max(rms_dbfs) < NEAR_SILENCE_DBFS:
+                log.warning(
+                    "the input is near silence (loudest mic %.0f dBFS over the first %.0f s): is the capture gain "
+                    "turned down (alsamixer) or the array muted? The front end's AGC lifts at most "
+                    "frontend.agc.max_gain_db", np.max(rms_dbfs), SILENT_CHANNEL_CHECK_S)
             self.silent_channels = [c for c, peak in zip(self._geometry.channel_map, self._peak) if peak == 0]
             if self.silent_channels:
                 log.warning(
@@ -119,25 +125,25 @@ class CaptureSource(ABC):
 
 
 class WavSource(CaptureSource):
-    """A multichannel 16-bit WAV file, in real time or as fast as the reader asks; optionally looped."""
+    """A multichannel WAV file (any encoding ``WavReader`` takes), in real time or as fast as the
+    reader asks; optionally looped."""
 
     def __init__(self, config: CaptureConfig, geometry: ArrayGeometry):
         super().__init__()
         self.config = config
         self.path = config.wav.path
         try:
-            self._wav = wave.open(self.path, "rb")
-        except (OSError, wave.Error, EOFError) as exc:
-            raise CaptureError(f"cannot open capture.wav.path {self.path!r}: {exc}") from None
-        if self._wav.getsampwidth() != 2:
-            raise CaptureError(f"{self.path}: only 16-bit PCM WAV is supported")
-        self.channels = self._wav.getnchannels()
+            self._wav = WavReader(self.path)
+        except WavFormatError as exc:
+            raise CaptureError(f"capture.wav.path: {exc}") from None
+        self.channels = self._wav.channels
         if max(geometry.channel_map) >= self.channels:
+            self._wav.close()
             raise CaptureError(
                 f"{self.path} has {self.channels} channel(s) but array {geometry.name!r} maps channel "
                 f"{max(geometry.channel_map)}")
-        self._framer = _Framer(config, geometry, self._wav.getframerate())
-        self._native_block = self._wav.getframerate() * config.frame_ms // 1000
+        self._framer = _Framer(config, geometry, self._wav.rate_hz)
+        self._native_block = self._wav.rate_hz * config.frame_ms // 1000
         self._ready: list[Frame] = []
         self._t0 = 0.0
 
@@ -147,9 +153,8 @@ class WavSource(CaptureSource):
 
     def read(self, timeout_s: float) -> Frame | None:
         while not self._ready and self.state == "running":
-            raw = self._wav.readframes(self._native_block)
-            block = np.frombuffer(raw, dtype="<i2").reshape(-1, self.channels)
-            if raw:
+            block = self._wav.read(self._native_block)
+            if block.size:
                 self._ready.extend(self._framer.push(block))
             elif self.config.wav.loop:
                 self._wav.rewind()
@@ -178,19 +183,19 @@ class WavSource(CaptureSource):
 
 class PyAudioSource(CaptureSource):
     """A PortAudio input device. The callback only copies bytes into a bounded queue; everything
-    else (channel map, resampling, framing, reopening a lost device) happens in ``read()``."""
+    else (channel map, resampling, framing, reopening a lost device) happens in ``read()``.
+
+    A device that is missing at start (a HAT not yet probed, a USB mic unplugged) is not an
+    error: the source starts in ``reopening`` with ``last_error`` saying why, and keeps looking
+    with backoff, exactly as for a device lost while running."""
 
     def __init__(self, config: CaptureConfig, geometry: ArrayGeometry):
         super().__init__()
         self.config = config
         self.geometry = geometry
         self.channels = config.channels or geometry.native_channels
-        self._pa = open_pyaudio()
-        self.device: DeviceInfo = find_input_device(config.device, self._pa)
-        if self.device.max_input_channels < self.channels:
-            raise CaptureError(
-                f"input device {self.device.name!r} has {self.device.max_input_channels} channel(s); "
-                f"array {geometry.name!r} needs a {self.channels}-channel stream")
+        self._pa = None
+        self.device: DeviceInfo | None = None
         self.native_rate_hz = config.native_rate_hz or geometry.native_rate_hz
         self._framer = _Framer(config, geometry, self.native_rate_hz)
         self._block_frames = self.native_rate_hz * config.frame_ms // 1000
@@ -204,11 +209,22 @@ class PyAudioSource(CaptureSource):
         self._backoff_ms = config.reopen_initial_ms
 
     def start(self) -> None:
-        self._open_stream()
+        try:
+            self._open_stream()
+        except (OSError, DeviceNotFound, CaptureError) as exc:
+            self._lose_device(f"not available at start: {exc}")
 
     def _open_stream(self) -> None:
         import pyaudio
 
+        if self._pa is not None:
+            self._pa.terminate()
+        self._pa = open_pyaudio()  # a fresh PortAudio sees devices that appeared since
+        self.device = find_input_device(self.config.device, self._pa)
+        if self.device.max_input_channels < self.channels:
+            raise CaptureError(
+                f"input device {self.device.name!r} has {self.device.max_input_channels} channel(s); "
+                f"array {self.geometry.name!r} needs a {self.channels}-channel stream")
         self._stream = self._pa.open(
             format=pyaudio.paInt16, channels=self.channels, rate=self.native_rate_hz, input=True,
             input_device_index=self.device.index, frames_per_buffer=self._block_frames,
@@ -256,7 +272,8 @@ class PyAudioSource(CaptureSource):
         self._lose_device(reason)
 
     def _lose_device(self, reason: str) -> None:
-        self.last_error = f"input device {self.device.name!r} lost: {reason}"
+        name = self.device.name if self.device else (self.config.device or "default device")
+        self.last_error = f"input device {name!r} lost: {reason}"
         log.warning("%s; reopening with backoff", self.last_error)
         self._close_stream()
         self.state = "reopening"
@@ -270,9 +287,6 @@ class PyAudioSource(CaptureSource):
             return
         self.reopens += 1
         try:
-            self._pa.terminate()
-            self._pa = open_pyaudio()
-            self.device = find_input_device(self.config.device, self._pa)
             self._open_stream()
         except Exception as exc:  # PortAudio raises OSError, ALSA sometimes others
             self.last_error = f"reopening {self.config.device or 'default device'} failed: {exc}"
@@ -300,7 +314,8 @@ class PyAudioSource(CaptureSource):
         with self._lock:
             self.state = "stopped"
             self._close_stream()
-            self._pa.terminate()
+            if self._pa is not None:
+                self._pa.terminate()
 
 
 def open_capture(config: CaptureConfig, geometry: ArrayGeometry) -> CaptureSource:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from agent.audio.config import CaptureConfig
+from agent.config.checks import KeyLines, cross_field_issues, environment_issues
 from parley_common.typedyaml import ConfigError, ConfigIssue, load_yaml_config
 from agent.frontend import FrontendConfig
 from agent.hardware import ArrayGeometry, ProfileError, available_profiles, load_array_profile
@@ -74,6 +75,14 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True)
+class DebugConfig:
+    record_dir: str | None = field(
+        default=None, metadata={"help": "keep the last record_minutes of raw and beamformed audio and the segment log here; null: off"})
+    record_minutes: float = field(default=10.0, metadata={"min": 0.1, "max": 1440.0, "help": "length of the ring on disk"})
+    chunk_s: float = field(default=60.0, metadata={"min": 2.0, "max": 3600.0, "help": "one file per channel set per chunk; the oldest chunk goes first"})
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     array: ArrayConfig = field(default_factory=ArrayConfig)
     capture: CaptureConfig = field(default_factory=CaptureConfig)
@@ -81,6 +90,7 @@ class AgentConfig:
     uplink: UplinkConfig = field(default_factory=UplinkConfig)
     outputs: OutputsConfig = field(default_factory=OutputsConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    debug: DebugConfig = field(default_factory=DebugConfig)
 
     @cached_property
     def geometry(self) -> ArrayGeometry:
@@ -91,6 +101,7 @@ def load_agent_config(path: str | Path | None, text: str | None = None) -> Agent
     """Load and validate; raises ConfigError naming every problem (file, line, key, allowed)."""
     config = load_yaml_config(path, AgentConfig, text=text)
     file = str(path) if path is not None else "<defaults>"
+    lines = key_lines(path, text)
     try:
         geometry = config.geometry
     except ProfileError as exc:
@@ -101,4 +112,24 @@ def load_agent_config(path: str | Path | None, text: str | None = None) -> Agent
             file, None, "capture.channels",
             f"{channels} channels cannot feed array {geometry.name!r}, whose channel_map uses "
             f"channel {max(geometry.channel_map)}; allowed: >= {max(geometry.channel_map) + 1}")])
+    issues = cross_field_issues(config, lines)
+    if issues:
+        raise ConfigError(sorted(issues, key=lambda issue: issue.line or 0))
     return config
+
+
+def check_environment(config: AgentConfig, path: str | Path | None) -> None:
+    """What a valid config points at on this machine; raises ConfigError naming every problem."""
+    issues = environment_issues(config, key_lines(path, None))
+    if issues:
+        raise ConfigError(sorted(issues, key=lambda issue: issue.line or 0))
+
+
+def key_lines(path: str | Path | None, text: str | None) -> KeyLines:
+    file = str(path) if path is not None else "<defaults>"
+    if text is None and path is not None:
+        try:
+            text = Path(path).read_text()
+        except OSError:
+            text = None
+    return KeyLines(file, text)

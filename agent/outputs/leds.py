@@ -28,6 +28,7 @@ PATTERNS = {
     "speaking": ((0.0, 0.6, 1.0), "solid", 0.0),
     "muted": ((1.0, 0.0, 0.0), "solid", 0.0),
     "offline": ((1.0, 0.3, 0.0), "blink", 1.0),
+    "mic_lost": ((1.0, 0.0, 1.0), "blink", 2.0),  # magenta, slow: waiting for the microphone
     "error": ((1.0, 0.0, 0.0), "blink", 0.3),
 }
 

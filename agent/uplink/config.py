@@ -4,6 +4,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import urlsplit
+
+URL_SCHEMES = ("ws", "wss")
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a service URL, or None. Checked at load time: a bad URL fails every
+    connect the same way, so retrying it only fills the journal."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a non-numeric or out-of-range port
+    except ValueError as exc:
+        return f"{url!r} is not a valid URL ({exc}); allowed: ws://HOST[:PORT][/PATH] or wss://..."
+    if parts.scheme not in URL_SCHEMES:
+        scheme = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+        return f"{url!r} has {scheme}; allowed: ws://HOST[:PORT][/PATH] or wss://..."
+    if not parts.hostname:
+        return f"{url!r} has no host; allowed: ws://HOST[:PORT][/PATH] or wss://..."
+    return None
 
 
 @dataclass(frozen=True)

@@ -92,17 +92,30 @@ def test_eight_channel_48k_stream_yields_six_mapped_16k_channels_with_the_tone_i
     assert result["rms"] == pytest.approx(expected_rms, rel=0.03)  # and the two loopback channels are gone
 
 
-def test_missing_device_names_the_devices_that_exist(alsa):
+def test_a_device_missing_at_start_is_waited_for_and_then_used(alsa):
+    """A HAT not yet probed at boot: no crash; the source says what exists, retries, then captures."""
     conf, infile = alsa
-    np.zeros((1600, 4), dtype=np.int16).tofile(infile)
-    result = run_scenario(conf, """
-        try:
-            open_capture(CaptureConfig(device="seeed-8mic-voicecard"), load_array_profile("respeaker-4mic-hat"))
-        except DeviceNotFound as exc:
-            result = dict(message=str(exc))
+    np.full((16000 * 20, 4), 300, dtype=np.int16).tofile(infile)
+    full_conf = conf.read_text()
+    conf.write_text("</usr/share/alsa/alsa.conf>\n")  # the PCM does not exist yet
+    result = run_scenario(conf, f"""
+        source = open_capture(CaptureConfig(device="{PCM_NAME}", reopen_initial_ms=100, reopen_max_ms=400),
+                              load_array_profile("respeaker-4mic-hat"))
+        source.start()
+        waiting = [source.read(0.2) for _ in range(10)]
+        result = dict(state=source.state, error=source.last_error, frames_while_missing=sum(f is not None for f in waiting))
+        open("{conf}", "w").write({full_conf!r})   # the driver comes up
+        frame = None
+        deadline = time.monotonic() + 10.0
+        while frame is None and time.monotonic() < deadline:
+            frame = source.read(0.2)
+        result.update(resumed=frame is not None, final_state=source.state, attempts=source.reopens)
+        source.close()
         """)
-    assert "no input device matches 'seeed-8mic-voicecard'" in result["message"]
-    assert PCM_NAME in result["message"]
+    assert result["state"] == "reopening" and result["frames_while_missing"] == 0
+    assert f"no input device matches '{PCM_NAME}'" in result["error"]
+    assert result["resumed"] and result["final_state"] == "running"
+    assert result["attempts"] >= 2
 
 
 def test_a_stalled_reader_counts_overruns_and_keeps_running(alsa):

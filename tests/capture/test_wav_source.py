@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+import struct
+import subprocess
 import time
 import wave
 
@@ -11,19 +15,7 @@ import pytest
 from agent.audio import CaptureError, open_capture
 from agent.audio.config import CaptureConfig, WavSourceConfig
 from agent.hardware import load_array_profile
-
-
-def write_wav(path, samples: np.ndarray, rate_hz: int) -> None:
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(samples.shape[1])
-        wav.setsampwidth(2)
-        wav.setframerate(rate_hz)
-        wav.writeframes(samples.astype("<i2").tobytes())
-
-
-def channel_identity_signal(n: int, channels: int) -> np.ndarray:
-    """Channel c carries the constant 1000 * (c + 1), so a frame shows which stream channel it came from."""
-    return np.tile((np.arange(channels) + 1) * 1000, (n, 1)).astype(np.int16)
+from tests.support.wavfiles import channel_identity_signal, write_wav
 
 
 def read_all(source, limit: int = 100000):
@@ -113,7 +105,7 @@ def test_loop_keeps_the_sample_index_increasing(tmp_path):
 
 
 def test_bad_files_are_clear_errors(tmp_path):
-    with pytest.raises(CaptureError, match="cannot open capture.wav.path"):
+    with pytest.raises(CaptureError, match="capture.wav.path: .*nope.wav: cannot open: No such file"):
         open_capture(CaptureConfig(source="wav", wav=WavSourceConfig(path=str(tmp_path / "nope.wav"))),
                      load_array_profile("mono"))
     path = tmp_path / "stereo.wav"
@@ -121,3 +113,71 @@ def test_bad_files_are_clear_errors(tmp_path):
     with pytest.raises(CaptureError, match="has 2 channel"):
         open_capture(CaptureConfig(source="wav", wav=WavSourceConfig(path=str(path))),
                      load_array_profile("respeaker-6mic-hat"))
+
+
+def first_frame_of(path, profile: str = "respeaker-4mic-hat"):
+    source = open_capture(CaptureConfig(source="wav", wav=WavSourceConfig(path=str(path), realtime=False)),
+                          load_array_profile(profile))
+    source.start()
+    frames = read_all(source)
+    source.close()
+    return frames
+
+
+@pytest.mark.skipif(shutil.which("sox") is None, reason="sox is not installed")
+@pytest.mark.parametrize("encoding", [
+    ["-e", "signed-integer", "-b", "16"],   # > 2 channels: sox writes WAVE_FORMAT_EXTENSIBLE
+    ["-e", "signed-integer", "-b", "24"],
+    ["-e", "signed-integer", "-b", "32"],
+    ["-e", "floating-point", "-b", "32"],
+    ["-e", "floating-point", "-b", "64"],
+    ["-e", "unsigned-integer", "-b", "8"],
+])
+def test_sox_files_of_every_encoding_are_converted_to_int16(tmp_path, encoding):
+    source_path = tmp_path / "in16.wav"
+    write_wav(source_path, channel_identity_signal(1600, 4), 16000)
+    path = tmp_path / "converted.wav"
+    subprocess.run(["sox", "-D", str(source_path), *encoding, str(path)], check=True)  # -D: no dither
+    if encoding[1] == "signed-integer":  # sox writes WAVE_FORMAT_EXTENSIBLE for 4-channel PCM
+        assert path.read_bytes()[20:22] == b"\xfe\xff"
+    frames = first_frame_of(path)
+    assert len(frames) == 5
+    tolerance = 128 if "8" in encoding else 1  # 8-bit keeps only the top byte, rounded
+    assert np.abs(frames[2].samples[0].astype(int) - [1000, 2000, 3000, 4000]).max() <= tolerance
+
+
+def test_float_is_clipped_at_full_scale(tmp_path):
+    path = tmp_path / "float.wav"
+    data = np.array([[0.5, -2.0], [1.5, -0.25]] * 160, dtype="<f4")
+    fmt = struct.pack("<HHIIHH", 3, 2, 16000, 16000 * 8, 8, 32)
+    body = data.tobytes()
+    path.write_bytes(b"RIFF" + struct.pack("<I", 4 + 24 + 8 + len(body)) + b"WAVE" + b"fmt " + struct.pack("<I", 16)
+                     + fmt + b"data" + struct.pack("<I", len(body)) + body)
+    frames = first_frame_of(path, "mono")
+    assert frames[0].samples[:2, 0].tolist() == [16384, 32767]
+
+
+@pytest.mark.parametrize("keep_bytes, problem", [
+    (0, "truncated header: the file has 0 byte"),
+    (30, "truncated header: the 'fmt ' chunk has"),
+    (36, "truncated header: the file ends at byte 36, before the 'data' chunk"),
+])
+def test_truncated_headers_say_what_is_missing(tmp_path, keep_bytes, problem):
+    whole = tmp_path / "whole.wav"
+    write_wav(whole, channel_identity_signal(160, 4), 16000)
+    path = tmp_path / "cut.wav"
+    path.write_bytes(whole.read_bytes()[:keep_bytes])
+    with pytest.raises(CaptureError, match=re.escape(problem)):
+        first_frame_of(path)
+
+
+def test_a_directory_and_an_unknown_encoding_are_named(tmp_path):
+    with pytest.raises(CaptureError, match="is a directory"):
+        first_frame_of(tmp_path)
+    path = tmp_path / "alaw.wav"
+    write_wav(path, channel_identity_signal(160, 4), 16000)
+    raw = bytearray(path.read_bytes())
+    raw[20:22] = struct.pack("<H", 6)  # A-law
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CaptureError, match="unsupported encoding \\(format tag 0x0006\\)"):
+        first_frame_of(path)

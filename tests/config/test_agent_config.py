@@ -103,3 +103,52 @@ def test_yaml_syntax_error_names_the_line(tmp_path):
         load_agent_config(path)
     assert caught.value.issues[0].line is not None
     assert "not valid YAML" in str(caught.value)
+
+
+def test_cross_field_problems_are_reported_with_lines_all_at_once(tmp_path):
+    bad = tmp_path / "agent.yaml"
+    bad.write_text(textwrap.dedent("""\
+        capture:
+          sample_rate_hz: 48000
+          reopen_initial_ms: 5000
+          reopen_max_ms: 1000
+        frontend:
+          vad:
+            engine: silero
+        uplink:
+          url: not-a-url
+        """))
+    with pytest.raises(ConfigError) as caught:
+        load_agent_config(bad)
+    issues = {issue.key_path: issue for issue in caught.value.issues}
+    assert set(issues) == {"capture.sample_rate_hz", "capture.reopen_initial_ms", "uplink.url"}
+    assert issues["capture.sample_rate_hz"].line == 2
+    assert "the silero VAD cannot run at capture.sample_rate_hz 48000; allowed with silero: 16000" in str(
+        issues["capture.sample_rate_hz"])
+    assert issues["capture.reopen_initial_ms"].line == 3
+    assert issues["uplink.url"].line == 9
+    assert "'not-a-url' has no scheme; allowed: ws://" in issues["uplink.url"].message
+
+
+@pytest.mark.parametrize("rate_hz, engine, ok", [
+    (22050, "webrtc", False), (44100, "webrtc", False), (8000, "webrtc", True), (32000, "webrtc", True),
+    (48000, "webrtc", True), (16000, "silero", True), (8000, "silero", False),
+])
+def test_vad_rates(tmp_path, rate_hz, engine, ok):
+    text = f"capture:\n  sample_rate_hz: {rate_hz}\nfrontend:\n  vad:\n    engine: {engine}\n"
+    if ok:
+        assert load_agent_config(tmp_path / "a.yaml", text=text).capture.sample_rate_hz == rate_hz
+    else:
+        with pytest.raises(ConfigError, match=f"a.yaml:2: capture.sample_rate_hz: the {engine} VAD cannot run"):
+            load_agent_config(tmp_path / "a.yaml", text=text)
+
+
+@pytest.mark.parametrize("url, problem", [
+    ("http://example.com/speech", "has scheme 'http'"),
+    ("ws://", "has no host"),
+    ("ws://host:99999/x", "is not a valid URL"),
+])
+def test_bad_uplink_urls_are_named(tmp_path, url, problem):
+    with pytest.raises(ConfigError, match=problem):
+        load_agent_config(tmp_path / "a.yaml", text=f"uplink:\n  url: {url}\n")
+    assert load_agent_config(tmp_path / "a.yaml", text="uplink:\n  url: wss://h.example:443/v1\n").uplink.url

@@ -69,16 +69,21 @@ def test_precedence_error_over_offline_over_muted_over_speaking():
     assert machine.current == "idle"
 
 
-def test_capture_errors_show_and_clear():
+def test_a_lost_mic_is_its_own_state_below_a_fatal_error_and_clears_when_audio_flows():
     machine = started_machine()
+    machine.link_changed(False)
     machine.capture_stalled("input device 'seeed' lost")
+    assert machine.current == "mic_lost"
+    machine.uplink_error("401", fatal=True)
     assert machine.current == "error"
+    machine.link_changed(True)
+    assert machine.current == "mic_lost"
     machine.capture_ok()
     assert machine.current == "idle"
 
 
 def test_every_state_has_a_pattern_and_patterns_move():
-    assert set(PATTERNS) == {"starting", "idle", "listening", "translating", "speaking", "muted", "offline", "error"}
+    assert set(PATTERNS) == {"starting", "idle", "listening", "translating", "speaking", "muted", "offline", "mic_lost", "error"}
     assert pattern_level("blink", 1.0, 0.25) == 1.0 and pattern_level("blink", 1.0, 0.75) == 0.0
     assert pattern_level("breathe", 2.0, 0.0) == pytest.approx(0.0)
     assert pattern_level("breathe", 2.0, 1.0) == pytest.approx(1.0)

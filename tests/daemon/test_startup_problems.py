@@ -1,0 +1,205 @@
+"""Start-up problems: what will not fix itself is refused with a clean message (check-config exits
+1, ``parley run`` exits 78 so systemd does not restart it); a missing mic is a state the daemon
+waits in."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from tests.support.wavfiles import channel_identity_signal, write_wav
+
+
+def parley(args, env_extra=None, timeout_s=60.0):
+    env = {k: v for k, v in os.environ.items() if k != "PARLEY_LED_BACKEND"}
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "agent.cli", *args], capture_output=True, text=True,
+                          timeout=timeout_s, env=env)
+
+
+def config_file(tmp_path, body: str):
+    path = tmp_path / "agent.yaml"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def assert_refused(path, expected: str, env_extra=None, line: int | None = None):
+    checked = parley(["check-config", str(path)], env_extra)
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    ran = parley(["run", "--config", str(path)], env_extra)
+    assert ran.returncode == 78, ran.stderr
+    for result in (checked, ran):
+        assert expected in result.stderr
+        assert "Traceback" not in result.stderr
+        if line is not None:
+            assert f"{path}:{line}: " in result.stderr
+
+
+@pytest.fixture
+def wav_config(tmp_path):
+    def make(wav_path) -> object:
+        return config_file(tmp_path, f"""\
+            capture:
+              source: wav
+              wav:
+                path: {wav_path}
+            outputs:
+              leds:
+                backend: none
+              speaker:
+                backend: none
+            """)
+    return make
+
+
+def test_missing_wav_is_refused(tmp_path, wav_config):
+    assert_refused(wav_config(tmp_path / "nope.wav"), "nope.wav: cannot open: No such file or directory", line=4)
+
+
+def test_a_directory_as_wav_is_refused(tmp_path, wav_config):
+    assert_refused(wav_config(tmp_path), "is a directory, not a WAV file", line=4)
+
+
+def test_truncated_wav_header_is_refused_with_a_reason(tmp_path, wav_config):
+    whole = tmp_path / "whole.wav"
+    write_wav(whole, channel_identity_signal(160, 4), 16000)
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(whole.read_bytes()[:30])
+    assert_refused(wav_config(cut), "capture.wav.path: " + str(cut) + ": truncated header: the 'fmt ' chunk has")
+
+
+def test_a_wav_with_too_few_channels_is_refused(tmp_path, wav_config):
+    stereo = tmp_path / "stereo.wav"
+    write_wav(stereo, channel_identity_signal(160, 2), 16000)
+    assert_refused(wav_config(stereo), "has 2 channel(s) but array 'respeaker-4mic-hat' maps channel 3")
+
+
+def test_unwritable_transcript_and_tts_folders_are_refused_together(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way")
+    path = config_file(tmp_path, f"""\
+        outputs:
+          leds:
+            backend: none
+          transcript:
+            path: {blocker}/transcript.jsonl
+          speaker:
+            backend: wav
+            output_dir: {blocker}
+        """)
+    checked = parley(["check-config", str(path)])
+    assert checked.returncode == 1
+    assert f"{path}:5: outputs.transcript.path: '{blocker}' is not a directory" in checked.stderr
+    assert f"{path}:8: outputs.speaker.output_dir: '{blocker}' exists but is not a directory" in checked.stderr
+    assert_refused(path, "outputs.speaker.output_dir")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_a_read_only_tts_folder_is_refused(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir(mode=0o555)
+    path = config_file(tmp_path, f"""\
+        outputs:
+          speaker:
+            backend: wav
+            output_dir: {folder / 'tts'}
+        """)
+    assert_refused(path, "is not writable by this user")
+
+
+@pytest.mark.skipif(os.path.exists("/dev/gpiomem"), reason="this machine is a Raspberry Pi")
+def test_rpi_gpio_leds_off_a_pi_are_refused(tmp_path):
+    path = config_file(tmp_path, """\
+        outputs:
+          leds:
+            backend: rpi-gpio
+        """)
+    assert_refused(path, "rpi-gpio needs a Raspberry Pi", line=3)
+
+
+def test_a_bogus_led_backend_in_the_environment_is_refused(tmp_path):
+    path = config_file(tmp_path, """\
+        outputs:
+          leds:
+            backend: log
+        """)
+    assert_refused(path, "PARLEY_LED_BACKEND='blinky' (which overrides this key): unknown LED backend 'blinky'; "
+                   "allowed: rpi-gpio, apa102, log, none, mock", env_extra={"PARLEY_LED_BACKEND": "blinky"}, line=3)
+
+
+def test_a_missing_mic_is_the_mic_lost_state_not_a_crash(tmp_path):
+    """No such capture device (a HAT whose driver has not come up): the daemon runs, shows
+    mic_lost on the LEDs and in its systemd status, keeps petting the watchdog (so systemd does
+    not kill it into a restart loop), retries with backoff, and stops cleanly on SIGTERM."""
+    asound = tmp_path / "asound.conf"
+    asound.write_text("</usr/share/alsa/alsa.conf>\n")
+    path = config_file(tmp_path, """\
+        capture:
+          device: seeed-4mic-voicecard
+          reopen_initial_ms: 100
+          reopen_max_ms: 400
+        uplink:
+          url: ws://127.0.0.1:9
+        outputs:
+          leds:
+            backend: log
+          speaker:
+            backend: none
+        daemon:
+          status_interval_s: 1.0
+        """)
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(0.1)
+    env = dict(os.environ, ALSA_CONFIG_PATH=str(asound), NOTIFY_SOCKET=str(tmp_path / "notify"),
+               WATCHDOG_USEC="2000000")
+    env.pop("PARLEY_LED_BACKEND", None)
+    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    messages = []
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None and not (
+                any(m.startswith("STATUS=mic_lost;") for m in messages)
+                and sum(m == "WATCHDOG=1" for m in messages) >= 3):
+            try:
+                messages.append(notify.recv(4096).decode())
+            except socket.timeout:
+                pass
+        assert proc.poll() is None, "the daemon exited instead of waiting for its mic"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        notify.close()
+    assert any(m.startswith("STATUS=mic_lost;") for m in messages), messages
+    assert sum(m == "WATCHDOG=1" for m in messages) >= 3, messages
+    assert proc.returncode == 0, err
+    assert "leds: mic_lost" in err
+    assert "no input device matches 'seeed-4mic-voicecard'" in err
+    assert err.count("next try in") >= 2
+    assert "Traceback" not in err
+
+
+def test_no_sound_card_for_the_speaker_is_a_clean_refusal(tmp_path):
+    asound = tmp_path / "asound.conf"
+    asound.write_text("</usr/share/alsa/alsa.conf>\n")
+    path = config_file(tmp_path, """\
+        uplink:
+          url: ws://127.0.0.1:9
+        outputs:
+          leds:
+            backend: none
+        """)
+    ran = parley(["run", "--config", str(path)], {"ALSA_CONFIG_PATH": str(asound)})
+    assert ran.returncode == 78
+    assert "parley: cannot start: no default output device" in ran.stderr and "Traceback" not in ran.stderr
