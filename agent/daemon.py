@@ -36,8 +36,11 @@ from agent.events import (
 )
 from agent.frontend import FrontEnd
 from agent.outputs.console import ConsoleOutput
+from agent.outputs.http import HttpOutput
+from agent.outputs.http_metrics import thread_cpu_s
 from agent.outputs.leds import LedDriver, make_led_backend
 from agent.outputs.speaker import Speaker
+from agent.outputs.subtitles import SubtitleWriter
 from agent.outputs.transcript import TranscriptWriter
 from parley_common.sdnotify import SystemdNotifier
 from agent.state import DeviceStateMachine
@@ -57,6 +60,7 @@ class AgentCounters:
     muted_frames: int = 0
     utterances: int = 0
     last_frame_monotonic_s: float = 0.0
+    finals: int = 0  # written by the results thread
 
 
 class Agent:
@@ -80,6 +84,9 @@ class Agent:
         )
         self.console = ConsoleOutput(config.outputs.console)
         self.transcript = TranscriptWriter(config.outputs.transcript)
+        self.subtitles = SubtitleWriter(config.outputs.subtitles, config.capture.sample_rate_hz)
+        self.http = HttpOutput(config.outputs.http, self.status)
+        self.state.subscribe(self.http.device_state)
         self.button = attach_button(config.outputs.button, self.state, config.outputs.leds.backend)
         self._stop = threading.Event()
         self._input_ended = threading.Event()
@@ -93,6 +100,7 @@ class Agent:
     def start(self) -> None:
         self.state.starting()
         self.leds.start()
+        self.http.start()
         self.speaker.start()
         self.uplink.start()
         self.capture.start()
@@ -113,6 +121,8 @@ class Agent:
         if self.button is not None:
             self.button.close()
         self.transcript.close()
+        self.subtitles.close()
+        self.http.close()
         self.leds.close()
 
     @property
@@ -127,6 +137,15 @@ class Agent:
                 return True
             time.sleep(0.05)
         return False
+
+    def status(self) -> dict:
+        """A read-only snapshot for /healthz and /metrics; each counter has one writer thread."""
+        c, last_frame_s = self.counters, self.counters.last_frame_monotonic_s
+        return {"capture_state": self.capture.state, "overruns": self.capture.overruns, "frames": c.frames,
+                "last_frame_age_s": time.monotonic() - last_frame_s if last_frame_s else None,
+                "utterances": c.utterances, "finals": c.finals, "link_up": int(self.uplink.connected),
+                "reconnects": max(0, self.uplink.connects - 1), "dropped_utterances": self.uplink.dropped_utterances,
+                "outbox_depth": self.uplink.pending_utterances, "pipeline_cpu_s": thread_cpu_s(self._threads[0].native_id)}
 
     # -- threads -----------------------------------------------------------------------------
 
@@ -153,6 +172,8 @@ class Agent:
 
     def _route_segment_event(self, event) -> None:
         self.uplink.send(event)
+        if isinstance(event, (SpeechStarted, SpeechEnded)):
+            self.http.publish(event)
         if isinstance(event, SpeechStarted):
             self.counters.utterances += 1
             self.state.speech_started()
@@ -168,11 +189,14 @@ class Agent:
                 event = self.results.get(timeout=0.2)
             except queue.Empty:
                 continue
+            self.http.publish(event)
             if isinstance(event, PartialResult):
                 self.console.partial(event)
             elif isinstance(event, FinalResult):
                 self.console.final(event)
+                self.counters.finals += 1
                 self.transcript.write(event)
+                self.subtitles.write(event)
                 self.state.final_received()
             elif isinstance(event, SynthesizedSpeech):
                 self.speaker.play(event)
