@@ -62,14 +62,14 @@ def split_cues(text: str, start_s: float, duration_s: float) -> list[Cue]:
 
 
 class CueTimeline:
-    """Makes cue times fit the guidelines across utterances: >= 5/6 s where there is room, no overlap."""
+    """Makes cue times fit the guidelines across utterances: >= 5/6 s on screen, no overlap."""
 
     def __init__(self) -> None:
         self._last_end_s = 0.0
 
     def place(self, cue: Cue) -> Cue:
-        start_s = max(cue.start_s, self._last_end_s)
-        end_s = max(cue.end_s, start_s + MIN_CUE_S)
+        start_s = round(max(cue.start_s, self._last_end_s), 3)  # whole milliseconds: what both formats hold
+        end_s = round(max(cue.end_s, start_s + MIN_CUE_S), 3)
         self._last_end_s = end_s
         return Cue(start_s, end_s, cue.text)
 
