@@ -180,10 +180,10 @@ class HttpOutput:
         app = web.Application(middlewares=[self._auth])
         app.add_routes([web.get("/", self._page), web.get("/events", self._sse),
                         web.get("/healthz", self._healthz), web.get("/metrics", self._metrics)])
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.config.host, self.config.port, shutdown_timeout=0.5)
+            site = web.TCPSite(runner, self.config.host, self.config.port)
             await site.start()
             self.port = runner.addresses[0][1]
             log.info("captions and status on %s", self.url)
@@ -191,6 +191,8 @@ class HttpOutput:
             pump = asyncio.create_task(self._pump())
             await self._stopping.wait()
             pump.cancel()
+            for client in list(self._clients):
+                self._disconnect(client)
         finally:
             await runner.cleanup()
 
@@ -233,12 +235,16 @@ class HttpOutput:
     def _broadcast(self, message: dict) -> None:
         for client in list(self._clients):
             if client.full():  # too slow: drop it; EventSource reconnects and gets a snapshot
-                self._clients.discard(client)
-                while not client.empty():
-                    client.get_nowait()
-                client.put_nowait(None)
+                self._disconnect(client)
             else:
                 client.put_nowait(message)
+
+    def _disconnect(self, client: asyncio.Queue) -> None:
+        """Ends a page's stream: its handler reads the None and returns."""
+        self._clients.discard(client)
+        while not client.empty():
+            client.get_nowait()
+        client.put_nowait(None)
 
     # -- handlers ------------------------------------------------------------------------------
 
