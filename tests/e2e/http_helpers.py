@@ -63,11 +63,14 @@ outputs:
 
 
 def get_json(url: str) -> tuple[int, dict]:
+    """(status, body); (0, {}) while nothing listens."""
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
+    except urllib.error.URLError:
+        return 0, {}
 
 
 def wait_until(predicate, timeout_s: float, what: str, poll_s: float = 0.1):
