@@ -158,6 +158,10 @@ class HttpOutput:
         self._thread.join(timeout_s)
 
     @property
+    def pages_connected(self) -> int:
+        return len(self._clients)
+
+    @property
     def url(self) -> str:
         host = self.config.host if ":" not in self.config.host else f"[{self.config.host}]"
         return f"http://{host}:{self.port}"
