@@ -85,7 +85,7 @@ class Agent:
         self.console = ConsoleOutput(config.outputs.console)
         self.transcript = TranscriptWriter(config.outputs.transcript)
         self.subtitles = SubtitleWriter(config.outputs.subtitles, config.capture.sample_rate_hz)
-        self.http = HttpOutput(config.outputs.http, self.status)
+        self.http = HttpOutput(config.outputs.http, self.status, config.daemon.audio_stall_s)
         self.state.subscribe(self.http.device_state)
         self.button = attach_button(config.outputs.button, self.state, config.outputs.leds.backend)
         self._stop = threading.Event()

@@ -74,8 +74,6 @@ class HttpConfig:
         default=None, metadata={"help": "file holding the access token (?token= or 'Authorization: Bearer')"})
     link_down_bound_s: float = field(
         default=30.0, metadata={"min": 1.0, "help": "/healthz answers 503 when the link is down longer than this"})
-    audio_stall_s: float = field(
-        default=2.0, metadata={"min": 0.2, "help": "/healthz answers 503 when no audio frame came for this long"})
     finals_kept: int = field(default=50, metadata={"min": 1, "max": 1000, "help": "finals a new page is sent on connect"})
     queue_items: int = field(default=512, metadata={"min": 16, "max": 100000, "help": "agent -> server event queue"})
 

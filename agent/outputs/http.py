@@ -97,10 +97,14 @@ class CaptionState:
 
 
 class HttpOutput:
-    """Start with ``start()`` (returns once listening), feed with ``publish()``, end with ``close()``."""
+    """Start with ``start()`` (returns once listening), feed with ``publish()``, end with ``close()``.
 
-    def __init__(self, config: HttpConfig, status: Callable[[], dict]):
+    ``/healthz`` says "no audio" after ``audio_stall_s``: the daemon's bound, the same one that stops
+    petting the systemd watchdog."""
+
+    def __init__(self, config: HttpConfig, status: Callable[[], dict], audio_stall_s: float):
         self.config = config
+        self.audio_stall_s = audio_stall_s
         self.enabled = config.enabled
         self._status = status
         self._events: queue.Queue = queue.Queue(maxsize=config.queue_items)
@@ -117,7 +121,6 @@ class HttpOutput:
         self.metrics = Metrics(self.status)
         self._clients: set[asyncio.Queue] = set()
         self._ended_at: dict[int, float] = {}
-        self._first_audio_seen: set[int] = set()
         self._started_monotonic_s = time.monotonic()
 
     # -- agent side (any thread) ---------------------------------------------------------------
@@ -228,13 +231,10 @@ class HttpOutput:
                 self.metrics.to_final.observe(at_s - self._ended_at[event.utterance_id])
             if event.azimuth_deg is not None:
                 self.metrics.azimuth.observe(event.azimuth_deg % 360)
-        elif isinstance(event, SynthesizedSpeech) and event.utterance_id not in self._first_audio_seen:
-            self._first_audio_seen.add(event.utterance_id)
+        elif isinstance(event, SynthesizedSpeech):  # only the first audio of an utterance finds its end
             ended = self._ended_at.pop(event.utterance_id, None)
             if ended is not None:
                 self.metrics.to_first_audio.observe(event.received_monotonic_s - ended)
-            if len(self._first_audio_seen) > 64:
-                self._first_audio_seen = set(sorted(self._first_audio_seen)[-32:])
 
     def _broadcast(self, message: dict) -> None:
         for client in list(self._clients):
@@ -280,7 +280,7 @@ class HttpOutput:
                 if message is None:
                     break
                 await response.write(_sse_data(message))
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionResetError:  # the page went away
             pass
         finally:
             self._clients.discard(client)
@@ -306,8 +306,8 @@ class HttpOutput:
         if audio_age_s is None:  # no frame yet: count from the server's start
             audio_age_s = time.monotonic() - self._started_monotonic_s
         problems = []
-        if audio_age_s > self.config.audio_stall_s:
-            problems.append(f"no audio for {audio_age_s:.1f} s (bound {self.config.audio_stall_s} s)")
+        if audio_age_s > self.audio_stall_s:
+            problems.append(f"no audio for {audio_age_s:.1f} s (bound {self.audio_stall_s} s)")
         if link_down_s > self.config.link_down_bound_s:
             problems.append(f"link down for {link_down_s:.1f} s (bound {self.config.link_down_bound_s} s)")
         return {

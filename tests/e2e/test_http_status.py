@@ -28,8 +28,8 @@ def test_healthz_goes_503_when_the_link_is_down_past_its_bound_and_when_audio_st
     gateway_port = free_port()
     gateway = start_gateway(gateway_port)
     config = tmp_path / "agent.yaml"
-    config.write_text(agent_yaml(scene, gateway_port, 0, tmp_path, loop=False,
-                                 link_down_bound_s=1.0, audio_stall_s=1.0))
+    config.write_text(agent_yaml(scene, gateway_port, 0, tmp_path, loop=False, link_down_bound_s=1.0)
+                      + "daemon: {audio_stall_s: 1.0}\n")
     agent = Agent(load_agent_config(config))
     agent.start()
     try:

@@ -59,7 +59,7 @@ def server():
     status = {"frames": 250, "overruns": 2, "utterances": 1, "finals": 1, "reconnects": 1, "dropped_utterances": 0,
               "outbox_depth": 0, "link_up": 1, "last_frame_age_s": 0.02, "capture_state": "running",
               "pipeline_cpu_s": 0.5}
-    http = HttpOutput(HttpConfig(enabled=True, port=0), lambda: dict(status))
+    http = HttpOutput(HttpConfig(enabled=True, port=0), lambda: dict(status), audio_stall_s=5.0)
     http.start()
     yield http
     http.close()
@@ -79,7 +79,7 @@ def test_non_loopback_host_without_token_is_a_config_error_naming_file_and_line(
 
 def test_token_is_required_when_configured(tmp_path):
     (tmp_path / "token").write_text("s3cret\n")
-    http = HttpOutput(HttpConfig(enabled=True, port=0, token_file=str(tmp_path / "token")), dict)
+    http = HttpOutput(HttpConfig(enabled=True, port=0, token_file=str(tmp_path / "token")), dict, audio_stall_s=5.0)
     http.start()
     try:
         assert fetch(http.url + "/healthz")[0] == 401
