@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from ipaddress import ip_address
+from pathlib import Path
 from typing import Literal
 
 
@@ -81,6 +82,13 @@ class HttpConfig:
         if self.enabled and not is_loopback(self.host) and not self.token_file:
             raise ValueError(f"host {self.host!r} is not loopback, so token_file is required; "
                              "allowed: a loopback host (127.0.0.1, ::1, localhost) or a token_file")
+        if self.enabled and self.token_file:
+            try:
+                token = Path(self.token_file).read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"token_file {self.token_file!r} cannot be read: {exc.strerror}") from None
+            if not token:
+                raise ValueError(f"token_file {self.token_file!r} is empty; allowed: a file holding the token")
 
 
 @dataclass(frozen=True)

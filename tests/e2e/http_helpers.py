@@ -59,6 +59,7 @@ outputs:
   transcript: {{path: "{out / 'transcript.jsonl'}"}}
   leds: {{backend: none}}
   http: {{enabled: true, port: {http_port}{extra}}}
+  subtitles: {{directory: "{out / 'subtitles'}", languages: [es]}}
 """
 
 

@@ -7,6 +7,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import srt
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.config.schema import load_agent_config
@@ -16,6 +17,8 @@ from agent.outputs.transcript import read_transcript
 sys.path.insert(0, str(Path(__file__).parent))
 from http_helpers import agent_yaml, free_port, get_json, start_gateway, wait_until, write_scene  # noqa: E402
 
+GAP_S = 3.0
+
 
 def metric_values(url: str) -> dict[str, float]:
     with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
@@ -24,7 +27,7 @@ def metric_values(url: str) -> dict[str, float]:
 
 
 def test_healthz_goes_503_when_the_link_is_down_past_its_bound_and_when_audio_stops(tmp_path):
-    scene = write_scene(tmp_path / "scene.wav", utterances=2, gap_s=3.0)
+    scene = write_scene(tmp_path / "scene.wav", utterances=2, gap_s=GAP_S)
     gateway_port = free_port()
     gateway = start_gateway(gateway_port)
     config = tmp_path / "agent.yaml"
@@ -56,6 +59,10 @@ def test_healthz_goes_503_when_the_link_is_down_past_its_bound_and_when_audio_st
         status, health = wait_until(lambda: (r := get_json(url + "/healthz"))[0] == 503
                                     and any("no audio" in p for p in r[1]["problems"]) and r, 30, "503 for audio")
         assert health["capture"]["last_frame_age_s"] > 1.0 and health["link"]["up"]
+        # the live subtitles: one cue block per final so far, timed by the audio clock
+        cues = list(srt.parse((tmp_path / "subtitles" / "captions.es.srt").read_text()))
+        assert cues and len({c.start for c in cues}) == len(cues)
+        assert 2.0 < cues[0].start.total_seconds() < GAP_S + 0.5  # the talker starts GAP_S into the recording
     finally:
         agent.stop()
         gateway.stop()

@@ -72,6 +72,9 @@ def test_non_loopback_host_without_token_is_a_config_error_naming_file_and_line(
         load_agent_config(path)
     message = str(caught.value)
     assert f"{path}:3: outputs.http" in message and "token_file is required" in message
+    path.write_text(f"outputs:\n  http: {{enabled: true, host: 0.0.0.0, token_file: {tmp_path / 'none'}}}\n")
+    with pytest.raises(ConfigError, match=r"agent\.yaml:2: outputs\.http: token_file .* cannot be read"):
+        load_agent_config(path)
     path.write_text("outputs:\n  http: {enabled: true, host: '::1', port: 70000}\n")
     with pytest.raises(ConfigError, match=r"outputs\.http\.port"):
         load_agent_config(path)
