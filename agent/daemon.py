@@ -5,8 +5,8 @@ Threads, each forced by a library or by hardware, with bounded queues between th
     capture (PortAudio callback / WAV pacer) --frames--> pipeline thread
     pipeline thread: FrontEnd.process -> Uplink.send            (never blocks on the network)
     uplink thread (websocket-client) --ResultEvent queue--> results thread
-    results thread: console, transcript, speaker queue, state machine
-    speaker thread, LED thread: inside their outputs
+    results thread: console, transcript, subtitles, speaker queue, state machine, HTTP queue
+    speaker thread, LED thread, HTTP thread (asyncio: captions page, /healthz, /metrics): inside their outputs
     main thread: signals, systemd notify/watchdog, state-machine ticks
 
 The device state shown on the LEDs is owned by one DeviceStateMachine; every stage only reports
