@@ -97,7 +97,7 @@ def run_once(base_text: str, work: Path, http_on: bool) -> dict:
         agent.wait_until_drained(timeout_s=180)
         cpu_s, wall_s = time.process_time() - cpu0, time.monotonic() - wall0
         finals, pages = agent.counters.finals, agent.http.pages_connected
-        http_thread_cpu_s = thread_cpu_s(agent.http._thread.native_id) if http_on else 0.0
+        http_thread_cpu_s = thread_cpu_s(agent.http.thread_native_id) if http_on else 0.0
     finally:
         for client in clients:
             client.terminate()

@@ -165,6 +165,11 @@ class HttpOutput:
         return len(self._clients)
 
     @property
+    def thread_native_id(self) -> int | None:
+        """For measuring the server thread's own CPU (bench/http_cost.py)."""
+        return self._thread.native_id
+
+    @property
     def url(self) -> str:
         host = self.config.host if ":" not in self.config.host else f"[{self.config.host}]"
         return f"http://{host}:{self.port}"
