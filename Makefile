@@ -5,7 +5,8 @@ VENV        := .venv
 PYTHON      := $(VENV)/bin/python
 SYSTEM_PY   ?= python3
 APT_PACKAGES := python3-venv python3-dev gcc portaudio19-dev libasound2-plugins alsa-utils systemd \
-                espeak-ng sox apertium apertium-eng-spa apertium-eng-cat
+                espeak-ng sox apertium apertium-eng-spa apertium-eng-cat \
+                chromium chromium-driver
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test bench deps apt-deps clean

@@ -1,4 +1,5 @@
-"""``parley``: the agent's command line (run, demo, check-config, analyze, devices, leds, config-reference).
+"""``parley``: the agent's command line (run, demo, check-config, analyze, devices, leds, config-reference,
+subtitles).
 
 Exit statuses: 0 ok; 1 the config (or a device) is invalid for check-config/devices/leds; 2 usage
 error (argparse); 78 (EX_CONFIG) when ``parley run`` is given a bad config, so systemd can be told
@@ -70,6 +71,14 @@ def _build_parser() -> argparse.ArgumentParser:
     leds.add_argument("--config", type=Path, help=DEFAULT_CONFIG_HELP)
     leds.add_argument("--seconds-per-state", type=float, default=2.0)
     leds.set_defaults(handler=_cmd_leds)
+
+    subs = sub.add_parser("subtitles", help="write SubRip or WebVTT subtitles from a JSON-lines transcript")
+    subs.add_argument("transcript", type=Path)
+    subs.add_argument("--lang", required=True, help="a translation's language, or 'source' for what was recognized")
+    subs.add_argument("--format", choices=("srt", "vtt"), default="srt")
+    subs.add_argument("--sample-rate-hz", type=int, default=16000, help="the agent's capture.sample_rate_hz")
+    subs.add_argument("--out", type=Path, help="output file (default: standard output)")
+    subs.set_defaults(handler=_cmd_subtitles)
     return parser
 
 
@@ -159,6 +168,23 @@ def _cmd_leds(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cycle_leds(config, args.seconds_per_state)
+    return EXIT_OK
+
+
+def _cmd_subtitles(args: argparse.Namespace) -> int:
+    from agent.outputs.subtitles import render
+    from agent.outputs.transcript import read_transcript
+
+    try:
+        records = read_transcript(args.transcript)
+    except OSError as exc:
+        print(f"parley subtitles: cannot read {args.transcript}: {exc.strerror}", file=sys.stderr)
+        return EXIT_INVALID
+    text = render(records, args.lang, args.format, args.sample_rate_hz)
+    if args.out:
+        args.out.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
     return EXIT_OK
 
 

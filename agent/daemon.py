@@ -5,8 +5,8 @@ Threads, each forced by a library or by hardware, with bounded queues between th
     capture (PortAudio callback / WAV pacer) --frames--> pipeline thread
     pipeline thread: FrontEnd.process -> Uplink.send            (never blocks on the network)
     uplink thread (websocket-client) --ResultEvent queue--> results thread
-    results thread: console, transcript, speaker queue, state machine
-    speaker thread, LED thread: inside their outputs
+    results thread: console, transcript, subtitles, speaker queue, state machine, HTTP queue
+    speaker thread, LED thread, HTTP thread (asyncio: captions page, /healthz, /metrics): inside their outputs
     main thread: signals, systemd notify/watchdog, state-machine ticks
 
 The device state shown on the LEDs is owned by one DeviceStateMachine; every stage only reports
@@ -40,9 +40,12 @@ from agent.events import (
 )
 from agent.frontend import FrontEnd
 from agent.outputs.console import ConsoleOutput
+from agent.outputs.http import HttpOutput
+from agent.outputs.http_metrics import thread_cpu_s
 from agent.outputs.leds import LedDriver, make_led_backend
 from agent.outputs.pins import make_pin_factory
 from agent.outputs.speaker import Speaker
+from agent.outputs.subtitles import SubtitleWriter
 from agent.outputs.transcript import TranscriptWriter
 from parley_common.sdnotify import SystemdNotifier
 from agent.queues import QUEUES, RESULT_QUEUE_SIZE
@@ -62,6 +65,7 @@ class AgentCounters:
     muted_frames: int = 0
     utterances: int = 0
     last_frame_monotonic_s: float = 0.0
+    finals: int = 0  # written by the results thread
 
 
 class Agent:
@@ -96,6 +100,11 @@ class Agent:
             self.console = ConsoleOutput(config.outputs.console)
             self.transcript = TranscriptWriter(config.outputs.transcript)
             claimed.callback(self.transcript.close)
+            self.subtitles = SubtitleWriter(config.outputs.subtitles, config.capture.sample_rate_hz)
+            claimed.callback(self.subtitles.close)
+            self.http = HttpOutput(config.outputs.http, self.status, config.daemon.audio_stall_s)
+            claimed.callback(self.http.close)
+            self.state.subscribe(self.http.device_state)
             self.button = attach_button(config.outputs.button, self.state, pins)
             self.recorder = DebugRecorder.from_config(config.debug)  # None unless debug.record_dir is set
             if self.recorder is not None:
@@ -115,6 +124,7 @@ class Agent:
         try:
             self.state.starting()
             self.leds.start()
+            self.http.start()
             self.speaker.start()
             self.uplink.start()
             if self.recorder is not None:
@@ -150,6 +160,8 @@ class Agent:
         self.transcript.close()
         if self.recorder is not None:
             self.recorder.close()
+        self.subtitles.close()
+        self.http.close()
         self.leds.close()
 
     def __enter__(self) -> "Agent":
@@ -170,6 +182,15 @@ class Agent:
                 return True
             time.sleep(0.05)
         return False
+
+    def status(self) -> dict:
+        """A read-only snapshot for /healthz and /metrics; each counter has one writer thread."""
+        c, last_frame_s = self.counters, self.counters.last_frame_monotonic_s
+        return {"capture_state": self.capture.state, "overruns": self.capture.overruns, "frames": c.frames,
+                "last_frame_age_s": time.monotonic() - last_frame_s if last_frame_s else None,
+                "utterances": c.utterances, "finals": c.finals, "link_up": int(self.uplink.connected),
+                "reconnects": max(0, self.uplink.connects - 1), "dropped_utterances": self.uplink.dropped_utterances,
+                "outbox_depth": self.uplink.pending_utterances, "pipeline_cpu_s": thread_cpu_s(self._threads[0].native_id)}
 
     # -- threads -----------------------------------------------------------------------------
 
@@ -202,6 +223,8 @@ class Agent:
         self.uplink.send(event)
         if self.recorder is not None:
             self.recorder.segment(event)
+        if isinstance(event, (SpeechStarted, SpeechEnded)):
+            self.http.publish(event)
         if isinstance(event, SpeechStarted):
             self.counters.utterances += 1
             self.state.speech_started()
@@ -217,11 +240,14 @@ class Agent:
                 event = self.results.get(timeout=0.2)
             except queue.Empty:
                 continue
+            self.http.publish(event)
             if isinstance(event, PartialResult):
                 self.console.partial(event)
             elif isinstance(event, FinalResult):
                 self.console.final(event)
+                self.counters.finals += 1
                 self.transcript.write(event)
+                self.subtitles.write(event)
                 self.state.final_received()
             elif isinstance(event, SynthesizedSpeech):
                 self.speaker.play(event)

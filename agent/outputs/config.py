@@ -1,8 +1,10 @@
-"""Output configuration: console, transcript, speaker, LEDs and the button."""
+"""Output configuration: console, transcript, speaker, LEDs, the button, the HTTP server and subtitles."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from ipaddress import ip_address
+from pathlib import Path
 from typing import Literal
 
 
@@ -54,6 +56,51 @@ class ButtonConfig:
     bounce_ms: int = field(default=50, metadata={"min": 0, "max": 1000})
 
 
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address; anything else (a name, 0.0.0.0, a LAN address) is not."""
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    enabled: bool = field(default=False, metadata={"help": "serve the captions page, /healthz and /metrics"})
+    host: str = field(default="127.0.0.1", metadata={"help": "listen address; anything but loopback needs token_file"})
+    port: int = field(default=8318, metadata={"min": 0, "max": 65535, "help": "0: any free port (tests)"})
+    token_file: str | None = field(
+        default=None, metadata={"help": "file holding the access token (?token= or 'Authorization: Bearer')"})
+    link_down_bound_s: float = field(
+        default=30.0, metadata={"min": 1.0, "help": "/healthz answers 503 when the link is down longer than this"})
+    finals_kept: int = field(default=50, metadata={"min": 1, "max": 1000, "help": "finals a new page is sent on connect"})
+    queue_items: int = field(default=512, metadata={"min": 16, "max": 100000, "help": "agent -> server event queue"})
+
+    def __post_init__(self) -> None:
+        if self.enabled and not is_loopback(self.host) and not self.token_file:
+            raise ValueError(f"host {self.host!r} is not loopback, so token_file is required; "
+                             "allowed: a loopback host (127.0.0.1, ::1, localhost) or a token_file")
+        if self.enabled and self.token_file:
+            try:
+                token = Path(self.token_file).read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"token_file {self.token_file!r} cannot be read: {exc.strerror}") from None
+            if not token:
+                raise ValueError(f"token_file {self.token_file!r} is empty; allowed: a file holding the token")
+
+
+@dataclass(frozen=True)
+class SubtitlesConfig:
+    directory: str | None = field(
+        default=None, metadata={"help": "write live subtitles here (STEM.LANG.srt and .vtt); null: none"})
+    stem: str = field(default="captions", metadata={"help": "file name stem"})
+    languages: tuple[str, ...] = field(
+        default=(), metadata={"help": "languages to write ('source' is the recognized text); empty: every translation"})
+    formats: tuple[Literal["srt", "vtt"], ...] = ("srt", "vtt")
+
+
 @dataclass(frozen=True)
 class OutputsConfig:
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
@@ -61,3 +108,5 @@ class OutputsConfig:
     speaker: SpeakerConfig = field(default_factory=SpeakerConfig)
     leds: LedConfig = field(default_factory=LedConfig)
     button: ButtonConfig = field(default_factory=ButtonConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    subtitles: SubtitlesConfig = field(default_factory=SubtitlesConfig)
