@@ -48,8 +48,8 @@ PhraseEvent = PhraseStarted | PhrasePartial | PhraseFinal
 class PhraseDetector:
     """Not thread-safe: one per session, called from one worker at a time."""
 
-    def __init__(self, recognizer, config: RecognitionConfig, sample_rate_hz: int = 16000):
-        self._recognizer = recognizer
+    def __init__(self, open_stream, config: RecognitionConfig, sample_rate_hz: int = 16000):
+        self._open_stream = open_stream  # () -> a recognizer stream for one phrase
         self._config = config
         self._rate = sample_rate_hz
         self._vad = webrtcvad.Vad(config.vad_mode)
@@ -113,7 +113,7 @@ class PhraseDetector:
 
     def _begin(self) -> PhraseStarted:
         self._phrase += 1
-        self._stream = self._recognizer.open_stream()
+        self._stream = self._open_stream()
         self._start = self._preroll[0][0]
         self._stream.feed(b"".join(frame for _, frame in self._preroll))
         self._preroll.clear()
