@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from gateway.engines.whisper_models import PACKAGED
+from parley_common.vad.engines import VadConfig
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,8 @@ class RecognitionConfig:
         default=600, metadata={"min": 100, "max": 5000, "help": "silence that ends a phrase (server-side endpointing)"})
     partial_interval_ms: int = field(
         default=1000, metadata={"min": 50, "help": "at most one partial per interval, and only from an idle worker"})
-    vad_mode: int = field(default=2, metadata={"min": 0, "max": 3, "help": "webrtcvad aggressiveness for endpointing"})
-    max_phrase_s: float = field(default=30.0, metadata={"min": 2.0, "help": "a phrase is finalised after this long"})
+    vad: VadConfig = field(default_factory=VadConfig, metadata={"help": "the agent's VAD, for endpointing"})
+    max_phrase_s: float = field(default=30.0, metadata={"min": 2.0, "max": 120.0, "help": "a phrase is finalised after this long"})
 
     def __post_init__(self) -> None:
         if not self.languages:
