@@ -116,6 +116,7 @@ def test_the_engine_itself_hears_no_words_in_noise():
         stream = recognizer.open_stream(DecodeOptions(str(resolve_model("tiny.en")), "en"))
         for seconds in (3.0, 6.0):
             stream.feed(noise(seconds).astype("<i2").tobytes())
+            assert stream.hypothesis() == ""  # the shortened-window partial
             assert stream.finish() == ""
         stream.close()
     finally:
