@@ -19,6 +19,9 @@ from parley_common.vad.events import SpeechChunk, SpeechEnded, SpeechStarted
 from parley_common.vad.segmenter import Segmenter, SegmenterConfig
 
 FRAME_SAMPLES = 320
+# No partial once the talker has paused this long: it would add no words, and the final (which may
+# be only the hangover away) would wait behind its decode.
+PARTIAL_AFTER_SILENCE_MS = 200
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,8 @@ class PhraseDetector:
         return PhraseStarted(self._phrase, self._start)
 
     def _maybe_partial(self) -> list[PhraseEvent]:
-        if self._position - self._last_partial_at < self._partial_interval:
+        paused = self._position - self._last_speech_end > PARTIAL_AFTER_SILENCE_MS * self._rate // 1000
+        if paused or self._position - self._last_partial_at < self._partial_interval:
             return []
         text = self._stream.hypothesis()
         if text is None:
