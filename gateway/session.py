@@ -86,4 +86,3 @@ class TranslationSession:
         except Exception as exc:
             log.warning("translation failed: %s", exc)
             return {}, str(exc)
-
