@@ -21,7 +21,7 @@ import time
 import wave
 from pathlib import Path
 
-from agent.audio.frames import Frame
+from parley_common.frames import Frame
 from agent.events import SpeechEnded, SpeechStarted
 
 log = logging.getLogger("parley.debug_recorder")

@@ -27,17 +27,19 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from parley_common.protocols.wav import streaming_header  # noqa: E402
-from gateway.engines.pocketsphinx_asr import PocketsphinxRecognizer  # noqa: E402
+from gateway.config import GatewayConfig, LimitsConfig, RecognitionConfig  # noqa: E402
+from gateway.engines.recognizers import Recognizers  # noqa: E402
 from gateway.server import GatewayThread  # noqa: E402
 from gateway_bench_client import send_realtime  # noqa: E402
 from tests.support.speech import english_samples  # noqa: E402
 
 
 def recognition_rtf(samples) -> float:
-    """Wall seconds per audio second through one idle worker process (its CPU is not ours to clock)."""
-    recognizer = PocketsphinxRecognizer(processes=1)
-    recognizer.warm_up(1)
-    stream = recognizer.open_stream()
+    """Wall seconds per audio second of the default English recognizer through one idle worker process
+    (its CPU is not ours to clock; bench/asr.py compares the engines)."""
+    recognizer = Recognizers(RecognitionConfig(processes=1))
+    recognizer.warm_up()
+    stream = recognizer.open_stream("en-US")
     busy, audio_s = 0.0, 0.0
     for _, pcm in samples:
         t0 = time.perf_counter()
@@ -53,10 +55,10 @@ def recognition_rtf(samples) -> float:
 
 def apertium_warm_vs_spawn(gw, texts) -> tuple[float, float]:
     translator = gw.gateway.engines.translator
-    translator.translate("warm up", "es")
+    translator.translate("warm up", "en", "es")
     t0 = time.perf_counter()
     for text in texts:
-        translator.translate(text, "es")
+        translator.translate(text, "en", "es")
     warm_ms = (time.perf_counter() - t0) / len(texts) * 1000
     t0 = time.perf_counter()
     for text in texts:
@@ -121,8 +123,6 @@ def main() -> int:
     levels = (1, 2, 4) if args.quick else (1, 2, 4, 6, 8)
     report: dict = {"when": datetime.now(timezone.utc).isoformat()}
     report["recognition_rtf"] = recognition_rtf(samples)
-    from gateway.config import GatewayConfig, LimitsConfig
-
     with GatewayThread(GatewayConfig(port=0, limits=LimitsConfig(max_sessions=16))) as gw:
         warm_ms, spawn_ms = apertium_warm_vs_spawn(gw, [text for text, _ in samples])
         report.update(apertium_warm_ms=warm_ms, apertium_spawn_ms=spawn_ms)
@@ -140,7 +140,7 @@ def main() -> int:
             sustained = count if still_ok else sustained
             report["concurrency"].append({"sessions": count, "final_p95_ms": p95, "sustained": ok})
     report["max_sustained_sessions"] = sustained
-    print(f"recognition RTF (pocketsphinx, one worker process, wall)   {report['recognition_rtf']:.3f}")
+    print(f"recognition RTF (Whisper tiny.en, one worker process, wall)   {report['recognition_rtf']:.3f}")
     print(f"apertium per sentence: warm {warm_ms:.1f} ms vs spawn {spawn_ms:.1f} ms  ({spawn_ms / warm_ms:.0f}x)")
     s = report["single"]
     print(f"one session: onset->first partial {s['first_partial_ms']:.0f} ms, end->final {s['final_ms']:.0f} ms, "

@@ -75,7 +75,7 @@ def child_stages() -> dict:
     import agent.daemon  # noqa: F401
 
     stages["+ agent.daemon imports"] = rss_mb()
-    from agent.vad.engines import VadConfig, make_vad
+    from parley_common.vad.engines import VadConfig, make_vad
 
     make_vad(VadConfig(engine="silero"), 16000)
     stages["+ silero onnxruntime session"] = rss_mb()

@@ -7,7 +7,6 @@ import shutil
 import struct
 import subprocess
 import time
-import wave
 
 import numpy as np
 import pytest

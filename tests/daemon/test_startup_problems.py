@@ -12,7 +12,6 @@ import sys
 import textwrap
 import time
 
-import numpy as np
 import pytest
 
 from tests.support.wavfiles import channel_identity_signal, write_wav

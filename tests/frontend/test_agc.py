@@ -14,7 +14,7 @@ from agent.dsp.agc import AgcConfig, LevelNormalizer
 from agent.events import SpeechEnded
 from agent.frontend import FrontEnd, FrontendConfig
 from agent.hardware import load_array_profile
-from agent.vad.engines import VadConfig
+from parley_common.vad.engines import VadConfig
 from tests.support.data import shared_data_dir
 from tests.support.signals import plane_wave, to_frames
 from tests.support.speech import english_samples

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
@@ -10,7 +9,7 @@ from agent.audio.synth import speak
 from agent.events import SpeechChunk, SpeechEnded, SpeechStarted
 from agent.frontend import FrontEnd, FrontendConfig
 from agent.hardware import load_array_profile
-from agent.vad.engines import VadConfig
+from parley_common.vad.engines import VadConfig
 from tests.support.signals import plane_wave, to_frames
 
 

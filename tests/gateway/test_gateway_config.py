@@ -5,7 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from parley_common.typedyaml import load_yaml_config
+import pytest
+
+from parley_common.typedyaml import ConfigError, load_yaml_config
 from gateway.config import GatewayConfig
 
 
@@ -26,3 +28,19 @@ def test_public_bind_without_key_is_refused_from_the_command_line():
     proc = subprocess.run([sys.executable, "-m", "gateway.cli", "--host", "0.0.0.0"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 78 and "not loopback" in proc.stderr
+
+
+def test_a_model_that_is_neither_packaged_nor_a_directory_is_named_with_its_line(tmp_path):
+    path = tmp_path / "gateway.yaml"
+    path.write_text("recognition:\n  languages:\n    fr-FR:\n      model: /no/such/model\n")
+    with pytest.raises(ConfigError) as error:
+        load_yaml_config(path, GatewayConfig)
+    assert f"{path}:4: recognition.languages.fr-FR" in str(error.value) and "tiny.en, base" in str(error.value)
+
+
+def test_an_english_only_recognizer_for_spanish_is_refused(tmp_path):
+    path = tmp_path / "gateway.yaml"
+    path.write_text("recognition:\n  languages:\n    es-ES:\n      engine: pocketsphinx\n")
+    with pytest.raises(ConfigError) as error:
+        load_yaml_config(path, GatewayConfig)
+    assert f"{path}:2: recognition: languages.es-ES: pocketsphinx" in str(error.value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 
+import numpy as np
 import pytest
 
 from gateway.engines.pocketsphinx_asr import PocketsphinxRecognizer, RecognizerError
@@ -48,3 +49,22 @@ def test_a_killed_worker_fails_its_stream_and_is_replaced(recognizer):
         errors, words = word_errors(text, recognise(stream, pcm))
         assert errors / words <= wer_bound(shared_data_dir())
         stream.close()
+
+
+def test_a_reused_decoder_after_a_noise_session_hears_the_same_words():
+    """Pooled decoders adapt their cepstral mean to what they heard; a new session must not inherit it."""
+    recognizer = PocketsphinxRecognizer(processes=1)
+    try:
+        recognizer.warm_up(1)
+        _, pcm = english_samples(shared_data_dir(), limit=2)[1]
+        texts = []
+        for _ in range(2):
+            stream = recognizer.open_stream()
+            texts.append(recognise(stream, pcm))
+            stream.close()
+            noisy = recognizer.open_stream()
+            recognise(noisy, np.random.default_rng(3).normal(0, 6000, 10 * 16000).astype(np.int16))
+            noisy.close()
+        assert texts[0] == texts[1]
+    finally:
+        recognizer.close()
