@@ -1,0 +1,202 @@
+"""The azure backend against a scripted USP service that answers as Azure does (not the gateway).
+
+Slow answers across the pause, early turn ends, error statuses, split synthesis, the v2 endpoint,
+a 401 on a token, and the details the SDK gets right (stream ids, telemetry, 100 ms audio).
+"""
+
+from __future__ import annotations
+
+import http.server
+import queue
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.events import FinalResult, SynthesizedSpeech, UplinkError
+from agent.uplink import make_uplink
+from agent.uplink.config import ReconnectConfig, UplinkConfig
+from parley_common.protocols.usp import USP_V1_PATH, USP_V2_PATH
+from parley_common.protocols.wav import TICKS_PER_SAMPLE, WIRE_BYTES_PER_SAMPLE
+
+HERE = Path(__file__).parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]
+from conftest import shared_data_dir  # noqa: E402
+from helpers import FRAME, Talker, finals_by_id, wait_for_finals  # noqa: E402
+from scripted_usp import Script, ScriptedUsp  # noqa: E402
+from speech_samples import english_samples  # noqa: E402
+
+RECONNECT = ReconnectConfig(initial_backoff_ms=100, max_backoff_ms=1000, auth_backoff_ms=20000,
+                            ping_interval_s=1.0, ping_timeout_s=4.0, connect_timeout_s=2.0)
+CHUNK_BYTES = FRAME * WIRE_BYTES_PER_SAMPLE
+
+
+@pytest.fixture(scope="module")
+def speech():
+    return [pcm for _, pcm in english_samples(shared_data_dir(), limit=3)]
+
+
+def start(url: str, **settings):
+    config = UplinkConfig(**{"backend": "azure", "url": url, "to_languages": ("es",), "reconnect": RECONNECT, **settings})
+    results = queue.Queue(maxsize=1000)
+    uplink = make_uplink(config, results)
+    uplink.start()
+    return uplink, results
+
+
+def drain(results: queue.Queue, seconds: float) -> list:
+    events, end = [], time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            events.append(results.get(timeout=0.1))
+        except queue.Empty:
+            pass
+    return events
+
+
+def test_a_slow_answer_never_overlaps_the_next_turn(speech):
+    with ScriptedUsp(Script(answer_delay_s=1.0)) as service:
+        uplink, results = start(service.url(USP_V1_PATH))
+        talker = Talker(uplink, speed=4.0)
+        ids = [talker.say(pcm) for pcm in speech]
+        events = wait_for_finals(results, set(ids))
+        uplink.close()
+    turns = service.received("speech.context")
+    assert len(turns) == len(ids)
+    for previous, turn in zip(turns, turns[1:]):
+        ended = next(t for t, way, path, rid in service.events if way == "tx" and path == "turn.end" and rid == previous)
+        opened = next(t for t, way, path, rid in service.events if way == "rx" and rid == turn)
+        assert ended < opened, "a new X-RequestId before the previous turn.end"
+    finals = finals_by_id(events)
+    assert [finals[i][0].source_text for i in ids] == ["phrase 1", "phrase 2", "phrase 3"]
+    assert [finals[i][0].translations for i in ids] == [{"es": f"frase {n}"} for n in (1, 2, 3)]
+
+
+def test_throttling_backs_off_and_is_reported_instead_of_a_resend_storm(speech):
+    script = Script(early_end_after_bytes=1, early_status="TooManyRequests", early_turns=1000, status="TooManyRequests")
+    with ScriptedUsp(script) as service:
+        uplink, results = start(service.url(USP_V1_PATH))
+        Talker(uplink, speed=8.0).say(speech[0])
+        events = drain(results, 3.5)
+        uplink.close()
+    opened = [t for t, way, path, _ in service.events if way == "rx" and path == "speech.context"]
+    assert 2 <= len(opened) <= 3, f"{len(opened)} turns in 3.5 s"  # back-off 1 s, then 2 s
+    assert all(b - a >= 0.9 for a, b in zip(opened, opened[1:]))
+    errors = [e.message for e in events if isinstance(e, UplinkError)]
+    assert errors and all("TooManyRequests" in m for m in errors)
+    assert not [e for e in events if isinstance(e, FinalResult)]
+
+
+def test_an_early_turn_end_continues_from_the_acknowledged_audio_and_keeps_the_first_phrase(speech):
+    with ScriptedUsp(Script(early_end_after_bytes=32000)) as service:
+        uplink, results = start(service.url(USP_V1_PATH))
+        ids = [Talker(uplink, speed=4.0).say(speech[0])]
+        events = wait_for_finals(results, set(ids))
+        uplink.close()
+    first, second = (service.turns[rid] for rid in service.received("speech.context"))
+    acked = len(first.pcm) // WIRE_BYTES_PER_SAMPLE * TICKS_PER_SAMPLE // TICKS_PER_SAMPLE * WIRE_BYTES_PER_SAMPLE
+    resumed_at = acked - acked % CHUNK_BYTES  # the chunk holding the acknowledged sample
+    overlap = len(first.pcm) - resumed_at
+    assert 0 < resumed_at <= acked and second.pcm[:overlap] == first.pcm[resumed_at:]
+    assert second.stream_id == "2"  # a new turn on the same connection: the next stream id
+    assert [f.source_text for f in finals_by_id(events)[ids[0]]] == ["phrase 1 phrase 2"]
+
+
+def test_bad_request_is_an_error_with_its_reason_not_an_empty_final(speech):
+    with ScriptedUsp(Script(status="BadRequest")) as service:
+        uplink, results = start(service.url(USP_V1_PATH))
+        Talker(uplink, speed=8.0).say(speech[0])
+        events = drain(results, 2.0)
+        uplink.close()
+    assert len(service.received("speech.context")) == 1  # cancelled, not retried
+    errors = [e.message for e in events if isinstance(e, UplinkError)]
+    assert errors == ["utterance 1 dropped: the service answered BadRequest"]
+    assert not [e for e in events if isinstance(e, FinalResult)]
+
+
+@pytest.mark.parametrize("path", [USP_V1_PATH, USP_V2_PATH])
+def test_split_synthesis_is_played_whole_on_v1_and_v2(speech, path):
+    with ScriptedUsp(Script(synthesis_pieces=3)) as service:
+        uplink, results = start(service.url(path), voice="es-ES-ElviraNeural")
+        ids = [Talker(uplink, speed=4.0).say(speech[0])]
+        events = wait_for_finals(results, set(ids))
+        uplink.close()
+    spoken = [e for e in events if isinstance(e, SynthesizedSpeech)]
+    assert [(e.utterance_id, e.language, e.wav_bytes) for e in spoken] == [(ids[0], "es", service.wavs_sent[0])]
+    assert finals_by_id(events)[ids[0]][0].source_text == "phrase 1"
+
+
+def test_v2_sends_no_query_and_puts_the_languages_in_speech_context(speech):
+    with ScriptedUsp() as service:
+        uplink, results = start(service.url(USP_V2_PATH + "?cid=model-1"), voice="es-ES-ElviraNeural")
+        ids = [Talker(uplink, speed=4.0).say(speech[0])]
+        wait_for_finals(results, set(ids))
+        uplink.close()
+    assert service.handshakes[0]["path"] == USP_V2_PATH and service.handshakes[0]["query"] == {"cid": ["model-1"]}
+    context = service.contexts[service.received("speech.context")[0]]
+    assert context["phraseDetection"] == {"mode": "CONVERSATION", "language": "en-US", "onSuccess": {
+        "action": "Translate"}, "onInterim": {"action": "Translate"}}
+    assert context["translation"] == {"targetLanguages": ["es"], "output": {"includePassThroughResults": True},
+                                      "onSuccess": {"action": "Synthesize"}, "onPassthrough": {"action": "Synthesize"}}
+    assert context["synthesis"] == {"synthesizedLanguages": ["es"], "defaultVoices": {"es": "es-ES-ElviraNeural"}}
+
+
+def test_stream_ids_restart_per_connection_audio_goes_in_100_ms_and_turns_are_acknowledged(speech):
+    with ScriptedUsp() as service:
+        uplink, results = start(service.url(USP_V1_PATH), to_languages=("ja",))
+        talker = Talker(uplink, speed=4.0)
+        ids = [talker.say(speech[0]), talker.say(speech[1])]
+        wait_for_finals(results, set(ids))
+        service.drop_connections()
+        ids.append(talker.say(speech[2]))
+        wait_for_finals(results, {ids[-1]})
+        uplink.close()
+    turns = [service.turns[rid] for rid in service.received("speech.context")]
+    assert [(t.connection, t.stream_id) for t in turns] == [(1, "1"), (1, "2"), (2, "1")]
+    for turn in turns:
+        header, *pcm, end = turn.audio_sizes
+        assert header == 44 and end == 0 and set(pcm[:-1]) == {3200} and 0 < pcm[-1] <= 3200
+    acknowledged = dict(service.telemetry)
+    assert set(acknowledged) == {t.request_id for t in turns}
+    paths = [next(iter(m)) for m in acknowledged[turns[0].request_id]["ReceivedMessages"]]
+    assert paths == ["turn.start", "translation.phrase", "speech.endDetected", "turn.end"]
+    assert all(len(times) == 1 and times[0].endswith("Z") for m in acknowledged[turns[0].request_id]["ReceivedMessages"]
+               for times in m.values())
+    # ja has no voice configured and no Azure default here: none is invented
+    assert all("voice" not in h["query"] and "features" not in h["query"] for h in service.handshakes)
+    assert "synthesis" not in service.contexts[turns[0].request_id]
+
+
+def test_a_refused_token_is_refreshed_once_then_the_key_is_used(speech, monkeypatch):
+    issued = []
+
+    class TokenHandler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            issued.append(self.headers["Ocp-Apim-Subscription-Key"])
+            body = f"token-{len(issued)}".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    tokens = http.server.HTTPServer(("127.0.0.1", 0), TokenHandler)
+    threading.Thread(target=tokens.serve_forever, daemon=True).start()
+    monkeypatch.setenv("PARLEY_TEST_KEY", "the-key")
+    with ScriptedUsp(Script(reject_bearer=True)) as service:
+        uplink, results = start(service.url(USP_V1_PATH), key_env="PARLEY_TEST_KEY", use_token=True,
+                                token_url=f"http://127.0.0.1:{tokens.server_port}/sts/v1.0/issueToken")
+        ids = [Talker(uplink, speed=4.0).say(speech[0])]
+        events = wait_for_finals(results, set(ids), timeout_s=15)
+        uplink.close()
+    tokens.shutdown()
+    presented = [h["headers"].get("authorization") or h["headers"].get("ocp-apim-subscription-key")
+                 for h in service.handshakes]
+    assert presented == ["Bearer token-1", "Bearer token-2", "the-key"]
+    assert issued == ["the-key", "the-key"]
+    assert not [e for e in events if isinstance(e, UplinkError)]  # nothing to report: the key worked
+    assert finals_by_id(events)[ids[0]][0].source_text == "phrase 1"
