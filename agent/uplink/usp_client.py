@@ -38,6 +38,7 @@ from parley_common.protocols.usp import (
     SYNTHESIS_END,
     TELEMETRY,
     TURN_END,
+    TURN_START,
     FramingError,
     build_text,
     new_request_id,
@@ -56,11 +57,12 @@ from parley_common.protocols.usp_messages import (
     SynthesisStart,
     decode_result,
 )
-from parley_common.protocols.wav import WIRE_SAMPLE_RATE_HZ, streaming_header
+from parley_common.protocols.wav import TICKS_PER_SAMPLE, WIRE_BYTES_PER_SAMPLE, WIRE_SAMPLE_RATE_HZ, streaming_header
 
 log = logging.getLogger("parley.uplink")
 
 AUDIO_MESSAGE_BYTES = 3200  # 100 ms of wire audio per message, as the SDK sends
+CONTEXT_STREAM = "1"  # the audio source in speech.context; the SDK keeps it while X-StreamId counts turns
 # Real Azure neural voices for a target's language; other targets get none unless uplink.voice is set.
 DEFAULT_VOICES = {"es": "es-ES-ElviraNeural", "ca": "ca-ES-JoanaNeural", "de": "de-DE-KatjaNeural",
                   "fr": "fr-FR-DeniseNeural", "it": "it-IT-ElsaNeural", "pt": "pt-PT-RaquelNeural"}
@@ -99,6 +101,7 @@ class UspProtocol:
         self._received: dict[str, dict[str, list[str]]] = {}  # per turn: path -> arrival times
         self._tts_languages: dict[str, str] = {}  # v2: X-StreamId -> language of its synthesized audio
         self._synthesis: dict[str, bytearray] = {}  # per turn (v1) or stream (v2): WAV pieces so far
+        self._service_tag: str | None = None  # the last turn.start's, named by a continuation turn
 
     # -- connection --------------------------------------------------------------------------
 
@@ -126,7 +129,7 @@ class UspProtocol:
     def on_connect(self, ws) -> None:
         """A new connection: stream ids start at 1 again, nothing half-sent or half-received carries over."""
         self.credentials.accepted()
-        self._next_stream = 1
+        self._next_stream, self._service_tag = 1, None
         for per_turn in (self._stream_ids, self._unsent, self._received, self._tts_languages, self._synthesis):
             per_turn.clear()
         config = {"context": {
@@ -146,9 +149,17 @@ class UspProtocol:
         self._unsent[turn] = bytearray()
         self._received[turn] = {}
         source, mode = (self.config.from_language, "CONVERSATION") if self.v2 else (None, None)
-        ws.send(SpeechContext(tuple(self.config.to_languages), self.voice, stream, source, mode).encode(turn))
+        ws.send(SpeechContext(tuple(self.config.to_languages), self.voice, CONTEXT_STREAM, source, mode,
+                              self._continuation(utterance)).encode(turn))
         ws.send_binary(Audio(streaming_header(), stream, wav_header=True).encode(turn))
         return Opened(turn=turn)
+
+    def _continuation(self, utterance) -> tuple[str, int] | None:
+        """An utterance resent from past its start continues the last turn, as the SDK's replay does."""
+        replay_bytes = sum(len(chunk) for chunk in utterance.chunks[:utterance.sent_chunks])
+        if not replay_bytes or self._service_tag is None:
+            return None
+        return self._service_tag, replay_bytes // WIRE_BYTES_PER_SAMPLE * TICKS_PER_SAMPLE
 
     def send_audio(self, ws, utterance, pcm: bytes) -> None:
         pending = self._unsent[utterance.turn]
@@ -191,7 +202,7 @@ class UspProtocol:
             return []
         if path == TURN_END:
             return [TurnEnded(turn)]
-        if path not in RESULT_PATHS and path not in (AUDIO_START, SYNTHESIS_END, AUDIO_END):
+        if path not in RESULT_PATHS and path not in (TURN_START, AUDIO_START, SYNTHESIS_END, AUDIO_END):
             return []
         try:
             body = parsed.json()
@@ -199,6 +210,9 @@ class UspProtocol:
             raise ProtocolError(f"{path} body is not JSON") from None
         if not isinstance(body, dict):
             raise ProtocolError(f"{path} body is not a JSON object")
+        if path == TURN_START:
+            self._service_tag = (body.get("context") or {}).get("serviceTag") or self._service_tag
+            return []
         if path == AUDIO_START:
             start = SynthesisStart.decode(parsed, body)
             self._tts_languages[start.stream_id] = start.language

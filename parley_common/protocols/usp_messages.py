@@ -153,6 +153,7 @@ class SpeechContext:
     stream_id: str | None = None
     source: str | None = None
     mode: str | None = None  # phraseDetection.mode: INTERACTIVE ends the turn after one phrase
+    continuation: tuple[str, int] | None = None  # (previous turn's serviceTag, where the replay starts in ticks)
 
     def encode(self, request_id: str) -> str:
         """The body SDK 1.53 sends (B.5.2): ``phraseDetection`` only when a source or mode is given (v2)."""
@@ -167,6 +168,10 @@ class SpeechContext:
             body["synthesis"] = {"synthesizedLanguages": [language], "defaultVoices": {language: self.voice}}
         if self.stream_id is not None:
             body["audio"] = {"streams": {self.stream_id: None}}
+        if self.continuation is not None:
+            tag, offset_ticks = self.continuation
+            body["continuation"] = {"previousServiceTag": tag,
+                                    "audio": {"streams": {self.stream_id or "1": {"offset": str(offset_ticks)}}}}
         return build_text(SPEECH_CONTEXT, request_id, body, content_type=None)
 
     @classmethod
@@ -176,9 +181,12 @@ class SpeechContext:
         targets = body.get("translation", {}).get("targetLanguages") or body.get("translationcontext", {}).get("to") or []
         voices = body.get("synthesis", {}).get("defaultVoices", {})
         streams = body.get("audio", {}).get("streams") or {}
+        continued = body.get("continuation") or {}
+        offsets = [s.get("offset") for s in (continued.get("audio", {}).get("streams") or {}).values() if s]
         return cls(tuple(targets), next(iter(voices.values()), None) if voices else None,
                    next(iter(streams), None), detection.get("language"),
-                   str(detection["mode"]) if detection.get("mode") is not None else None)
+                   str(detection["mode"]) if detection.get("mode") is not None else None,
+                   (str(continued.get("previousServiceTag")), _ticks(offsets[0] if offsets else 0)) if continued else None)
 
 
 @dataclass(frozen=True)

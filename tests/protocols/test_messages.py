@@ -89,6 +89,7 @@ def test_decoders_take_azures_field_variants():
 @pytest.mark.parametrize("context", [
     SpeechContext(("es", "ca"), "es-ES-ElviraNeural", "3"),
     SpeechContext(("de",), None, "1", source="en-GB", mode="INTERACTIVE"),
+    SpeechContext(("de",), "de-DE-KatjaNeural", "1", continuation=("0f" * 16, 17_000_000)),
 ])
 def test_speech_context_round_trips(context):
     message = text_message(context.encode(TURN))

@@ -40,6 +40,7 @@ class Turn:
     request_id: str
     connection: int
     stream_id: str | None = None
+    service_tag: str = ""
     pcm: bytearray = field(default_factory=bytearray)
     audio_sizes: list[int] = field(default_factory=list)
     answered: bool = False
@@ -126,9 +127,9 @@ class ScriptedUsp:
         payload = message.body
         turn = self.turns.get(rid)
         if turn is None:
-            turn = self.turns[rid] = Turn(rid, number, message.headers.get("x-streamid"))
+            turn = self.turns[rid] = Turn(rid, number, message.headers.get("x-streamid"), new_request_id())
             turn.audio_sizes.append(len(payload))
-            await self._send(ws, "turn.start", rid, {"context": {"serviceTag": new_request_id()}})
+            await self._send(ws, "turn.start", rid, {"context": {"serviceTag": turn.service_tag}})
             return  # the RIFF header
         turn.audio_sizes.append(len(payload))
         if turn.answered:

@@ -101,6 +101,10 @@ def test_an_early_turn_end_continues_from_the_acknowledged_audio_and_keeps_the_f
     overlap = len(first.pcm) - resumed_at
     assert 0 < resumed_at <= acked and second.pcm[:overlap] == first.pcm[resumed_at:]
     assert second.stream_id == "2"  # a new turn on the same connection: the next stream id
+    assert service.contexts[second.request_id]["continuation"] == {
+        "previousServiceTag": first.service_tag,
+        "audio": {"streams": {"1": {"offset": str(resumed_at // WIRE_BYTES_PER_SAMPLE * TICKS_PER_SAMPLE)}}}}
+    assert service.contexts[second.request_id]["audio"] == {"streams": {"1": None}}  # the SDK keeps "1" here
     assert [f.source_text for f in finals_by_id(events)[ids[0]]] == ["phrase 1 phrase 2"]
 
 
