@@ -138,11 +138,12 @@ class Outbox:
         while len(self._utterances) > 1 and sum(u.audio_s for u in self._utterances.values()) > self.max_audio_s:
             self.drop(next(iter(self._utterances)), f"more than {self.max_audio_s:.0f} s of speech waiting")
 
-    def drop(self, utterance_id: int, why: str) -> None:
+    def drop(self, utterance_id: int, why: str, fatal: bool = False) -> None:
+        """``fatal``: the service refused it, shown as an error (LEDs) until something works again."""
         if self._utterances.pop(utterance_id, None) is not None or utterance_id in self._overflowed:
             self.dropped_utterances += 1
             log.warning("dropped utterance %d: %s (%d dropped so far)", utterance_id, why, self.dropped_utterances)
-            self._emit(UplinkError(f"utterance {utterance_id} dropped: {why}"))
+            self._emit(UplinkError(f"utterance {utterance_id} dropped: {why}", fatal))
         self._overflowed.discard(utterance_id)
 
     # -- for the sender ----------------------------------------------------------------------
@@ -249,7 +250,7 @@ class Outbox:
             self._emit(UplinkError(f"utterance {utterance.id} cut short: {why}"))
             self._complete(utterance)
         else:
-            self.drop(utterance.id, why)
+            self.drop(utterance.id, why, fatal=True)
 
     def _result(self, event: ServiceResult) -> None:
         utterance = self._target(event.turn, event.stream_position)

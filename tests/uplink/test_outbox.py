@@ -181,8 +181,7 @@ def test_a_cancelling_status_drops_the_utterance_with_the_reason_but_keeps_final
     wire.send()
     outbox.receive(ServiceFailure("turn-1-1", "the service answered BadRequest", "cancel"))
     outbox.receive(TurnEnded("turn-1-1"))
-    assert 1 not in outbox and [e.message for e in events] == [
-        "utterance 1 dropped: the service answered BadRequest"]
+    assert 1 not in outbox and events == [UplinkError("utterance 1 dropped: the service answered BadRequest", True)]
     outbox.receive(ServiceResult(True, "two", {"es": "DOS"}, "turn-2-1", end_ticks=TICKS_PER_SAMPLE))
     outbox.receive(ServiceFailure("turn-2-1", "the service answered BadRequest", "cancel"))
     outbox.receive(TurnEnded("turn-2-1"))

@@ -115,8 +115,8 @@ def test_bad_request_is_an_error_with_its_reason_not_an_empty_final(speech):
         events = drain(results, 2.0)
         uplink.close()
     assert len(service.received("speech.context")) == 1  # cancelled, not retried
-    errors = [e.message for e in events if isinstance(e, UplinkError)]
-    assert errors == ["utterance 1 dropped: the service answered BadRequest"]
+    errors = [e for e in events if isinstance(e, UplinkError)]
+    assert errors == [UplinkError("utterance 1 dropped: the service answered BadRequest", fatal=True)]  # LEDs: error
     assert not [e for e in events if isinstance(e, FinalResult)]
 
 
