@@ -207,7 +207,8 @@ class Uplink:
         try:
             for utterance in self._outbox.unsent():
                 if not utterance.begun:
-                    if self._outbox.begun_count >= (self.protocol.max_in_flight or len(self._outbox)):
+                    limit = self.protocol.max_in_flight
+                    if limit is not None and self._outbox.begun_count >= limit:
                         return  # the protocol's window is full (USP: one turn at a time)
                     self._outbox.opened(utterance, self.protocol.begin(self._ws, utterance))
                 while utterance.sent_chunks < len(utterance.chunks):

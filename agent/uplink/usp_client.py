@@ -67,7 +67,8 @@ CONTEXT_STREAM = "1"  # the audio source in speech.context; the SDK keeps it whi
 DEFAULT_VOICES = {"es": "es-ES-ElviraNeural", "ca": "ca-ES-JoanaNeural", "de": "de-DE-KatjaNeural",
                   "fr": "fr-FR-DeniseNeural", "it": "it-IT-ElsaNeural", "pt": "pt-PT-RaquelNeural"}
 # RecognitionStatus errors worth sending the utterance again for (after a back-off); others cancel it.
-RETRY_STATUSES = {"TooManyRequests": True, "ServiceUnavailable": False, "Error": False}  # -> throttled
+RETRY_STATUSES = ("TooManyRequests", "ServiceUnavailable", "Error")
+THROTTLED_STATUS = "TooManyRequests"
 
 
 def _base_language(code: str) -> str:
@@ -181,6 +182,7 @@ class UspProtocol:
         received = self._received.pop(turn, {})
         self._stream_ids.pop(turn, None)
         self._unsent.pop(turn, None)
+        self._synthesis.pop(turn, None)  # a v1 synthesis the service never ended
         ws.send(build_text(TELEMETRY, turn, {"ReceivedMessages": [{path: times} for path, times in received.items()],
                                              "Metrics": []}, content_type="application/json; charset=utf-8"))
 
@@ -244,5 +246,5 @@ def _recognition_failure(turn: str, status: str, body: dict) -> ServiceFailure:
     detail = body.get("FailureReason") or body.get("SpeechPhrase", {}).get("FailureReason") or ""
     reason = f"the service answered {status}" + (f" ({detail})" if detail else "")
     if status in RETRY_STATUSES:
-        return ServiceFailure(turn, reason, "retry", throttled=RETRY_STATUSES[status])
+        return ServiceFailure(turn, reason, "retry", throttled=status == THROTTLED_STATUS)
     return ServiceFailure(turn, reason, "cancel")
