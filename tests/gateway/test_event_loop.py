@@ -11,7 +11,6 @@ import sys
 import threading
 from pathlib import Path
 
-import pytest
 import websocket
 
 from gateway.engines import pocketsphinx_asr

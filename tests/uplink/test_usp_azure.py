@@ -6,11 +6,8 @@ a 401 on a token, and the details the SDK gets right (stream ids, telemetry, 100
 
 from __future__ import annotations
 
-import http.server
 import queue
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +21,7 @@ from parley_common.protocols.wav import TICKS_PER_SAMPLE, WIRE_BYTES_PER_SAMPLE
 HERE = Path(__file__).parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 from conftest import shared_data_dir  # noqa: E402
-from helpers import FRAME, Talker, finals_by_id, wait_for_finals  # noqa: E402
+from helpers import FRAME, Talker, TokenService, drain, finals_by_id, wait_for_finals  # noqa: E402
 from scripted_usp import Script, ScriptedUsp  # noqa: E402
 from speech_samples import english_samples  # noqa: E402
 
@@ -44,16 +41,6 @@ def start(url: str, **settings):
     uplink = make_uplink(config, results)
     uplink.start()
     return uplink, results
-
-
-def drain(results: queue.Queue, seconds: float) -> list:
-    events, end = [], time.monotonic() + seconds
-    while time.monotonic() < end:
-        try:
-            events.append(results.get(timeout=0.1))
-        except queue.Empty:
-            pass
-    return events
 
 
 def test_a_slow_answer_never_overlaps_the_next_turn(speech):
@@ -174,33 +161,16 @@ def test_stream_ids_restart_per_connection_audio_goes_in_100_ms_and_turns_are_ac
 
 
 def test_a_refused_token_is_refreshed_once_then_the_key_is_used(speech, monkeypatch):
-    issued = []
-
-    class TokenHandler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            issued.append(self.headers["Ocp-Apim-Subscription-Key"])
-            body = f"token-{len(issued)}".encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    tokens = http.server.HTTPServer(("127.0.0.1", 0), TokenHandler)
-    threading.Thread(target=tokens.serve_forever, daemon=True).start()
     monkeypatch.setenv("PARLEY_TEST_KEY", "the-key")
-    with ScriptedUsp(Script(reject_bearer=True)) as service:
+    with TokenService() as tokens, ScriptedUsp(Script(reject_bearer=True)) as service:
         uplink, results = start(service.url(USP_V1_PATH), key_env="PARLEY_TEST_KEY", use_token=True,
-                                token_url=f"http://127.0.0.1:{tokens.server_port}/sts/v1.0/issueToken")
+                                token_url=tokens.url)
         ids = [Talker(uplink, speed=4.0).say(speech[0])]
         events = wait_for_finals(results, set(ids), timeout_s=15)
         uplink.close()
-    tokens.shutdown()
     presented = [h["headers"].get("authorization") or h["headers"].get("ocp-apim-subscription-key")
                  for h in service.handshakes]
     assert presented == ["Bearer token-1", "Bearer token-2", "the-key"]
-    assert issued == ["the-key", "the-key"]
+    assert tokens.keys == ["the-key", "the-key"]
     assert not [e for e in events if isinstance(e, UplinkError)]  # nothing to report: the key worked
     assert finals_by_id(events)[ids[0]][0].source_text == "phrase 1"
