@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
+from loopback_ws import LoopbackServer
 from parley_common.protocols.usp import USP_V2_PATH, build_binary, new_request_id, parse_binary, parse_text, timestamp
 from parley_common.protocols.wav import TICKS_PER_SAMPLE, WIRE_BYTES_PER_SAMPLE, streaming_header
 
@@ -46,8 +45,9 @@ class Turn:
     answered: bool = False
 
 
-class ScriptedUsp:
+class ScriptedUsp(LoopbackServer):
     def __init__(self, script: Script | None = None):
+        super().__init__(process_request=self._handshake)
         self.script = script or Script()
         self.events: list[tuple[float, str, str, str | None]] = []  # (time, "rx"/"tx", path, request id)
         self.handshakes: list[dict] = []  # path, query, headers, status
@@ -58,23 +58,9 @@ class ScriptedUsp:
         self._phrases = 0
         self._early_left = self.script.early_turns
         self._connections: set = set()
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self.port = 0
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
-
-    def __enter__(self) -> "ScriptedUsp":
-        self._thread.start()
-        assert self._ready.wait(10), "scripted USP service did not start"
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
 
     def url(self, path: str) -> str:
-        return f"ws://127.0.0.1:{self.port}{path}"
+        return self.base_url + path
 
     def drop_connections(self) -> None:
         """Close every connection with 1001 (going away): the client reconnects."""
@@ -86,13 +72,6 @@ class ScriptedUsp:
         return [rid for _, way, p, rid in self.events if way == "rx" and p.lower() == path]
 
     # -- the server --------------------------------------------------------------------------
-
-    async def _main(self) -> None:
-        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-        async with serve(self._serve, "127.0.0.1", 0, process_request=self._handshake, subprotocols=["USP"]) as server:
-            self.port = server.sockets[0].getsockname()[1]
-            self._ready.set()
-            await self._stop.wait()
 
     def _handshake(self, connection, request):
         url = urlsplit(request.path)
