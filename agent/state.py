@@ -86,7 +86,8 @@ class DeviceStateMachine:
         self._update(_listening=False, _awaiting_finals=lambda n: n + 1, _translating_since=self._clock())
 
     def final_received(self) -> None:
-        self._update(_awaiting_finals=lambda n: max(0, n - 1))
+        """A final also proves the service answers again: an error it caused (a refusal) clears."""
+        self._update(_awaiting_finals=lambda n: max(0, n - 1), _uplink_error=None)
 
     def speaker_started(self) -> None:
         self._update(_speaking=True)

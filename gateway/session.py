@@ -60,8 +60,13 @@ class TranslationSession:
             log.warning("synthesis failed: %s", exc)
             return None
 
-    def close(self) -> None:
-        self._detector.close()
+    async def close(self) -> None:
+        """Off the event loop: closing an open phrase waits for its recognizer worker, which may be busy
+        with another session's audio for seconds, and the loop must keep answering everyone (pings too)."""
+        try:
+            await self._run(self._detector.close)
+        except RuntimeError:  # the executor is shut down: the gateway is stopping, nothing else waits on the loop
+            self._detector.close()
 
     async def _results(self, events) -> list[PhraseStarted | Result]:
         out: list[PhraseStarted | Result] = []

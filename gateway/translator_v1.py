@@ -50,7 +50,7 @@ async def serve_translator_v1(ws, session: TranslationSession, features: set[str
     except ConnectionClosed:
         log.info("client went away")
     finally:
-        session.close()
+        await session.close()
 
 
 async def _send(ws, session: TranslationSession, result, timing: bool, speech: bool) -> None:

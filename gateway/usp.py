@@ -102,7 +102,7 @@ class UspConnection:
             log.info("client went away")
         finally:
             if self._turn is not None:
-                self._turn.session.close()
+                await self._turn.session.close()
 
     async def _handle(self, message: UspMessage) -> None:
         if not message.path:
@@ -147,7 +147,7 @@ class UspConnection:
 
     async def _start_turn(self, request_id: str) -> _Turn:
         if self._turn is not None:
-            self._turn.session.close()
+            await self._turn.session.close()
         context = self._contexts.pop(request_id, SpeechContext())
         try:
             request = self._query_request or self._request_from_context(context)
@@ -181,7 +181,7 @@ class UspConnection:
         self._finished_ids.add(turn.request_id)
         await self._send(turn, SPEECH_END_DETECTED, {"Offset": 0})
         await self.ws.send(build_text(TURN_END, turn.request_id, None))
-        turn.session.close()
+        await turn.session.close()
 
     async def _send(self, turn: _Turn, path: str, body: dict) -> None:
         await self.ws.send(build_text(path, turn.request_id, body))

@@ -24,6 +24,8 @@ def url_problem(url: str) -> str | None:
         return f"{url!r} has no host; allowed: ws://HOST[:PORT][/PATH] or wss://..."
     return None
 
+from agent.uplink.azure_endpoints import token_url as derived_token_url
+
 
 @dataclass(frozen=True)
 class ReconnectConfig:
@@ -43,10 +45,15 @@ class UplinkConfig:
         default="gateway", metadata={"help": "gateway/translator-v1: Translator Speech v1 protocol; azure: Speech USP"})
     url: str | None = field(
         default=None, metadata={"help": "service URL; gateway default ws://127.0.0.1:5318; azure: an endpoint overrides region"})
-    region: str | None = field(default=None, metadata={"help": "azure region, e.g. westeurope"})
+    region: str | None = field(
+        default=None, metadata={"help": "azure region, e.g. westeurope; china*/usgov* regions use their sovereign cloud"})
+    endpoint_version: Literal["v1", "v2"] = field(
+        default="v1", metadata={"help": "azure with region: v1 REGION.s2s.speech… (languages in the query) or "
+                                        "v2 REGION.stt.speech…/stt/speech/universal/v2 (what SDK >= 1.43 uses)"})
     token_url: str | None = field(
-        default=None, metadata={"help": "azure token exchange URL (default https://REGION.api.cognitive.microsoft.com/sts/v1.0/issueToken)"})
-    use_token: bool = field(default=False, metadata={"help": "exchange the key for a 10-minute bearer token"})
+        default=None, metadata={"help": "azure token exchange URL (default: the region's, or the custom domain's of url)"})
+    use_token: bool = field(
+        default=False, metadata={"help": "exchange the key for a 10-minute bearer token; the key is the fallback"})
     key_file: str | None = field(default=None, metadata={"help": "file holding the subscription key"})
     key_env: str | None = field(default=None, metadata={"help": "environment variable holding the key"})
     key_credential: str = field(
@@ -72,3 +79,6 @@ class UplinkConfig:
             raise ValueError("backend translator-v1 needs url")
         if self.backend == "azure" and not (self.url or self.region):
             raise ValueError("backend azure needs region or url")
+        if self.backend == "azure" and self.use_token and not (self.token_url or derived_token_url(self.region, self.url)):
+            raise ValueError(f"use_token needs token_url or region: no token host can be derived from url {self.url!r} "
+                             "(only NAME.cognitiveservices.azure.com/.cn/.us and REGION.*.speech.* hosts name one)")

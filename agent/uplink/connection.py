@@ -164,6 +164,9 @@ class Uplink:
         self._emit(LinkStatus(True, f"connected to {url.split('?')[0]}"))
 
     def _refused(self, status: int, detail: str) -> None:
+        if status in AUTH_STATUSES and self.protocol.credentials_rejected():
+            self._schedule_retry(f"the service refused our credentials (HTTP {status}); trying fresh ones")
+            return
         if status in AUTH_STATUSES:
             delay_ms = self.config.reconnect.auth_backoff_ms
             message = f"the service refused our credentials (HTTP {status}); retrying in {delay_ms / 1000:.0f} s"
@@ -207,6 +210,9 @@ class Uplink:
         try:
             for utterance in self._outbox.unsent():
                 if not utterance.begun:
+                    limit = self.protocol.max_in_flight
+                    if limit is not None and self._outbox.begun_count >= limit:
+                        return  # the protocol's window is full (USP: one turn at a time)
                     self._outbox.opened(utterance, self.protocol.begin(self._ws, utterance))
                 while utterance.sent_chunks < len(utterance.chunks):
                     self.protocol.send_audio(self._ws, utterance, utterance.chunks[utterance.sent_chunks])

@@ -12,6 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from agent.uplink.azure_endpoints import token_url
 from agent.uplink.config import UplinkConfig
 
 log = logging.getLogger("parley.uplink")
@@ -62,23 +63,55 @@ class TokenSource:
                 self.exchanges += 1
             return self._token
 
+    def invalidate(self) -> None:
+        """The service refused the token: the next ``token()`` exchanges the key again."""
+        with self._lock:
+            self._token = None
 
-def credential_provider(config: UplinkConfig):
-    """() -> ("key", k) | ("token", t) | None, evaluated at every connect."""
-    key = load_key(config)
-    if key is None:
-        return lambda: None
-    if not config.use_token:
-        return lambda: ("key", key)
-    url = config.token_url or f"https://{config.region}.api.cognitive.microsoft.com/sts/v1.0/issueToken"
-    source = TokenSource(key, url)
 
-    def provide():
+class AzureCredentials:
+    """What the next USP handshake presents: a token while the exchange works, else the key.
+
+    A refused handshake (401/403) first gets a fresh token (the cached one may be revoked or
+    expired early), then the key itself; ``rejected()`` says whether something new is left to
+    try, so only a refusal of everything is reported and backed off slowly.
+    """
+
+    def __init__(self, key: str | None, tokens: TokenSource | None):
+        self._key = key
+        self.tokens = tokens
+        self._ladder = ("cached", "fresh", "key") if tokens else ("key",)
+        self._step = 0
+
+    def current(self) -> tuple[str, str] | None:
+        """("token", t) | ("key", k) | None, evaluated at every connect."""
+        if self._key is None:
+            return None
+        rung = self._ladder[self._step]
+        if rung == "key":
+            return ("key", self._key)
+        if rung == "fresh":
+            self.tokens.invalidate()
         try:
-            return ("token", source.token())
+            return ("token", self.tokens.token())
         except OSError as exc:
             log.warning("token exchange failed (%s); trying the key itself", exc)
-            return ("key", key)
+            return ("key", self._key)
 
-    provide.source = source
-    return provide
+    def rejected(self) -> bool:
+        """The service refused what ``current()`` gave; True when the next connect presents something new."""
+        if self._key is not None and self._step + 1 < len(self._ladder):
+            self._step += 1
+            return True
+        self._step = min(1, len(self._ladder) - 1)  # after the long back-off: a fresh token first
+        return False
+
+    def accepted(self) -> None:
+        self._step = 0
+
+
+def azure_credentials(config: UplinkConfig) -> AzureCredentials:
+    key = load_key(config)
+    if key is None or not config.use_token:
+        return AzureCredentials(key, None)
+    return AzureCredentials(key, TokenSource(key, config.token_url or token_url(config.region, config.url)))

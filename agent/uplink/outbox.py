@@ -6,7 +6,10 @@ here until its final result arrived; after a reconnect every one without a final
 whole, in order.
 
 Attributing results:
-- USP: one turn per utterance; results carry the turn's request id.
+- USP: one turn per utterance; results carry the turn's request id. A turn the service ends
+  before the utterance's end was sent, or fails with a retryable status, continues in a new turn
+  from the audio its finals acknowledged (finals already in are kept), after a back-off when the
+  turn brought no final; ``MAX_TURN_RETRIES`` such turns without progress give the utterance up.
 - Translator v1: no ids. Results belong to the oldest utterance without a final, or (timing
   info) to the open utterance whose byte range holds ``audioStreamPosition``. A final that
   arrives before that utterance's end was sent is a piece of it (the service ended a phrase
@@ -34,13 +37,16 @@ from agent.events import (
     SynthesizedSpeech,
     UplinkError,
 )
-from agent.uplink.protocol import Opened, ServiceAudio, ServiceEvent, ServiceResult, TurnEnded
-from parley_common.protocols.wav import WIRE_BYTES_PER_S
+from agent.uplink.protocol import Opened, ServiceAudio, ServiceEvent, ServiceFailure, ServiceResult, TurnEnded
+from parley_common.protocols.wav import TICKS_PER_SAMPLE, WIRE_BYTES_PER_S, WIRE_BYTES_PER_SAMPLE
 
 log = logging.getLogger("parley.uplink")
 
 V1_SETTLE_S = 1.5
 V1_PRE_ROLL_BYTES = WIRE_BYTES_PER_S  # a recognizer's pre-roll may reach up to a second back
+MAX_TURN_RETRIES = 4  # the SDK's retry count; reset whenever a final acknowledges more audio
+TURN_RETRY_BACKOFF_S = 0.25  # the SDK's retry interval, doubled per retry without progress
+THROTTLED_BACKOFF_S = 1.0  # TooManyRequests: start slower
 
 
 @dataclass
@@ -57,6 +63,12 @@ class Utterance:
     attempts: int = 0
     stream_start: int | None = None  # v1: byte range on the current connection
     stream_end: int | None = None
+    turn_start_bytes: int = 0  # USP: where the current turn's audio starts in this utterance
+    acked_bytes: int = 0  # USP: audio the finals so far cover; a continuation turn starts here
+    turn_progressed: bool = False  # USP: a final of the current turn acknowledged more audio
+    failure: ServiceFailure | None = None  # USP: what the service said went wrong in the current turn
+    turn_retries: int = 0
+    retry_at: float | None = None  # not sent again before this time (back-off)
 
     @property
     def id(self) -> int:
@@ -69,6 +81,15 @@ class Utterance:
     def reset_transmission(self) -> None:
         self.sent_chunks, self.begun, self.end_sent_at, self.turn, self.pieces = 0, False, None, None, []
         self.stream_start = self.stream_end = None
+        self.acked_bytes, self.failure = 0, None
+
+    def continue_from_ack(self, at: float) -> None:
+        """A new turn at ``at`` from the first chunk not yet acknowledged; the finals so far are kept."""
+        offset = self.sent_chunks = 0
+        while self.sent_chunks < len(self.chunks) and offset + len(self.chunks[self.sent_chunks]) <= self.acked_bytes:
+            offset += len(self.chunks[self.sent_chunks])
+            self.sent_chunks += 1
+        self.begun, self.end_sent_at, self.turn, self.failure, self.retry_at = False, None, None, None, at
 
 
 class Outbox:
@@ -117,11 +138,12 @@ class Outbox:
         while len(self._utterances) > 1 and sum(u.audio_s for u in self._utterances.values()) > self.max_audio_s:
             self.drop(next(iter(self._utterances)), f"more than {self.max_audio_s:.0f} s of speech waiting")
 
-    def drop(self, utterance_id: int, why: str) -> None:
+    def drop(self, utterance_id: int, why: str, fatal: bool = False) -> None:
+        """``fatal``: the service refused it, shown as an error (LEDs) until something works again."""
         if self._utterances.pop(utterance_id, None) is not None or utterance_id in self._overflowed:
             self.dropped_utterances += 1
             log.warning("dropped utterance %d: %s (%d dropped so far)", utterance_id, why, self.dropped_utterances)
-            self._emit(UplinkError(f"utterance {utterance_id} dropped: {why}"))
+            self._emit(UplinkError(f"utterance {utterance_id} dropped: {why}", fatal))
         self._overflowed.discard(utterance_id)
 
     # -- for the sender ----------------------------------------------------------------------
@@ -132,14 +154,22 @@ class Outbox:
             utterance.reset_transmission()
 
     def unsent(self) -> Iterator[Utterance]:
-        """Utterances whose end is not sent yet, in order (the sender stops at one still open)."""
-        return (u for u in list(self._utterances.values()) if u.end_sent_at is None)
+        """Utterances whose end is not sent yet, in order (the sender stops at one still open or backing off)."""
+        now = self._clock()
+        for utterance in list(self._utterances.values()):
+            if utterance.end_sent_at is not None:
+                continue
+            if utterance.retry_at is not None and now < utterance.retry_at:
+                return
+            yield utterance
 
     def opened(self, utterance: Utterance, opened: Opened) -> None:
         """The protocol began sending this utterance on the current connection."""
         utterance.attempts += 1
         utterance.begun = True
         utterance.turn, utterance.stream_start = opened.turn, opened.stream_position
+        utterance.turn_start_bytes = sum(len(c) for c in utterance.chunks[:utterance.sent_chunks])
+        utterance.turn_progressed = False
 
     def end_sent(self, utterance: Utterance, stream_end: int | None) -> None:
         utterance.end_sent_at = self._clock()
@@ -148,6 +178,11 @@ class Outbox:
     @property
     def in_flight(self) -> bool:
         return any(u.begun for u in self._utterances.values())
+
+    @property
+    def begun_count(self) -> int:
+        """Utterances begun on the wire and not completed: what a protocol's ``max_in_flight`` limits."""
+        return sum(1 for u in self._utterances.values() if u.begun)
 
     def rejected(self, why: str) -> None:
         """The service closed fatally: the utterance it was working on is dropped on its second refusal."""
@@ -158,9 +193,11 @@ class Outbox:
     # -- from the service --------------------------------------------------------------------
 
     def receive(self, event: ServiceEvent) -> bool:
-        """Attribute one service event; True when it completed a USP turn (the protocol may acknowledge)."""
+        """Attribute one service event; True when it ended a USP turn of ours (the protocol acknowledges)."""
         if isinstance(event, ServiceResult):
             self._result(event)
+        elif isinstance(event, ServiceFailure):
+            self._failure(event)
         elif isinstance(event, ServiceAudio):
             target = self._utterances.get(self._turn_owner(event.turn)) if event.turn else None
             utterance_id = target.id if target else self._last_final_utterance
@@ -170,13 +207,50 @@ class Outbox:
         elif isinstance(event, TurnEnded):
             owner = self._turn_owner(event.turn)
             if owner is not None:
-                utterance = self._utterances[owner]
-                if utterance.end_sent_at is None:
-                    utterance.reset_transmission()  # the service ended the turn early: send it again
-                    return False
-                self._complete(utterance)
+                self._turn_ended(self._utterances[owner])
                 return True
         return False
+
+    def _failure(self, event: ServiceFailure) -> None:
+        owner = self._turn_owner(event.turn)
+        if event.action == "report" or owner is None:
+            self._emit(UplinkError(event.reason))
+        else:
+            self._utterances[owner].failure = event  # acted on at turn.end, which follows
+
+    def _turn_ended(self, utterance: Utterance) -> None:
+        failure = utterance.failure
+        if failure is not None and failure.action == "cancel":
+            self._give_up(utterance, failure.reason)
+        elif failure is not None or utterance.end_sent_at is None:
+            self._retry(utterance, failure)
+        else:
+            self._complete(utterance)
+
+    def _retry(self, utterance: Utterance, failure: ServiceFailure | None) -> None:
+        """Continue the utterance in a new turn: at once after a turn that brought a final, else backing off."""
+        if utterance.turn_progressed and failure is None:
+            utterance.continue_from_ack(self._clock())
+            return
+        utterance.turn_retries += 1
+        why = failure.reason if failure else "the service ended its turn before the utterance did"
+        if utterance.turn_retries > MAX_TURN_RETRIES:
+            self._give_up(utterance, f"{why}, {MAX_TURN_RETRIES} retries")
+            return
+        base_s = THROTTLED_BACKOFF_S if failure is not None and failure.throttled else TURN_RETRY_BACKOFF_S
+        delay_s = base_s * 2 ** (utterance.turn_retries - 1)
+        log.warning("utterance %d: %s; sending it again in %.2f s", utterance.id, why, delay_s)
+        if failure is not None:
+            self._emit(UplinkError(f"{why}; utterance {utterance.id} again in {delay_s:.1f} s"))
+        utterance.continue_from_ack(self._clock() + delay_s)
+
+    def _give_up(self, utterance: Utterance, why: str) -> None:
+        """Cancelled: the finals already in still make the utterance's final; without any it is dropped."""
+        if utterance.pieces:
+            self._emit(UplinkError(f"utterance {utterance.id} cut short: {why}"))
+            self._complete(utterance)
+        else:
+            self.drop(utterance.id, why, fatal=True)
 
     def _result(self, event: ServiceResult) -> None:
         utterance = self._target(event.turn, event.stream_position)
@@ -188,8 +262,12 @@ class Outbox:
             return
         utterance.pieces.append(event)
         self._last_final_utterance = utterance.id  # v1 audio follows its final
-        if utterance.end_sent_at is not None and not utterance.finalized:
-            self._finalize(utterance)
+        if event.end_ticks is not None:
+            acked = utterance.turn_start_bytes + event.end_ticks // TICKS_PER_SAMPLE * WIRE_BYTES_PER_SAMPLE
+            if acked > utterance.acked_bytes:
+                utterance.acked_bytes, utterance.turn_retries, utterance.turn_progressed = acked, 0, True
+        if not self.turns and utterance.end_sent_at is not None and not utterance.finalized:
+            self._finalize(utterance)  # USP: at turn.end, when every phrase of the turn is in
 
     def check_timeouts(self) -> None:
         now = self._clock()

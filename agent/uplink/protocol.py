@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 
 class ProtocolError(ValueError):
@@ -19,6 +19,7 @@ class ServiceResult:
     translations: dict[str, str] = field(default_factory=dict)
     turn: str | None = None
     stream_position: int | None = None  # v1 timing info: byte offset of the recognized span
+    end_ticks: int | None = None  # USP final: where it ends from the turn's first sample (acknowledged audio)
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,21 @@ class TurnEnded:
     turn: str
 
 
-ServiceEvent = ServiceResult | ServiceAudio | TurnEnded
+@dataclass(frozen=True)
+class ServiceFailure:
+    """The service failed (part of) a turn and said why (a RecognitionStatus error, a failed synthesis).
+
+    ``action``: ``retry`` the utterance from its acknowledged audio after a back-off (``throttled``:
+    a longer one), ``cancel`` it, or only ``report`` (the text still arrives). Acted on at turn end.
+    """
+
+    turn: str
+    reason: str
+    action: Literal["retry", "cancel", "report"]
+    throttled: bool = False
+
+
+ServiceEvent = ServiceResult | ServiceAudio | TurnEnded | ServiceFailure
 
 
 @dataclass(frozen=True)
@@ -50,11 +65,15 @@ class WireProtocol(Protocol):
     """One service protocol as the connection owner drives it; it reads utterances, never writes them."""
 
     turns: bool  # results name their utterance (USP) or not (v1)
+    max_in_flight: int | None  # utterances begun and not yet completed at once; None: no limit
     subprotocols: list[str] | None
 
     def url(self) -> str: ...
 
     def headers(self) -> list[str]: ...
+
+    def credentials_rejected(self) -> bool:
+        """The handshake was refused (401/403); True when the next attempt presents other credentials."""
 
     def on_connect(self, ws) -> None: ...
 

@@ -20,6 +20,7 @@ GATEWAY_DEFAULT_URL = "ws://127.0.0.1:5318"
 
 class TranslatorV1Protocol:
     turns = False  # results carry no utterance id
+    max_in_flight = None  # one continuous stream: utterances follow each other without waiting
 
     def __init__(self, config: UplinkConfig, key: str | None):
         self.config = config
@@ -47,6 +48,9 @@ class TranslatorV1Protocol:
         return [f"Ocp-Apim-Subscription-Key: {self.key}"] if self.key else []
 
     subprotocols = None
+
+    def credentials_rejected(self) -> bool:
+        return False  # one key, nothing else to try
 
     def on_connect(self, ws) -> None:
         self._header_sent = False

@@ -27,6 +27,8 @@ from parley_common.protocols.usp import (
 )
 
 RESULT_PATHS = (HYPOTHESIS, PHRASE, RESPONSE)
+# RecognitionStatus values that end a phrase normally (with or without text); any other is an error.
+NON_ERROR_STATUSES = ("Success", "NoMatch", "InitialSilenceTimeout", "BabbleTimeout", "EndOfDictation")
 FLAVOURS = ("v1", "v2")  # served on USP_V1_PATH and USP_V2_PATH
 
 
@@ -81,17 +83,23 @@ class Hypothesis:
 
 @dataclass(frozen=True)
 class Phrase:
-    """A final recognition: ``NoMatch`` when there is no text; a failed translation carries its reason."""
+    """A final recognition: ``NoMatch`` when there is no text; a failed translation carries its reason.
+
+    ``status`` is the RecognitionStatus: one of NON_ERROR_STATUSES, or an error the service
+    ended recognition with (``TooManyRequests``, ``BadRequest``, ``Error``, …) that a client must
+    act on rather than read as silence.
+    """
 
     text: str
     translations: dict[str, str] = field(default_factory=dict)
     offset_ticks: int = 0
     duration_ticks: int = 0
     translation_error: str | None = None
+    status: str = "Success"
 
     def encode(self, request_id: str, flavour: str) -> str:
         timing = {"Offset": self.offset_ticks, "Duration": self.duration_ticks}
-        status = "Success" if self.text else "NoMatch"
+        status = self.status if self.status != "Success" else ("Success" if self.text else "NoMatch")
         translated = ({"TranslationStatus": "Error", "FailureReason": self.translation_error}
                       if self.translation_error else
                       {"TranslationStatus": "Success", "Translations": _translation_list(self.translations)})
@@ -115,7 +123,18 @@ class Phrase:
             translated = body.get("Translation", {}) if text else {}
         error = translated.get("FailureReason") if translated.get("TranslationStatus") == "Error" else None
         return cls(text, _translations_from(translated.get("Translations")), _ticks(speech.get("Offset")),
-                   _ticks(speech.get("Duration")), error)
+                   _ticks(speech.get("Duration")), error, str(speech.get("RecognitionStatus", "Success")))
+
+    @property
+    def end_ticks(self) -> int:
+        """Where the phrase ends, from the turn's first sample: what a client may treat as acknowledged."""
+        return self.offset_ticks + self.duration_ticks
+
+
+def _voice_language(targets: tuple[str, ...], voice: str) -> str:
+    """The target a voice speaks: the one sharing its language (``de`` for de-DE-KatjaNeural)."""
+    base = voice.split("-")[0].lower()
+    return next((t for t in targets if t.split("-")[0].lower() == base), base)
 
 
 def decode_result(path: str, body: dict) -> Hypothesis | Phrase:
@@ -134,17 +153,25 @@ class SpeechContext:
     stream_id: str | None = None
     source: str | None = None
     mode: str | None = None  # phraseDetection.mode: INTERACTIVE ends the turn after one phrase
+    continuation: tuple[str, int] | None = None  # (previous turn's serviceTag, where the replay starts in ticks)
 
     def encode(self, request_id: str) -> str:
-        body: dict = {"translation": {"targetLanguages": list(self.targets),
-                                      "output": {"includePassThroughResults": True}}}
+        """The body SDK 1.53 sends (B.5.2): ``phraseDetection`` only when a source or mode is given (v2)."""
+        body: dict = {}
+        if self.source or self.mode:
+            body["phraseDetection"] = {k: v for k, v in (("mode", self.mode), ("language", self.source)) if v}
+            body["phraseDetection"].update({"onSuccess": {"action": "Translate"}, "onInterim": {"action": "Translate"}})
+        body["translation"] = {"targetLanguages": list(self.targets), "output": {"includePassThroughResults": True}}
+        if self.voice:
+            language = _voice_language(self.targets, self.voice)
+            body["translation"].update({"onSuccess": {"action": "Synthesize"}, "onPassthrough": {"action": "Synthesize"}})
+            body["synthesis"] = {"synthesizedLanguages": [language], "defaultVoices": {language: self.voice}}
         if self.stream_id is not None:
             body["audio"] = {"streams": {self.stream_id: None}}
-        if self.source or self.mode:
-            body["phraseDetection"] = {k: v for k, v in (("language", self.source), ("mode", self.mode)) if v}
-        if self.voice:
-            body["translation"]["onSuccess"] = {"action": "Synthesize"}
-            body["synthesis"] = {"defaultVoices": {self.voice.split("-")[0].lower(): self.voice}}
+        if self.continuation is not None:
+            tag, offset_ticks = self.continuation
+            body["continuation"] = {"previousServiceTag": tag,
+                                    "audio": {"streams": {self.stream_id or "1": {"offset": str(offset_ticks)}}}}
         return build_text(SPEECH_CONTEXT, request_id, body, content_type=None)
 
     @classmethod
@@ -154,9 +181,12 @@ class SpeechContext:
         targets = body.get("translation", {}).get("targetLanguages") or body.get("translationcontext", {}).get("to") or []
         voices = body.get("synthesis", {}).get("defaultVoices", {})
         streams = body.get("audio", {}).get("streams") or {}
+        continued = body.get("continuation") or {}
+        offsets = [s.get("offset") for s in (continued.get("audio", {}).get("streams") or {}).values() if s]
         return cls(tuple(targets), next(iter(voices.values()), None) if voices else None,
                    next(iter(streams), None), detection.get("language"),
-                   str(detection["mode"]) if detection.get("mode") is not None else None)
+                   str(detection["mode"]) if detection.get("mode") is not None else None,
+                   (str(continued.get("previousServiceTag")), _ticks(offsets[0] if offsets else 0)) if continued else None)
 
 
 @dataclass(frozen=True)

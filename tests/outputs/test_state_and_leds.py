@@ -69,6 +69,15 @@ def test_precedence_error_over_offline_over_muted_over_speaking():
     assert machine.current == "idle"
 
 
+def test_an_utterance_the_service_refused_shows_as_an_error_until_the_next_final():
+    machine = started_machine()
+    machine.link_changed(True)
+    machine.uplink_error("utterance 1 dropped: the service answered BadRequest", fatal=True)
+    assert machine.current == "error"
+    machine.final_received()
+    assert machine.current == "idle"
+
+
 def test_a_lost_mic_is_its_own_state_below_a_fatal_error_and_clears_when_audio_flows():
     machine = started_machine()
     machine.link_changed(False)

@@ -76,12 +76,12 @@ def test_decoders_take_azures_field_variants():
                   "Translations": [{"Language": "es", "DisplayText": "Mostrado."}]}
     assert decode_result(RESPONSE, v2_display) == Phrase("Shown.", {"es": "Mostrado."})
     v2_failed = {"SpeechPhrase": {"RecognitionStatus": "InitialSilenceTimeout"}, "Translations": []}
-    assert decode_result(RESPONSE, v2_failed) == Phrase("", {})
+    assert decode_result(RESPONSE, v2_failed) == Phrase("", {}, status="InitialSilenceTimeout")
     v1_no_status = {"Text": "hi", "Translation": {"Translations": [{"Language": "de", "Text": "hallo"}]}}
     assert decode_result(PHRASE, v1_no_status) == Phrase("hi", {"de": "hallo"})
     v1_no_match = {"RecognitionStatus": "NoMatch", "Text": "noise", "Translation": {"Translations": [
         {"Language": "es", "Text": "ruido"}]}}
-    assert decode_result(PHRASE, v1_no_match) == Phrase("", {})
+    assert decode_result(PHRASE, v1_no_match) == Phrase("", {}, status="NoMatch")
     odd_offset = {"SpeechHypothesis": {"DisplayText": "a", "Offset": "soon"}, "Translations": []}
     assert decode_result(RESPONSE, odd_offset) == Hypothesis("a", {}, 0, 0)
 
@@ -89,6 +89,7 @@ def test_decoders_take_azures_field_variants():
 @pytest.mark.parametrize("context", [
     SpeechContext(("es", "ca"), "es-ES-ElviraNeural", "3"),
     SpeechContext(("de",), None, "1", source="en-GB", mode="INTERACTIVE"),
+    SpeechContext(("de",), "de-DE-KatjaNeural", "1", continuation=("0f" * 16, 17_000_000)),
 ])
 def test_speech_context_round_trips(context):
     message = text_message(context.encode(TURN))

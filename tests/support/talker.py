@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
 import queue
+import threading
 import time
 
 import numpy as np
@@ -52,13 +54,47 @@ def wait_for_finals(results: queue.Queue, expected_ids: set[int], timeout_s: flo
         finals = {e.utterance_id for e in events if isinstance(e, FinalResult)}
         if expected_ids <= finals:
             break
-    end = time.monotonic() + 2.0  # a little longer: duplicates and trailing audio must show up too
+    return events + drain(results, 2.0)  # a little longer: duplicates and trailing audio must show up too
+
+
+def drain(results: queue.Queue, seconds: float) -> list:
+    """Every event that arrives within ``seconds``."""
+    events, end = [], time.monotonic() + seconds
     while time.monotonic() < end:
         try:
             events.append(results.get(timeout=0.1))
         except queue.Empty:
             pass
     return events
+
+
+class TokenService:
+    """An Azure token exchange on loopback: ``token-N`` for the N-th POST; records the keys it was given."""
+
+    def __init__(self):
+        keys = self.keys = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                keys.append(self.headers["Ocp-Apim-Subscription-Key"])
+                body = f"token-{len(keys)}".encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self._server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_port}/sts/v1.0/issueToken"
+
+    def __enter__(self) -> "TokenService":
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
 
 
 def finals_by_id(events) -> dict[int, list[FinalResult]]:

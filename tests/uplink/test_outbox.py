@@ -7,9 +7,9 @@ import pytest
 
 from parley_common.frames import Frame
 from agent.events import FinalResult, PartialResult, SpeechChunk, SpeechEnded, SpeechStarted, SynthesizedSpeech, UplinkError
-from agent.uplink.outbox import V1_SETTLE_S, Outbox
-from agent.uplink.protocol import Opened, ServiceAudio, ServiceResult, TurnEnded
-from parley_common.protocols.wav import HEADER_BYTES, WIRE_BYTES_PER_S
+from agent.uplink.outbox import MAX_TURN_RETRIES, THROTTLED_BACKOFF_S, TURN_RETRY_BACKOFF_S, V1_SETTLE_S, Outbox
+from agent.uplink.protocol import Opened, ServiceAudio, ServiceFailure, ServiceResult, TurnEnded
+from parley_common.protocols.wav import HEADER_BYTES, TICKS_PER_SAMPLE, WIRE_BYTES_PER_S
 
 CHUNK_SAMPLES = 320
 
@@ -28,7 +28,8 @@ class Wire:
     def __init__(self, outbox: Outbox, turns: bool):
         self.outbox, self.turns = outbox, turns
         self.position = HEADER_BYTES
-        self.sent: list[tuple[int, int]] = []  # (utterance id, chunks) per begin
+        self.sent: list[tuple[int, int]] = []  # (utterance id, chunks) per end
+        self.begun_at: list[tuple[int, int]] = []  # (utterance id, first chunk) per begin
 
     def send(self) -> None:
         for utterance in self.outbox.unsent():
@@ -36,6 +37,7 @@ class Wire:
                 opened = Opened(turn=f"turn-{utterance.id}-{utterance.attempts + 1}") if self.turns else \
                     Opened(stream_position=self.position)
                 self.outbox.opened(utterance, opened)
+                self.begun_at.append((utterance.id, utterance.sent_chunks))
             while utterance.sent_chunks < len(utterance.chunks):
                 self.position += len(utterance.chunks[utterance.sent_chunks])
                 utterance.sent_chunks += 1
@@ -62,6 +64,12 @@ def speak(outbox: Outbox, utterance_id: int, chunks: int = 5, end: bool = True) 
         outbox.accept(SpeechEnded(utterance_id, 0, 100.0, "silence", 20.0, 0.9))
 
 
+def speak_more(outbox: Outbox, utterance_id: int, chunks: int) -> None:
+    for k in range(chunks):
+        outbox.accept(SpeechChunk(utterance_id, Frame(np.zeros((CHUNK_SAMPLES, 1), np.int16), 0, 16000)))
+    outbox.accept(SpeechEnded(utterance_id, 0, 100.0, "silence", 20.0, 0.9))
+
+
 def finals(events):
     return [e for e in events if isinstance(e, FinalResult)]
 
@@ -81,12 +89,14 @@ def test_usp_results_go_to_the_turn_they_name_and_turn_end_completes():
     assert outbox.receive(TurnEnded(turn1)) is True
     outbox.receive(ServiceAudio(b"RIFF-2", None, turn2))
     outbox.receive(result(True, "world", turn2))
+    assert len(outbox) == 1  # 2 waits for its turn.end: a turn may hold more phrases
+    outbox.receive(result(True, "again", turn2))
+    assert outbox.receive(TurnEnded(turn2)) and len(outbox) == 0
     assert [(type(e).__name__, e.utterance_id) for e in events] == [
         ("PartialResult", 2), ("FinalResult", 1), ("SynthesizedSpeech", 2), ("FinalResult", 2)]
     assert finals(events)[0].translations == {"es": "HELLO"} and finals(events)[0].azimuth_deg == 20.0
+    assert finals(events)[1].source_text == "world again"
     assert events[2].language == "es"
-    assert len(outbox) == 1  # 2 waits for its turn.end
-    assert outbox.receive(TurnEnded(turn2)) and len(outbox) == 0
     assert outbox.receive(TurnEnded("unknown")) is False
 
 
@@ -104,19 +114,81 @@ def test_a_reconnect_replays_every_utterance_without_a_final_whole_and_in_order(
     assert wire.sent == [(1, 5), (2, 5), (2, 5), (3, 5)]
     outbox.receive(result(True, "stale", "turn-2-1"))  # a result for the old turn belongs to nobody
     outbox.receive(result(True, "two", "turn-2-2"))
+    outbox.receive(TurnEnded("turn-2-2"))
     assert [(e.utterance_id, e.source_text) for e in finals(events)] == [(1, "one"), (2, "two")]
     assert finals(events)[1].azimuth_deg == 20.0
     assert outbox._utterances[3].attempts == 2 and outbox._utterances[3].turn == "turn-3-2"
 
 
-def test_a_turn_the_service_ends_before_our_end_is_sent_again():
-    outbox, wire, events, _ = make(turns=True)
+def test_a_turn_the_service_ends_early_without_a_final_is_sent_again_after_a_back_off():
+    outbox, wire, events, clock = make(turns=True)
     speak(outbox, 1, end=False)
     wire.send()
-    assert outbox.receive(TurnEnded("turn-1-1")) is False
+    assert outbox.receive(TurnEnded("turn-1-1")) is True  # ours: the protocol acknowledges it
     outbox.accept(SpeechEnded(1, 0, 100.0, "silence", None, 0.0))
     wire.send()
-    assert outbox._utterances[1].turn == "turn-1-2" and not events
+    assert outbox._utterances[1].attempts == 1  # not at once: that was the resend storm
+    clock.now_s += TURN_RETRY_BACKOFF_S
+    wire.send()
+    assert outbox._utterances[1].turn == "turn-1-2" and wire.begun_at == [(1, 0), (1, 0)] and not events
+
+
+def test_an_early_turn_end_after_a_final_continues_from_the_acknowledged_audio_and_keeps_the_final():
+    outbox, wire, events, _ = make(turns=True)
+    speak(outbox, 1, chunks=10, end=False)
+    wire.send()
+    phrase_end_ticks = (3 * CHUNK_SAMPLES + 100) * TICKS_PER_SAMPLE  # inside the 4th chunk
+    outbox.receive(ServiceResult(True, "hello", {"es": "HOLA"}, "turn-1-1", end_ticks=phrase_end_ticks))
+    outbox.receive(TurnEnded("turn-1-1"))
+    speak_more(outbox, 1, chunks=2)
+    wire.send()  # at once: the service made progress, as the SDK's continuation does
+    assert wire.begun_at == [(1, 0), (1, 3)]  # from the chunk holding the acknowledged sample
+    second_end_ticks = 2 * CHUNK_SAMPLES * TICKS_PER_SAMPLE  # offsets restart with the turn
+    outbox.receive(ServiceResult(True, "world", {"es": "MUNDO"}, "turn-1-2", end_ticks=second_end_ticks))
+    outbox.receive(TurnEnded("turn-1-2"))
+    assert [(f.source_text, f.translations) for f in finals(events)] == [("hello world", {"es": "HOLA MUNDO"})]
+    assert len(outbox) == 0
+
+
+@pytest.mark.parametrize("throttled", [True, False])
+def test_a_retryable_error_status_backs_off_doubling_and_gives_up_with_the_reason(throttled):
+    outbox, wire, events, clock = make(turns=True)
+    speak(outbox, 1)
+    speak(outbox, 2)
+    reason = "the service answered TooManyRequests" if throttled else "the service answered Error"
+    delays = []
+    for attempt in range(1, MAX_TURN_RETRIES + 2):
+        wire.send()
+        turn = outbox._utterances[1].turn
+        outbox.receive(ServiceFailure(turn, reason, "retry", throttled=throttled))
+        outbox.receive(TurnEnded(turn))
+        if 1 in outbox:
+            delays.append(outbox._utterances[1].retry_at - clock.now_s)
+            clock.now_s = outbox._utterances[1].retry_at
+    base = THROTTLED_BACKOFF_S if throttled else TURN_RETRY_BACKOFF_S
+    assert delays == [base, 2 * base, 4 * base, 8 * base]
+    assert [u for u, _ in wire.begun_at].count(1) == MAX_TURN_RETRIES + 1
+    errors = [e.message for e in events if isinstance(e, UplinkError)]
+    assert len(errors) == MAX_TURN_RETRIES + 1 and all(reason in m for m in errors)
+    assert "utterance 1 dropped" in errors[-1] and 1 not in outbox
+    assert not finals(events)
+
+
+def test_a_cancelling_status_drops_the_utterance_with_the_reason_but_keeps_finals_already_in():
+    outbox, wire, events, _ = make(turns=True)
+    speak(outbox, 1)
+    speak(outbox, 2)
+    wire.send()
+    outbox.receive(ServiceFailure("turn-1-1", "the service answered BadRequest", "cancel"))
+    outbox.receive(TurnEnded("turn-1-1"))
+    assert 1 not in outbox and events == [UplinkError("utterance 1 dropped: the service answered BadRequest", True)]
+    outbox.receive(ServiceResult(True, "two", {"es": "DOS"}, "turn-2-1", end_ticks=TICKS_PER_SAMPLE))
+    outbox.receive(ServiceFailure("turn-2-1", "the service answered BadRequest", "cancel"))
+    outbox.receive(TurnEnded("turn-2-1"))
+    assert [f.source_text for f in finals(events)] == ["two"]
+    assert "utterance 2 cut short: the service answered BadRequest" in events[-2].message
+    outbox.receive(ServiceFailure("turn-2-1", "speech synthesis failed: boom", "report"))
+    assert events[-1] == UplinkError("speech synthesis failed: boom")
 
 
 def test_v1_pieces_before_the_end_are_joined_and_the_first_final_after_it_completes():

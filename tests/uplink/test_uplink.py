@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import http.server
 import queue
-import threading
 import time
 
 import pytest
@@ -18,7 +16,7 @@ from gateway.server import GatewayThread
 from tests.support.data import shared_data_dir
 from tests.support.proxy import FaultProxy
 from tests.support.speech import english_samples
-from tests.support.talker import ENDED_AZIMUTH_DEG, Talker, finals_by_id, speech_ids, wait_for_finals
+from tests.support.talker import ENDED_AZIMUTH_DEG, Talker, TokenService, finals_by_id, speech_ids, wait_for_finals
 
 FAST_RECONNECT = ReconnectConfig(initial_backoff_ms=100, max_backoff_ms=1000, auth_backoff_ms=2000,
                                  ping_interval_s=0.5, ping_timeout_s=1.0, connect_timeout_s=1.0)
@@ -202,31 +200,12 @@ def test_outage_queue_is_bounded_and_drops_the_oldest_with_a_warning(speech):
 
 
 def test_azure_token_is_exchanged_and_sent_as_bearer(speech, monkeypatch):
-    issued = []
-
-    class TokenHandler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            assert self.headers["Ocp-Apim-Subscription-Key"] == "the-key"
-            issued.append(1)
-            body = b"token-" + str(len(issued)).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), TokenHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("PARLEY_TEST_KEY", "the-key")
-    with GatewayThread(GatewayConfig(port=0, subscription_key="token-1")) as gw:
-        config = config_for("azure", gw.base_url, key_env="PARLEY_TEST_KEY", use_token=True,
-                            token_url=f"http://127.0.0.1:{server.server_port}/sts/v1.0/issueToken")
+    with TokenService() as tokens, GatewayThread(GatewayConfig(port=0, subscription_key="token-1")) as gw:
+        config = config_for("azure", gw.base_url, key_env="PARLEY_TEST_KEY", use_token=True, token_url=tokens.url)
         uplink, results = start_uplink(config)
         ids = [Talker(uplink, speed=4.0).say(speech[0])]
         events = wait_for_finals(results, set(ids))
         uplink.close()
-    server.shutdown()
-    assert issued == [1]
+    assert tokens.keys == ["the-key"]
     assert_exactly_one_final_each(events, ids)
