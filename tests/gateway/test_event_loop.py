@@ -11,7 +11,7 @@ import threading
 
 import websocket
 
-from gateway.engines import pocketsphinx_asr
+from gateway.engines import pocketsphinx_asr, whisper_asr
 from gateway.server import GatewayThread
 from parley_common.protocols.usp import USP_V1_PATH, build_binary, build_text, new_request_id, parse_text
 from parley_common.protocols.wav import streaming_header
@@ -40,13 +40,12 @@ def wait_for(ws, path: str, turn: str) -> None:
 
 def test_a_phrase_cut_by_a_new_turn_is_closed_off_the_event_loop(monkeypatch):
     closed_on: list[str] = []
-    real_close = pocketsphinx_asr.RecognitionStream.close
+    for stream_class in (pocketsphinx_asr.RecognitionStream, whisper_asr.WhisperStream):  # whichever engine serves en
+        def recording_close(self, real_close=stream_class.close):
+            closed_on.append(threading.current_thread().name)
+            real_close(self)
 
-    def recording_close(self):
-        closed_on.append(threading.current_thread().name)
-        real_close(self)
-
-    monkeypatch.setattr(pocketsphinx_asr.RecognitionStream, "close", recording_close)
+        monkeypatch.setattr(stream_class, "close", recording_close)
     pcm = english_samples(shared_data_dir(), limit=1)[0][1].astype("<i2").tobytes()
     with GatewayThread() as gw:
         ws = websocket.create_connection(gw.base_url + USP_V1_PATH + "?from=en-US&to=es", timeout=30,
