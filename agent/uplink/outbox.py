@@ -2,8 +2,16 @@
 
 Driven by the connection owner and a clock, like ``state.py``: events in (segments from the front
 end, service events from the wire), result events out through ``emit``. Every utterance stays
-here until its final result arrived; after a reconnect every one without a final is sent again,
-whole, in order.
+here until it is done — everything it asked for arrived: its final and, when speech output is
+on, its synthesized speech (USP: ``turn.end``) — so a renewal never cuts off a translation. After
+a reconnect every one without a final is sent again, whole, in order.
+
+A backlog is sent at the pace the service answers: at most ``window`` utterances are in flight
+(begun and not done). Each final timeout starts when that utterance's end was sent. A timeout
+never writes an empty final for speech that may still be recognised: the utterance is resent on a
+fresh connection (``check_timeouts`` asks for one), a late final is accepted while it waits, and
+after ``MAX_TIMEOUTS`` it is dropped with a warning. An empty final is written only when the
+service said so (USP ``turn.end`` without a phrase; v1 results from past its end).
 
 Attributing results:
 - USP: one turn per utterance; results carry the turn's request id.
@@ -12,7 +20,8 @@ Attributing results:
   arrives before that utterance's end was sent is a piece of it (the service ended a phrase
   early) and is joined; the first final after its end was sent completes it, and so does
   ``V1_SETTLE_S`` of quiet after the end when pieces are already in (the silence tail then holds
-  no more speech). Audio goes to the utterance whose final came last.
+  no more speech). Audio goes to the utterance whose final came last, and nowhere when that final
+  belonged to no open utterance.
 """
 
 from __future__ import annotations
@@ -34,12 +43,14 @@ from agent.events import (
     SynthesizedSpeech,
     UplinkError,
 )
+from agent.uplink.spool import Spool, SpooledUtterance
 from agent.uplink.protocol import Opened, ServiceAudio, ServiceEvent, ServiceResult, TurnEnded
-from parley_common.protocols.wav import WIRE_BYTES_PER_S
+from parley_common.protocols.wav import WIRE_BYTES_PER_S, WIRE_SAMPLE_RATE_HZ
 
 log = logging.getLogger("parley.uplink")
 
 V1_SETTLE_S = 1.5
+MAX_TIMEOUTS = 2  # an utterance unanswered this many times is dropped, not written empty
 V1_PRE_ROLL_BYTES = WIRE_BYTES_PER_S  # a recognizer's pre-roll may reach up to a second back
 
 
@@ -57,6 +68,10 @@ class Utterance:
     attempts: int = 0
     stream_start: int | None = None  # v1: byte range on the current connection
     stream_end: int | None = None
+    ended_at: float | None = None  # clock when the talker stopped; None: in an earlier run
+    finalized_at: float | None = None
+    awaiting_speech: bool = False  # v1: the final is out, its synthesized speech is owed
+    timeouts: int = 0
 
     @property
     def id(self) -> int:
@@ -72,16 +87,25 @@ class Utterance:
 
 
 class Outbox:
-    """Utterances owed a final. ``turns``: results name their utterance (USP) or not (v1)."""
+    """Utterances owed a result. ``turns``: results name their utterance (USP) or not (v1).
+
+    ``window``: utterances in flight at once. ``speech_expected``: the service was asked for
+    synthesized speech, so a v1 utterance is done only once its speech arrived too. ``spool``:
+    where every owed utterance is also kept on disk (None: memory only).
+    """
 
     def __init__(self, *, turns: bool, max_audio_s: float, final_timeout_s: float, spoken_language: str,
-                 emit: Callable[[ResultEvent], None], clock=time.monotonic):
+                 emit: Callable[[ResultEvent], None], clock=time.monotonic, window: int = 1,
+                 speech_expected: bool = False, spool: Spool | None = None):
         self.turns = turns
         self.max_audio_s = max_audio_s
         self.final_timeout_s = final_timeout_s
         self.spoken_language = spoken_language
+        self.window = window
+        self.speech_expected = speech_expected
         self._emit = emit
         self._clock = clock
+        self._spool = spool
         self._utterances: OrderedDict[int, Utterance] = OrderedDict()
         self._overflowed: set[int] = set()
         self._last_final_utterance: int | None = None
@@ -105,13 +129,32 @@ class Outbox:
             return
         if isinstance(event, SpeechStarted):
             self._utterances[event.utterance_id] = Utterance(event)
+            if self._spool:
+                self._spool.started(event)
             self._enforce_limit()
         elif event.utterance_id in self._utterances:
             utterance = self._utterances[event.utterance_id]
             if isinstance(event, SpeechChunk):
-                utterance.chunks.append(event.frame.samples[:, 0].astype("<i2").tobytes())
+                pcm = event.frame.samples[:, 0].astype("<i2").tobytes()
+                utterance.chunks.append(pcm)
+                if self._spool:
+                    self._spool.audio(event.utterance_id, pcm)
             elif isinstance(event, SpeechEnded):
-                utterance.ended = event
+                utterance.ended, utterance.ended_at = event, self._clock()
+                if self._spool:
+                    self._spool.ended(event)
+
+    def restore(self, spooled: list[SpooledUtterance]) -> None:
+        """Utterances an earlier run left on disk: owed first, in order, under the same budget.
+
+        One cut off by the stop or a crash ends where its audio ends."""
+        for entry in spooled:
+            samples = sum(len(c) for c in entry.chunks) // 2
+            ended = entry.ended or SpeechEnded(entry.started.utterance_id, entry.started.start_sample + samples,
+                                               1000 * samples / WIRE_SAMPLE_RATE_HZ, "restart")
+            self._utterances[entry.started.utterance_id] = Utterance(entry.started, list(entry.chunks), ended)
+        self._utterances = OrderedDict(sorted(self._utterances.items()))
+        self._enforce_limit()
 
     def _enforce_limit(self) -> None:
         while len(self._utterances) > 1 and sum(u.audio_s for u in self._utterances.values()) > self.max_audio_s:
@@ -122,18 +165,32 @@ class Outbox:
             self.dropped_utterances += 1
             log.warning("dropped utterance %d: %s (%d dropped so far)", utterance_id, why, self.dropped_utterances)
             self._emit(UplinkError(f"utterance {utterance_id} dropped: {why}"))
+            if self._spool:
+                self._spool.remove(utterance_id)
         self._overflowed.discard(utterance_id)
 
     # -- for the sender ----------------------------------------------------------------------
 
     def connected(self) -> None:
         """A new connection: nothing without a final is trusted to have arrived."""
-        for utterance in self._utterances.values():
-            utterance.reset_transmission()
+        for utterance in list(self._utterances.values()):
+            if utterance.finalized:  # its final is out; what else it asked for went with the old connection
+                log.warning("utterance %d: its synthesized speech was lost with the connection", utterance.id)
+                self._done(utterance)
+            else:
+                utterance.reset_transmission()
+        self._last_final_utterance = None
 
     def unsent(self) -> Iterator[Utterance]:
-        """Utterances whose end is not sent yet, in order (the sender stops at one still open)."""
-        return (u for u in list(self._utterances.values()) if u.end_sent_at is None)
+        """Utterances whose end is not sent yet, in order, as far as the window allows.
+
+        The sender stops at one still open, so the window is checked before each one begins."""
+        for utterance in list(self._utterances.values()):
+            if utterance.end_sent_at is not None or utterance.id not in self._utterances:
+                continue
+            if not utterance.begun and self.in_flight >= self.window:
+                return
+            yield utterance
 
     def opened(self, utterance: Utterance, opened: Opened) -> None:
         """The protocol began sending this utterance on the current connection."""
@@ -146,8 +203,9 @@ class Outbox:
         utterance.stream_end = stream_end
 
     @property
-    def in_flight(self) -> bool:
-        return any(u.begun for u in self._utterances.values())
+    def in_flight(self) -> int:
+        """Utterances begun on this connection and not done yet."""
+        return sum(u.begun for u in self._utterances.values())
 
     def rejected(self, why: str) -> None:
         """The service closed fatally: the utterance it was working on is dropped on its second refusal."""
@@ -162,11 +220,7 @@ class Outbox:
         if isinstance(event, ServiceResult):
             self._result(event)
         elif isinstance(event, ServiceAudio):
-            target = self._utterances.get(self._turn_owner(event.turn)) if event.turn else None
-            utterance_id = target.id if target else self._last_final_utterance
-            if utterance_id is not None:
-                self._emit(SynthesizedSpeech(utterance_id, event.language or self.spoken_language, event.wav_bytes,
-                                             self._clock()))
+            self._audio(event)
         elif isinstance(event, TurnEnded):
             owner = self._turn_owner(event.turn)
             if owner is not None:
@@ -178,9 +232,28 @@ class Outbox:
                 return True
         return False
 
+    def _audio(self, event: ServiceAudio) -> None:
+        if event.turn:
+            owner = self._turn_owner(event.turn)
+        else:
+            owner = self._last_final_utterance
+            self._last_final_utterance = None  # one speech per final: a second belongs to nobody
+        utterance = self._utterances.get(owner) if owner is not None else None
+        if utterance is None:
+            log.info("synthesized speech that belongs to no waiting utterance was ignored")
+            return
+        self._emit(SynthesizedSpeech(utterance.id, event.language or self.spoken_language, event.wav_bytes,
+                                     self._clock(), utterance.ended_at))
+        if utterance.awaiting_speech:
+            self._done(utterance)
+
     def _result(self, event: ServiceResult) -> None:
         utterance = self._target(event.turn, event.stream_position)
+        if event.final and not self.turns and event.stream_position is not None:
+            self._passed(event.stream_position)
         if utterance is None:
+            if event.final:
+                self._last_final_utterance = None  # its speech, if any, belongs to nobody either
             return
         if not event.final:
             self._emit(PartialResult(utterance.id, _join(utterance.pieces + [event]),
@@ -189,26 +262,48 @@ class Outbox:
         utterance.pieces.append(event)
         self._last_final_utterance = utterance.id  # v1 audio follows its final
         if utterance.end_sent_at is not None and not utterance.finalized:
-            self._finalize(utterance)
+            self._finalize(utterance, speech_follows=bool(event.translations.get(self.spoken_language)))
 
-    def check_timeouts(self) -> None:
-        now = self._clock()
+    def _passed(self, position: int) -> None:
+        """v1: the service finalises in stream order, so a final at ``position`` means every
+        utterance that ended before it was heard in full; one with nothing recognised gets its
+        (empty) final now instead of waiting for the timeout."""
         for utterance in list(self._utterances.values()):
+            if (utterance.stream_end is not None and utterance.stream_end <= position and not utterance.pieces
+                    and not utterance.finalized):
+                self._finalize(utterance, speech_follows=False)
+
+    def check_timeouts(self) -> list[int]:
+        """Complete what is settled; returns the utterances that timed out and need a fresh connection."""
+        now = self._clock()
+        stalled = []
+        for utterance in list(self._utterances.values()):
+            if utterance.finalized:
+                if now - utterance.finalized_at >= self.final_timeout_s:
+                    log.warning("utterance %d: no synthesized speech within %.0f s of its final", utterance.id,
+                                self.final_timeout_s)
+                    self._done(utterance)
+                continue
             if utterance.end_sent_at is None:
                 continue
             waited_s = now - utterance.end_sent_at
             if not self.turns and utterance.pieces and waited_s >= V1_SETTLE_S:
                 self._complete(utterance)
+            elif waited_s < self.final_timeout_s:
                 continue
-            if waited_s < self.final_timeout_s:
-                continue
-            if utterance.pieces or utterance.finalized:
+            elif utterance.pieces:
                 self._complete(utterance)
             else:
-                log.warning("no result for utterance %d within %.0f s", utterance.id, self.final_timeout_s)
-                self._emit(FinalResult(utterance.id, "", {}, _azimuth(utterance),
-                                       utterance.started.start_sample, _duration(utterance)))
-                self._utterances.pop(utterance.id, None)
+                utterance.timeouts += 1
+                if utterance.timeouts >= MAX_TIMEOUTS:
+                    self.drop(utterance.id, f"no result from the service in {utterance.timeouts} tries of "
+                                            f"{self.final_timeout_s:.0f} s")
+                else:
+                    log.warning("no result for utterance %d within %.0f s; sending it again",
+                                utterance.id, self.final_timeout_s)
+                    utterance.end_sent_at = now  # waits on, accepting a late final, until it is resent
+                    stalled.append(utterance.id)
+        return stalled
 
     def _turn_owner(self, turn: str | None) -> int | None:
         return next((u.id for u in self._utterances.values() if u.turn == turn), None)
@@ -226,17 +321,28 @@ class Outbox:
             return None  # speech the service found outside any open utterance (tail noise, a finished one)
         return open_ones[0] if open_ones else None
 
-    def _finalize(self, utterance: Utterance) -> None:
-        utterance.finalized = True
+    def _finalize(self, utterance: Utterance, speech_follows: bool = False) -> None:
+        utterance.finalized, utterance.finalized_at = True, self._clock()
         self._emit(FinalResult(utterance.id, _join(utterance.pieces), _join_translations(utterance.pieces),
                                _azimuth(utterance), utterance.started.start_sample, _duration(utterance)))
-        if not self.turns:
-            self._utterances.pop(utterance.id, None)
+        if self.turns:
+            return  # done at turn.end, which follows the turn's speech
+        if self.speech_expected and speech_follows:
+            utterance.awaiting_speech = True
+        else:
+            self._done(utterance)
 
     def _complete(self, utterance: Utterance) -> None:
         if not utterance.finalized:
             self._finalize(utterance)
+        if not utterance.awaiting_speech:
+            self._done(utterance)
+
+    def _done(self, utterance: Utterance) -> None:
+        """Everything the utterance asked for arrived (or was given up): it leaves the outbox and the spool."""
         self._utterances.pop(utterance.id, None)
+        if self._spool:
+            self._spool.remove(utterance.id)
 
 
 def _join(pieces: list[ServiceResult]) -> str:

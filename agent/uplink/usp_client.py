@@ -48,6 +48,7 @@ def _base_language(code: str) -> str:
 
 class UspProtocol:
     turns = True
+    max_in_flight = 1  # one turn at a time
 
     def __init__(self, config: UplinkConfig, key_provider):
         self.config = config

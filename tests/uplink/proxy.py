@@ -1,9 +1,10 @@
-"""A loopback TCP proxy the fault tests control: forward, cut, stall (half-open), refuse, inject garbage."""
+"""A loopback TCP proxy the fault tests control: forward, cut, reset, stall (half-open), refuse, inject garbage."""
 
 from __future__ import annotations
 
 import select
 import socket
+import struct
 import threading
 
 
@@ -75,6 +76,15 @@ class FaultProxy:
                 except OSError:
                     pass
                 sock.close()
+
+    def reset(self) -> None:
+        """Reset every live connection (RST, not FIN): the agent's next send fails."""
+        with self._lock:
+            pairs, self._pairs = self._pairs, []
+        for client, upstream in pairs:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()
+            upstream.close()
 
     def stall_current(self) -> None:
         """Live connections go silent both ways but stay open; new connections work."""
