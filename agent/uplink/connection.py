@@ -149,15 +149,15 @@ class Uplink:
                 log.exception("uplink error; reconnecting")
                 self._disconnect("internal error")
                 time.sleep(0.1)
-        if len(self._outbox):
-            log.info("stopping with %d utterance(s) owed a result%s", len(self._outbox),
+        if self._outbox.finals_owed:
+            log.info("stopping with %d utterance(s) owed a result%s", self._outbox.finals_owed,
                      "; they are sent after the restart" if self._spool else "")
         self._disconnect("shutting down", normal=True)
 
     def _finals_due(self) -> bool:
         """While stopping: connected, within the budget, and an utterance is sent or being sent."""
         return (self._drain_until is not None and self._ws is not None and self._clock() < self._drain_until
-                and self._outbox.in_flight > 0)
+                and self._outbox.finals_due > 0)
 
     def _step(self) -> None:
         self._drain_inbound()

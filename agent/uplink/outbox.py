@@ -207,6 +207,15 @@ class Outbox:
         """Utterances begun on this connection and not done yet."""
         return sum(u.begun for u in self._utterances.values())
 
+    @property
+    def finals_due(self) -> int:
+        """Utterances begun on this connection whose final has not come yet."""
+        return sum(u.begun and not u.finalized for u in self._utterances.values())
+
+    @property
+    def finals_owed(self) -> int:
+        return sum(not u.finalized for u in self._utterances.values())
+
     def rejected(self, why: str) -> None:
         """The service closed fatally: the utterance it was working on is dropped on its second refusal."""
         utterance = next((u for u in self._utterances.values() if u.begun and not u.finalized), None)
@@ -325,6 +334,8 @@ class Outbox:
         utterance.finalized, utterance.finalized_at = True, self._clock()
         self._emit(FinalResult(utterance.id, _join(utterance.pieces), _join_translations(utterance.pieces),
                                _azimuth(utterance), utterance.started.start_sample, _duration(utterance)))
+        if self._spool:
+            self._spool.remove(utterance.id)  # delivered: a restart must not send it again (its speech would be stale)
         if self.turns:
             return  # done at turn.end, which follows the turn's speech
         if self.speech_expected and speech_follows:
@@ -339,10 +350,8 @@ class Outbox:
             self._done(utterance)
 
     def _done(self, utterance: Utterance) -> None:
-        """Everything the utterance asked for arrived (or was given up): it leaves the outbox and the spool."""
+        """Everything the utterance asked for arrived (or was given up): it leaves the outbox."""
         self._utterances.pop(utterance.id, None)
-        if self._spool:
-            self._spool.remove(utterance.id)
 
 
 def _join(pieces: list[ServiceResult]) -> str:

@@ -1,12 +1,13 @@
 """The outbox on disk: every utterance owed a result survives a restart, a crash or a power cut.
 
-One append-only file per utterance in ``uplink.spool_dir`` (systemd's StateDirectory), removed
-when the utterance is done. A file is a run of records — one type byte (``S`` started, ``A``
+One append-only file per utterance in ``uplink.spool_dir`` (systemd's StateDirectory). A file is a run of records — one type byte (``S`` started, ``A``
 audio, ``E`` ended), a 4-byte big-endian length, the payload (JSON for S and E, 16 kHz PCM for
 A) — so a power cut can at worst tear the last record, which ``load`` ignores. Records are
 written unbuffered (a crash loses nothing) and fsynced at the start and the end of an utterance
-and at least every ``FSYNC_INTERVAL_S`` in between (a power cut loses at most that). The size is bounded by the outbox's audio budget: what the outbox drops, the spool
-deletes. A disk that fails costs the spool (logged once), never the utterance in memory.
+and at least every ``FSYNC_INTERVAL_S`` in between (a power cut loses at most that). A file is
+removed once its final is out or the outbox dropped it, so the size is bounded by the outbox's
+audio budget (``outbox_max_audio_s``). A disk that fails costs the spool (logged once), never
+the utterance in memory.
 """
 
 from __future__ import annotations
