@@ -8,9 +8,10 @@ a reconnect every one without a final is sent again, whole, in order.
 
 A backlog is sent at the pace the service answers: at most ``window`` utterances are in flight
 (begun and not done). Each final timeout starts when that utterance's end was sent. A timeout
-never writes an empty final for speech that may still be recognised: the utterance is resent on a
-fresh connection (``check_timeouts`` asks for one), a late final is accepted while it waits, and
-after ``MAX_TIMEOUTS`` it is dropped with a warning. An empty final is written only when the
+never writes an empty final for speech that may still be recognised: while the service keeps
+answering (it is behind, not gone) the utterance waits on, else it is resent on a fresh connection
+(``check_timeouts`` asks for one); a late final is accepted while it waits, and after
+``MAX_TIMEOUTS`` it is dropped with a warning. An empty final is written only when the
 service said so (USP ``turn.end`` without a phrase; v1 results from past its end).
 
 Attributing results:
@@ -50,7 +51,7 @@ from parley_common.protocols.wav import WIRE_BYTES_PER_S, WIRE_SAMPLE_RATE_HZ
 log = logging.getLogger("parley.uplink")
 
 V1_SETTLE_S = 1.5
-MAX_TIMEOUTS = 2  # an utterance unanswered this many times is dropped, not written empty
+MAX_TIMEOUTS = 3  # an utterance unanswered this many times is dropped, not written empty
 V1_PRE_ROLL_BYTES = WIRE_BYTES_PER_S  # a recognizer's pre-roll may reach up to a second back
 
 
@@ -109,6 +110,7 @@ class Outbox:
         self._utterances: OrderedDict[int, Utterance] = OrderedDict()
         self._overflowed: set[int] = set()
         self._last_final_utterance: int | None = None
+        self._last_heard: float | None = None  # clock of the service's latest result or speech
         self.dropped_utterances = 0
 
     def __len__(self) -> int:
@@ -226,6 +228,7 @@ class Outbox:
 
     def receive(self, event: ServiceEvent) -> bool:
         """Attribute one service event; True when it completed a USP turn (the protocol may acknowledge)."""
+        self._last_heard = self._clock()
         if isinstance(event, ServiceResult):
             self._result(event)
         elif isinstance(event, ServiceAudio):
@@ -304,14 +307,19 @@ class Outbox:
                 self._complete(utterance)
             else:
                 utterance.timeouts += 1
+                busy = self._last_heard is not None and now - self._last_heard < self.final_timeout_s
                 if utterance.timeouts >= MAX_TIMEOUTS:
-                    self.drop(utterance.id, f"no result from the service in {utterance.timeouts} tries of "
+                    self.drop(utterance.id, f"no result from the service within {utterance.timeouts} x "
                                             f"{self.final_timeout_s:.0f} s")
+                    continue
+                if busy:
+                    log.warning("no result for utterance %d within %.0f s; the service is answering, so it is "
+                                "behind: waiting on", utterance.id, self.final_timeout_s)
                 else:
-                    log.warning("no result for utterance %d within %.0f s; sending it again",
-                                utterance.id, self.final_timeout_s)
-                    utterance.end_sent_at = now  # waits on, accepting a late final, until it is resent
+                    log.warning("no result for utterance %d within %.0f s and nothing else from the service; "
+                                "sending it again", utterance.id, self.final_timeout_s)
                     stalled.append(utterance.id)
+                utterance.end_sent_at = now  # waits on, accepting a late final (until it is resent)
         return stalled
 
     def _turn_owner(self, turn: str | None) -> int | None:

@@ -177,16 +177,30 @@ def test_a_timeout_asks_for_a_resend_accepts_a_late_final_and_never_writes_an_em
     assert [e.source_text for e in finals(events)] == ["late but here"]
 
 
-def test_an_utterance_unanswered_twice_is_dropped_with_a_warning_not_written_empty():
+def test_an_utterance_unanswered_three_times_is_dropped_with_a_warning_not_written_empty():
     outbox, wire, events, clock = make(turns=True)
     speak(outbox, 1)
-    for attempt in (1, 2):
+    for attempt in (1, 2, 3):
         outbox.connected()
         wire.send()
         clock.now_s += 15.1
         stalled = outbox.check_timeouts()
     assert stalled == [] and not finals(events) and 1 not in outbox
-    assert [e.message for e in events] == ["utterance 1 dropped: no result from the service in 2 tries of 15 s"]
+    assert [e.message for e in events] == ["utterance 1 dropped: no result from the service within 3 x 15 s"]
+
+
+def test_a_service_that_is_behind_but_answering_is_waited_for_not_sent_the_utterance_again():
+    outbox, wire, events, clock = make(turns=False, window=2)
+    speak(outbox, 1)
+    speak(outbox, 2)
+    wire.send()
+    clock.now_s += 10.0
+    outbox.receive(result(True, "one", position=outbox._utterances[1].stream_start))
+    clock.now_s += 5.1
+    assert outbox.check_timeouts() == []  # 2 is late, but the service answered 5 s ago: it is busy
+    clock.now_s += 10.0
+    outbox.receive(result(True, "two, late", position=outbox._utterances[2].stream_start))
+    assert [e.source_text for e in finals(events)] == ["one", "two, late"] and len(outbox) == 0
 
 
 def test_a_usp_turn_that_ends_without_a_phrase_is_an_empty_final_because_the_service_said_so():

@@ -23,7 +23,7 @@ from gateway.server import GatewayThread
 HERE = Path(__file__).parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 from conftest import shared_data_dir  # noqa: E402
-from helpers import ENDED_AZIMUTH_DEG, Talker, finals_by_id, speech_ids, wait_for_finals  # noqa: E402
+from helpers import ENDED_AZIMUTH_DEG, Talker, collect, finals_by_id, speech_ids, wait_for_finals  # noqa: E402
 from proxy import FaultProxy  # noqa: E402
 from speech_samples import english_samples  # noqa: E402
 
@@ -249,16 +249,6 @@ def test_azure_token_is_exchanged_and_sent_as_bearer(speech, monkeypatch):
     assert_exactly_one_final_each(events, ids)
 
 
-def collect(results: queue.Queue, seconds: float) -> list:
-    events, end = [], time.monotonic() + seconds
-    while time.monotonic() < end:
-        try:
-            events.append(results.get(timeout=0.05))
-        except queue.Empty:
-            pass
-    return events
-
-
 def test_the_first_failed_connect_at_boot_is_offline():
     proxy = FaultProxy(9)
     proxy.mode = "refuse"
@@ -319,19 +309,23 @@ def test_a_reset_during_a_send_recovers_without_an_error_in_the_log(gateway, spe
 def test_a_backlog_after_an_outage_is_sent_at_the_services_pace_and_every_utterance_gets_its_text(
         gateway, speech):
     """Speech piles up while the service is away; at reconnect it goes out a window at a time, so
-    every timeout (started at each send) is met, and each spoken translation goes to its own utterance."""
+    every timeout (started at each send) is met, each spoken translation goes to its own utterance,
+    and every utterance is either finalised with text or explicitly dropped by the outbox cap."""
     proxy = FaultProxy(gateway.port)
     proxy.mode = "refuse"
-    uplink, results = start_uplink(config_for("gateway", proxy.url, final_timeout_s=8.0))
+    uplink, results = start_uplink(config_for("gateway", proxy.url, final_timeout_s=8.0, outbox_max_audio_s=35.0))
     talker = Talker(uplink, speed=50.0)
-    ids = [talker.say(pcm) for pcm in speech * 4]  # 12 utterances, about 40 s of speech
+    ids = [talker.say(pcm) for pcm in speech * 4]  # 12 utterances, about 45 s of speech: the oldest go
+    dropped = {int(e.message.split()[1]) for e in collect(results, 0.5) if isinstance(e, UplinkError)}
+    assert dropped and dropped == set(ids[:len(dropped)])
+    kept = ids[len(dropped):]
     proxy.mode = "forward"
-    events = wait_for_finals(results, set(ids), timeout_s=180)
+    events = wait_for_finals(results, set(kept), timeout_s=180)
     uplink.close()
     proxy.close()
-    assert_exactly_one_final_each(events, ids)
+    assert_exactly_one_final_each(events, kept)
     assert not [e for e in events if isinstance(e, UplinkError)]
     order = [(type(e).__name__, e.utterance_id) for e in events if isinstance(e, (FinalResult, SynthesizedSpeech))]
-    assert order == [(kind, i) for i in ids for kind in ("FinalResult", "SynthesizedSpeech")]
+    assert order == [(kind, i) for i in kept for kind in ("FinalResult", "SynthesizedSpeech")]
     spoken = [e for e in events if isinstance(e, SynthesizedSpeech)]
     assert all(e.spoken_end_monotonic_s <= e.received_monotonic_s for e in spoken)
