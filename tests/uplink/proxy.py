@@ -14,7 +14,7 @@ class FaultProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self.mode = "forward"  # forward | refuse
-        self._stalled: set[int] = set()
+        self._stalled: set[socket.socket] = set()  # the sockets themselves: an id() can be reused
         self.accepted = 0
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._lock = threading.Lock()
@@ -52,7 +52,7 @@ class FaultProxy:
         try:
             while not self._stop.is_set():
                 readable, _, _ = select.select(sockets, [], [], 0.05)
-                if id(client) in self._stalled:
+                if client in self._stalled:
                     continue  # hold everything, answer nothing: a half-open connection
                 for sock in readable:
                     data = sock.recv(65536)
@@ -89,7 +89,7 @@ class FaultProxy:
     def stall_current(self) -> None:
         """Live connections go silent both ways but stay open; new connections work."""
         with self._lock:
-            self._stalled |= {id(client) for client, _ in self._pairs}
+            self._stalled |= {client for client, _ in self._pairs}
 
     def inject_garbage(self) -> None:
         """Bytes no WebSocket peer can parse, into every client's stream."""
