@@ -29,6 +29,9 @@ from speech_samples import english_samples  # noqa: E402
 
 FAST_RECONNECT = ReconnectConfig(initial_backoff_ms=100, max_backoff_ms=1000, auth_backoff_ms=2000,
                                  ping_interval_s=0.5, ping_timeout_s=1.0, connect_timeout_s=1.0)
+# For tests that count connections but are not about half-open links: a gateway slowed by a loaded
+# machine must not look half-open there.
+LENIENT_PINGS = dataclasses.replace(FAST_RECONNECT, ping_timeout_s=5.0)
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +103,7 @@ def test_server_killed_mid_utterance_the_utterance_is_resent_whole(gateway, spee
 
 def test_an_old_connection_is_renewed_between_utterances_without_going_offline_or_losing_speech(gateway, speech):
     renew_after_s = 10.0  # the smallest the config allows; a service's real cap is ~10 minutes
-    # Lenient pings: a gateway slowed by a loaded machine must not look half-open here.
-    reconnect = dataclasses.replace(FAST_RECONNECT, max_connection_s=renew_after_s, ping_timeout_s=5.0)
+    reconnect = dataclasses.replace(LENIENT_PINGS, max_connection_s=renew_after_s)
     uplink, results = start_uplink(config_for("gateway", gateway.base_url, reconnect=reconnect))
     talker = Talker(uplink, speed=1.0)
     opened = time.monotonic()
@@ -155,9 +157,7 @@ def test_server_down_for_five_seconds_then_back_loses_nothing_and_backs_off(spee
     first = GatewayThread()
     first.start()
     port = first.port
-    # Not a half-open test: pings are lenient, so a gateway slowed by a loaded machine is not one.
-    reconnect = dataclasses.replace(FAST_RECONNECT, ping_timeout_s=5.0)
-    uplink, results = start_uplink(config_for("gateway", f"ws://127.0.0.1:{port}", reconnect=reconnect))
+    uplink, results = start_uplink(config_for("gateway", f"ws://127.0.0.1:{port}", reconnect=LENIENT_PINGS))
     talker = Talker(uplink, speed=4.0)
     ids = [talker.say(speech[0])]
     wait_for_finals(results, set(ids))
@@ -266,7 +266,7 @@ def test_the_first_failed_connect_at_boot_is_offline():
 def test_the_services_idle_close_is_not_an_outage_and_speech_reconnects(speech):
     limits = LimitsConfig(idle_timeout_s=1.0)
     with GatewayThread(GatewayConfig(port=0, limits=limits)) as gw:
-        uplink, results = start_uplink(config_for("gateway", gw.base_url))
+        uplink, results = start_uplink(config_for("gateway", gw.base_url, reconnect=LENIENT_PINGS))
         talker = Talker(uplink, speed=4.0)
         ids = [talker.say(speech[0])]
         events = wait_for_finals(results, set(ids))
@@ -282,7 +282,7 @@ def test_the_services_idle_close_is_not_an_outage_and_speech_reconnects(speech):
 
 def test_a_reset_during_a_send_recovers_without_an_error_in_the_log(gateway, speech, caplog):
     proxy = FaultProxy(gateway.port)
-    config = config_for("gateway", proxy.url)
+    config = config_for("gateway", proxy.url, reconnect=LENIENT_PINGS)
 
     class ResetBeforeChunk40(TranslatorV1Protocol):
         """The real protocol; the connection is reset just before its 40th chunk goes out."""
@@ -316,7 +316,8 @@ def test_a_backlog_after_an_outage_is_sent_at_the_services_pace_and_every_uttera
     and every utterance is either finalised with text or explicitly dropped by the outbox cap."""
     proxy = FaultProxy(gateway.port)
     proxy.mode = "refuse"
-    uplink, results = start_uplink(config_for("gateway", proxy.url, final_timeout_s=8.0, outbox_max_audio_s=35.0))
+    uplink, results = start_uplink(config_for("gateway", proxy.url, final_timeout_s=8.0, outbox_max_audio_s=35.0,
+                                              reconnect=LENIENT_PINGS))
     talker = Talker(uplink, speed=50.0)
     ids = [talker.say(pcm) for pcm in speech * 4]  # 12 utterances, about 45 s of speech: the oldest go
     dropped = {int(e.message.split()[1]) for e in collect(results, 0.5) if isinstance(e, UplinkError)}
