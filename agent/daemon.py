@@ -88,9 +88,10 @@ class Agent:
             self.state.subscribe(self.leds.show_state)
             self.capture = open_capture(config.capture, self.geometry)
             claimed.callback(self.capture.close)
-            self.frontend = FrontEnd(config.frontend, self.geometry, config.capture.sample_rate_hz)
             self.uplink = make_uplink(config.uplink, self.results)
             claimed.callback(self.uplink.close)
+            self.frontend = FrontEnd(config.frontend, self.geometry, config.capture.sample_rate_hz,
+                                     first_utterance_id=self.uplink.next_utterance_id)
             self.speaker = Speaker(
                 config.outputs.speaker,
                 on_playback_started=self.state.speaker_started,
@@ -112,11 +113,11 @@ class Agent:
             claimed.pop_all()
         self._stop = threading.Event()
         self._closed = False
+        self._uplink_closed = threading.Event()
         self._input_ended = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._pipeline_loop, name="pipeline", daemon=True),
-            threading.Thread(target=self._results_loop, name="results", daemon=True),
-        ]
+        self._pipeline = threading.Thread(target=self._pipeline_loop, name="pipeline", daemon=True)
+        self._results_thread = threading.Thread(target=self._results_loop, name="results", daemon=True)
+        self._threads = [self._pipeline, self._results_thread]
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -139,7 +140,8 @@ class Agent:
         return self
 
     def close(self, timeout_s: float | None = None) -> None:
-        """Stop within ``timeout_s``: close the open utterance, the socket, flush the transcript, LEDs off.
+        """Stop within ``timeout_s``: end the open utterance, wait for the finals that are due (what
+        is still owed stays in the spool), write them, close the socket, LEDs off.
 
         Idempotent, and safe after a start that failed half-way.
         """
@@ -149,11 +151,17 @@ class Agent:
         budget_s = timeout_s if timeout_s is not None else self.config.daemon.shutdown_timeout_s
         deadline = time.monotonic() + budget_s
         self._stop.set()
-        for thread in self._threads:  # the pipeline ends the open utterance on its way out
-            if thread.is_alive():
-                thread.join(timeout=max(0.05, (deadline - time.monotonic()) / 3))
-        self.capture.close()
-        self.uplink.close(timeout_s=max(0.1, (deadline - time.monotonic()) / 2))
+        if self._pipeline.is_alive():
+            self._pipeline.join(timeout=min(0.5, budget_s / 4))  # it ends the open utterance on its way out
+        if self._pipeline.is_alive():
+            # Closing a file another thread is reading waits for that read: never, for a stop.
+            log.warning("the capture read is blocked; stopping without waiting for it")
+        else:
+            self.capture.close()
+        self.uplink.close(timeout_s=max(0.1, deadline - time.monotonic() - 0.4))
+        self._uplink_closed.set()
+        if self._results_thread.is_alive():
+            self._results_thread.join(timeout=max(0.05, deadline - time.monotonic() - 0.3))
         self.speaker.close(timeout_s=max(0.05, deadline - time.monotonic() - 0.2))
         if self.button is not None:
             self.button.close()
@@ -235,7 +243,7 @@ class Agent:
 
     def _results_loop(self) -> None:
         """Uplink results -> outputs and state. Each output is quick or has its own queue."""
-        while not (self._stop.is_set() and self.results.empty()):
+        while not (self._uplink_closed.is_set() and self.results.empty()):
             try:
                 event = self.results.get(timeout=0.2)
             except queue.Empty:

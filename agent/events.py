@@ -37,12 +37,16 @@ class FinalResult:
 
 @dataclass(frozen=True)
 class SynthesizedSpeech:
-    """TTS of one translation, as a complete WAV file (RIFF header + PCM)."""
+    """TTS of one translation, as a complete WAV file (RIFF header + PCM).
+
+    ``spoken_end_monotonic_s``: when the talker stopped, which is what its age counts from (None:
+    spoken before a restart)."""
 
     utterance_id: int
     language: str
     wav_bytes: bytes
     received_monotonic_s: float
+    spoken_end_monotonic_s: float | None
 
 
 @dataclass(frozen=True)

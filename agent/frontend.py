@@ -42,7 +42,8 @@ class FrontendConfig:
 
 
 class FrontEnd:
-    def __init__(self, config: FrontendConfig, geometry: ArrayGeometry, sample_rate_hz: int = 16000):
+    def __init__(self, config: FrontendConfig, geometry: ArrayGeometry, sample_rate_hz: int = 16000,
+                 first_utterance_id: int = 1):
         self.config = config
         self.geometry = geometry
         self.sample_rate_hz = sample_rate_hz
@@ -53,7 +54,7 @@ class FrontEnd:
         self._beamformer = Beamformer(config.beamformer, geometry, sample_rate_hz, self._stft.n_fft, self.hop)
         self._agc = LevelNormalizer(config.agc, sample_rate_hz) if config.agc.enabled else None
         self._vad = make_vad(config.vad, sample_rate_hz)
-        self._segmenter = Segmenter(config.segmenter)
+        self._segmenter = Segmenter(config.segmenter, first_utterance_id)
         self._speech = False
         self._noise_guard_hops = int(round(config.noise_guard_ms / HOP_MS))
         self._hops_since_speech = self._noise_guard_hops

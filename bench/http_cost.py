@@ -102,7 +102,7 @@ def run_once(base_text: str, work: Path, http_on: bool) -> dict:
         for client in clients:
             client.terminate()
             client.wait(10)
-        agent.stop()
+        agent.close()
     return {"http": http_on, "cpu_pct_of_core": 100 * cpu_s / wall_s, "wall_s": wall_s, "finals": finals,
             "http_thread_pct_of_core": 100 * http_thread_cpu_s / wall_s,
             "pages_connected": pages}

@@ -97,7 +97,7 @@ def child_agent(config_path: str, seconds: float) -> dict:
     by_mapping = rss_by_mapping()
     threads = len(os.listdir("/proc/self/task"))
     finals = agent.console.finals_shown
-    agent.stop(timeout_s=3.0)
+    agent.close(timeout_s=3.0)
     half = samples[len(samples) // 2:]
     return {"rss_mb": samples, "steady_rss_mb": round(sum(half) / len(half), 1),
             "slope_mb_per_min": round((half[-1] - half[0]) / max(1, len(half) - 1) * 60, 2),

@@ -2,8 +2,9 @@
 
 The gate closes before the first sample is written and opens ``gate_tail_ms`` after the audio has
 actually left the device (PortAudio's ``stop_stream`` returns only once its buffers have played),
-so the box never hears — and translates — its own voice. Speech older than ``max_age_ms`` is
-skipped rather than played late.
+so the box never hears — and translates — its own voice. Speech is spoken only while fresh: its
+age counts from when the person stopped talking, so a backlog after an outage is shown and
+written but not played back to back (which would also hold the mic gate shut on a live room).
 """
 
 from __future__ import annotations
@@ -72,7 +73,12 @@ class WavFileSink:
         self.realtime = config.realtime
 
     def play(self, samples: np.ndarray, rate_hz: int, label: str) -> None:
-        with wave.open(str(self.output_dir / f"{label}.wav"), "wb") as out:
+        path = self.output_dir / f"{label}.wav"
+        for copy in range(2, 10_000):  # never overwrite: ids restart with the process, pieces share one
+            if not path.exists():
+                break
+            path = self.output_dir / f"{label}-{copy}.wav"
+        with wave.open(str(path), "wb") as out:
             out.setnchannels(1)
             out.setsampwidth(2)
             out.setframerate(rate_hz)
@@ -145,10 +151,15 @@ class Speaker:
             speech = self._queue.get()
             if speech is None:
                 return
-            age_ms = 1000 * (time.monotonic() - speech.received_monotonic_s)
+            if speech.spoken_end_monotonic_s is None:
+                self.skipped_stale += 1
+                log.info("not speaking utterance %d: it was said before a restart", speech.utterance_id)
+                continue
+            age_ms = 1000 * (time.monotonic() - speech.spoken_end_monotonic_s)
             if age_ms > self.config.max_age_ms:
                 self.skipped_stale += 1
-                log.info("skipped stale speech for utterance %d (%.0f ms old)", speech.utterance_id, age_ms)
+                log.info("not speaking utterance %d: said %.1f s ago (max_age_ms %d)", speech.utterance_id,
+                         age_ms / 1000, self.config.max_age_ms)
                 continue
             try:
                 samples, rate_hz = read_wav_bytes(speech.wav_bytes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import queue
 
 from agent.uplink.config import UplinkConfig
@@ -17,7 +18,15 @@ def make_uplink(config: UplinkConfig, results: queue.Queue) -> Uplink:
         protocol = UspProtocol(config, azure_credentials(config))
     else:
         protocol = TranslatorV1Protocol(config, load_key(config))
-    return Uplink(config, results, protocol)
+    return Uplink(config, results, protocol, spool_dir=spool_dir(config))
+
+
+def spool_dir(config: UplinkConfig) -> str | None:
+    """``uplink.spool_dir``, else ``spool`` in the unit's StateDirectory when systemd runs us."""
+    if config.spool_dir:
+        return config.spool_dir
+    state = os.environ.get("STATE_DIRECTORY")
+    return os.path.join(state.split(":")[0], "spool") if state else None
 
 
 __all__ = ["Uplink", "UplinkConfig", "make_uplink"]

@@ -68,7 +68,11 @@ class UplinkConfig:
     final_timeout_s: float = field(
         default=15.0, metadata={"min": 1.0, "help": "an utterance with no final this long after its end is given up"})
     outbox_max_audio_s: float = field(
-        default=120.0, metadata={"min": 5.0, "help": "speech kept while offline; the oldest is dropped beyond this"})
+        default=120.0, metadata={"min": 5.0, "help": "speech kept while offline (in memory and in the spool, "
+                                 "32 kB per second); the oldest is dropped beyond this"})
+    spool_dir: str | None = field(
+        default=None, metadata={"help": "keep speech owed a result here (fsynced) and send it after a restart "
+                                "or power cut; null: $STATE_DIRECTORY/spool under systemd, else memory only"})
     inbound_queue_events: int = field(default=4000, metadata={"min": 100, "help": "front end -> uplink queue size"})
     reconnect: ReconnectConfig = field(default_factory=ReconnectConfig)
 

@@ -7,6 +7,12 @@ What is owed to whom (the outbox, result attribution, final timeouts) is the pur
 Reconnect: exponential backoff with full jitter up to a cap; 401/403 and fatal closes back off
 slowly and are reported once per episode; pings detect a half-open socket within
 ``ping_timeout_s``; between utterances the connection is renewed before ``max_connection_s``.
+The link is reported down on the first failed connect (also at boot) and up on the next success.
+A normal close by the service while nothing is owed (its idle timeout) is not an outage: the
+link stays up and the next connection is made when speech starts.
+
+Stop: ``close`` first waits, within its budget, for the results of utterances already sent; what
+is still owed stays in the spool for the next start.
 """
 
 from __future__ import annotations
@@ -26,18 +32,31 @@ from agent.queues import QUEUES
 from agent.uplink.config import UplinkConfig
 from agent.uplink.outbox import Outbox
 from agent.uplink.protocol import ProtocolError, WireProtocol
+from agent.uplink.spool import Spool
 
 log = logging.getLogger("parley.uplink")
 
 FATAL_CLOSE_CODES = {1002, 1007, 4000, 4429}
+NORMAL_CLOSE_CODES = {1000, 1001}
 AUTH_STATUSES = {401, 403}
 POLL_S = 0.02
+
+
+def _open_spool(directory: str | None) -> Spool | None:
+    if not directory:
+        return None
+    try:
+        return Spool(directory)
+    except OSError as exc:  # speech is still kept in memory; a restart would lose it
+        log.error("cannot use the spool %s (%s); utterances owed a result are kept in memory only", directory, exc)
+        return None
 
 
 class Uplink:
     """``start()``; ``send(event)`` from the audio path (never blocks); ``close()``."""
 
-    def __init__(self, config: UplinkConfig, results: queue.Queue, protocol: WireProtocol, *, clock=time.monotonic):
+    def __init__(self, config: UplinkConfig, results: queue.Queue, protocol: WireProtocol, *, clock=time.monotonic,
+                 spool_dir: str | None = None):
         self.config = config
         self.results = results
         self.protocol = protocol
@@ -47,11 +66,19 @@ class Uplink:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
+        self._spool = _open_spool(spool_dir)
         self._outbox = Outbox(turns=protocol.turns, max_audio_s=config.outbox_max_audio_s,
                               final_timeout_s=config.final_timeout_s, spoken_language=self._spoken_language(),
-                              emit=self._emit, clock=clock)
+                              emit=self._emit, clock=clock, window=protocol.max_in_flight,
+                              speech_expected=config.speech_output, spool=self._spool)
+        if self._spool:
+            self.next_utterance_id = self._spool.next_utterance_id()
+            self._outbox.restore(self._spool.load())
+        else:
+            self.next_utterance_id = 1
         self._ws: websocket.WebSocket | None = None
         self._stop = threading.Event()
+        self._drain_until: float | None = None  # set by close(): wait for finals due until then
         self._thread = threading.Thread(target=self._run, name="uplink", daemon=True)
         self._backoff_ms = config.reconnect.initial_backoff_ms
         self._next_attempt = 0.0
@@ -59,6 +86,8 @@ class Uplink:
         self._last_rx = 0.0
         self._last_ping = 0.0
         self._reported_refusal = False
+        self._link_shown: bool | None = None  # what the last LinkStatus said
+        self._idle_closed = False  # the service closed an idle link: reconnect when speech starts
         self.connected = False
         self.connect_attempts = 0
         self.connects = 0
@@ -97,38 +126,63 @@ class Uplink:
         return self._thread.is_alive()
 
     def close(self, timeout_s: float = 2.0) -> None:
-        """Idempotent; safe before ``start()``."""
+        """Stop within ``timeout_s``, using most of it to wait for finals already due. Idempotent; safe
+        before ``start()``."""
+        deadline = time.monotonic() + timeout_s
+        self._drain_until = self._clock() + max(0.0, timeout_s - 0.5)
         self._stop.set()
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:
+            pass
         if self._thread.is_alive():
-            self._thread.join(timeout_s)
+            self._thread.join(max(0.1, deadline - time.monotonic()))
+        if self._spool and not self._thread.is_alive():
+            self._spool.close()
         self._wake_r.close()
         self._wake_w.close()
 
     # -- the uplink thread -------------------------------------------------------------------
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stop.is_set() or self._finals_due():
             try:
                 self._step()
             except Exception:  # the uplink thread must never die; a bug costs a reconnect
                 log.exception("uplink error; reconnecting")
                 self._disconnect("internal error")
                 time.sleep(0.1)
+        if self._outbox.finals_owed:
+            log.info("stopping with %d utterance(s) owed a result%s", self._outbox.finals_owed,
+                     "; they are sent after the restart" if self._spool else "")
         self._disconnect("shutting down", normal=True)
+
+    def _finals_due(self) -> bool:
+        """While stopping: connected, within the budget, and an utterance is sent or being sent."""
+        return (self._drain_until is not None and self._ws is not None and self._clock() < self._drain_until
+                and self._outbox.finals_due > 0)
 
     def _step(self) -> None:
         self._drain_inbound()
         now = self._clock()
         if self._ws is None:
-            if now >= self._next_attempt:
+            if now >= self._next_attempt and not (self._idle_closed and not self._outbox):
                 self._connect()
             else:
                 self._wait(None)
             return
-        self._transmit()
-        self._receive()
-        self._keepalive(now)
-        self._outbox.check_timeouts()
+        # Each stage may drop the connection (a reset during a send); the next stage then has no socket.
+        for stage in (self._transmit, self._receive, self._keepalive, self._check_timeouts):
+            stage()
+            if self._ws is None:
+                return
+
+    def _check_timeouts(self) -> None:
+        stalled = self._outbox.check_timeouts()
+        if stalled:
+            self._disconnect(f"no result for utterance(s) {stalled}; sending them again on a new connection",
+                             normal=True)
+            self._next_attempt = self._clock()
 
     def _drain_inbound(self) -> None:
         while True:
@@ -147,21 +201,31 @@ class Uplink:
                 url, header=self.protocol.headers(), subprotocols=self.protocol.subprotocols,
                 timeout=self.config.reconnect.connect_timeout_s, enable_multithread=False)
         except websocket.WebSocketBadStatusException as exc:
+            self._link(False, f"HTTP {exc.status_code}")
             self._refused(exc.status_code, str(exc).split(" -+-+- ")[0])
             return
         except (OSError, websocket.WebSocketException) as exc:
-            self._schedule_retry(f"cannot connect to {url.split('?')[0]}: {exc}")
+            why = f"cannot connect to {url.split('?')[0]}: {exc}"
+            self._link(False, why)
+            self._schedule_retry(why)
             return
         self._ws = ws
         self.connected = True
         self.connects += 1
+        self._idle_closed = False
         self._connected_at = self._last_rx = self._last_ping = self._clock()
         self._backoff_ms = self.config.reconnect.initial_backoff_ms
         self._reported_refusal = False
         self.protocol.on_connect(ws)
         self._outbox.connected()
         log.info("connected to %s", url.split("?")[0])
-        self._emit(LinkStatus(True, f"connected to {url.split('?')[0]}"))
+        self._link(True, f"connected to {url.split('?')[0]}")
+
+    def _link(self, up: bool, detail: str) -> None:
+        """Report the link once per change: the first failed connect (at boot too) is offline."""
+        if up != self._link_shown:
+            self._link_shown = up
+            self._emit(LinkStatus(up, detail))
 
     def _refused(self, status: int, detail: str) -> None:
         if status in AUTH_STATUSES and self.protocol.credentials_rejected():
@@ -195,7 +259,7 @@ class Uplink:
         self.connected = False
         if normal:
             return
-        self._emit(LinkStatus(False, why))
+        self._link(False, why)
         if fatal:
             self._emit(UplinkError(why, fatal=True))
             self._next_attempt = self._clock() + self.config.reconnect.auth_backoff_ms / 1000
@@ -210,9 +274,6 @@ class Uplink:
         try:
             for utterance in self._outbox.unsent():
                 if not utterance.begun:
-                    limit = self.protocol.max_in_flight
-                    if limit is not None and self._outbox.begun_count >= limit:
-                        return  # the protocol's window is full (USP: one turn at a time)
                     self._outbox.opened(utterance, self.protocol.begin(self._ws, utterance))
                 while utterance.sent_chunks < len(utterance.chunks):
                     self.protocol.send_audio(self._ws, utterance, utterance.chunks[utterance.sent_chunks])
@@ -223,9 +284,8 @@ class Uplink:
         except (OSError, websocket.WebSocketException) as exc:
             self._disconnect(f"send failed: {exc}")
 
-    def _keepalive(self, now: float) -> None:
-        if self._ws is None:
-            return
+    def _keepalive(self) -> None:
+        now = self._clock()
         rc = self.config.reconnect
         if now - self._last_ping >= rc.ping_interval_s:
             self._last_ping = now
@@ -235,7 +295,7 @@ class Uplink:
                 return self._disconnect(f"ping failed: {exc}")
         if now - self._last_rx > rc.ping_interval_s + rc.ping_timeout_s:
             return self._disconnect(f"no answer from the service for {now - self._last_rx:.1f} s (half-open?)")
-        if now - self._connected_at > rc.max_connection_s and not self._outbox.in_flight:
+        if now - self._connected_at > rc.max_connection_s and not self._outbox.in_flight and not self._stop.is_set():
             self._disconnect("renewing the connection before the service's time limit", normal=True)
             self._next_attempt = now
 
@@ -300,6 +360,10 @@ class Uplink:
         if code in FATAL_CLOSE_CODES:
             self._outbox.rejected(f"close {code}: {reason}")
             return self._disconnect(f"the service closed with {code}: {reason}", fatal=True)
+        if code in NORMAL_CLOSE_CODES and not self._outbox and self._inbound.empty():
+            log.info("the service closed an idle connection (%d: %s); reconnecting when speech starts", code, reason)
+            self._idle_closed = True
+            return self._disconnect("idle close", normal=True)
         self._disconnect(f"the service closed with {code}: {reason}")
 
     def _spoken_language(self) -> str:

@@ -2,8 +2,17 @@
 
 Driven by the connection owner and a clock, like ``state.py``: events in (segments from the front
 end, service events from the wire), result events out through ``emit``. Every utterance stays
-here until its final result arrived; after a reconnect every one without a final is sent again,
-whole, in order.
+here until it is done — everything it asked for arrived: its final and, when speech output is
+on, its synthesized speech (USP: ``turn.end``) — so a renewal never cuts off a translation. After
+a reconnect every one without a final is sent again, whole, in order.
+
+A backlog is sent at the pace the service answers: at most ``window`` utterances are in flight
+(begun and not done). Each final timeout starts when that utterance's end was sent. A timeout
+never writes an empty final for speech that may still be recognised: while the service keeps
+answering (it is behind, not gone) the utterance waits on, else it is resent on a fresh connection
+(``check_timeouts`` asks for one); a late final is accepted while it waits, and after
+``MAX_TIMEOUTS`` it is dropped with a warning. An empty final is written only when the
+service said so (USP ``turn.end`` without a phrase; v1 results from past its end).
 
 Attributing results:
 - USP: one turn per utterance; results carry the turn's request id. A turn the service ends
@@ -15,7 +24,8 @@ Attributing results:
   arrives before that utterance's end was sent is a piece of it (the service ended a phrase
   early) and is joined; the first final after its end was sent completes it, and so does
   ``V1_SETTLE_S`` of quiet after the end when pieces are already in (the silence tail then holds
-  no more speech). Audio goes to the utterance whose final came last.
+  no more speech). Audio goes to the utterance whose final came last, and nowhere when that final
+  belonged to no open utterance.
 """
 
 from __future__ import annotations
@@ -37,12 +47,14 @@ from agent.events import (
     SynthesizedSpeech,
     UplinkError,
 )
+from agent.uplink.spool import Spool, SpooledUtterance
 from agent.uplink.protocol import Opened, ServiceAudio, ServiceEvent, ServiceFailure, ServiceResult, TurnEnded
-from parley_common.protocols.wav import TICKS_PER_SAMPLE, WIRE_BYTES_PER_S, WIRE_BYTES_PER_SAMPLE
+from parley_common.protocols.wav import TICKS_PER_SAMPLE, WIRE_BYTES_PER_S, WIRE_BYTES_PER_SAMPLE, WIRE_SAMPLE_RATE_HZ
 
 log = logging.getLogger("parley.uplink")
 
 V1_SETTLE_S = 1.5
+MAX_TIMEOUTS = 3  # an utterance unanswered this many times is dropped, not written empty
 V1_PRE_ROLL_BYTES = WIRE_BYTES_PER_S  # a recognizer's pre-roll may reach up to a second back
 MAX_TURN_RETRIES = 4  # the SDK's retry count; reset whenever a final acknowledges more audio
 TURN_RETRY_BACKOFF_S = 0.25  # the SDK's retry interval, doubled per retry without progress
@@ -63,6 +75,10 @@ class Utterance:
     attempts: int = 0
     stream_start: int | None = None  # v1: byte range on the current connection
     stream_end: int | None = None
+    ended_at: float | None = None  # clock when the talker stopped; None: in an earlier run
+    finalized_at: float | None = None
+    awaiting_speech: bool = False  # v1: the final is out, its synthesized speech is owed
+    timeouts: int = 0
     turn_start_bytes: int = 0  # USP: where the current turn's audio starts in this utterance
     acked_bytes: int = 0  # USP: audio the finals so far cover; a continuation turn starts here
     turn_progressed: bool = False  # USP: a final of the current turn acknowledged more audio
@@ -93,19 +109,29 @@ class Utterance:
 
 
 class Outbox:
-    """Utterances owed a final. ``turns``: results name their utterance (USP) or not (v1)."""
+    """Utterances owed a result. ``turns``: results name their utterance (USP) or not (v1).
+
+    ``window``: utterances in flight at once. ``speech_expected``: the service was asked for
+    synthesized speech, so a v1 utterance is done only once its speech arrived too. ``spool``:
+    where every owed utterance is also kept on disk (None: memory only).
+    """
 
     def __init__(self, *, turns: bool, max_audio_s: float, final_timeout_s: float, spoken_language: str,
-                 emit: Callable[[ResultEvent], None], clock=time.monotonic):
+                 emit: Callable[[ResultEvent], None], clock=time.monotonic, window: int = 1,
+                 speech_expected: bool = False, spool: Spool | None = None):
         self.turns = turns
         self.max_audio_s = max_audio_s
         self.final_timeout_s = final_timeout_s
         self.spoken_language = spoken_language
+        self.window = window
+        self.speech_expected = speech_expected
         self._emit = emit
         self._clock = clock
+        self._spool = spool
         self._utterances: OrderedDict[int, Utterance] = OrderedDict()
         self._overflowed: set[int] = set()
         self._last_final_utterance: int | None = None
+        self._last_heard: float | None = None  # clock of the service's latest result or speech
         self.dropped_utterances = 0
 
     def __len__(self) -> int:
@@ -126,13 +152,32 @@ class Outbox:
             return
         if isinstance(event, SpeechStarted):
             self._utterances[event.utterance_id] = Utterance(event)
+            if self._spool:
+                self._spool.started(event)
             self._enforce_limit()
         elif event.utterance_id in self._utterances:
             utterance = self._utterances[event.utterance_id]
             if isinstance(event, SpeechChunk):
-                utterance.chunks.append(event.frame.samples[:, 0].astype("<i2").tobytes())
+                pcm = event.frame.samples[:, 0].astype("<i2").tobytes()
+                utterance.chunks.append(pcm)
+                if self._spool:
+                    self._spool.audio(event.utterance_id, pcm)
             elif isinstance(event, SpeechEnded):
-                utterance.ended = event
+                utterance.ended, utterance.ended_at = event, self._clock()
+                if self._spool:
+                    self._spool.ended(event)
+
+    def restore(self, spooled: list[SpooledUtterance]) -> None:
+        """Utterances an earlier run left on disk: owed first, in order, under the same budget.
+
+        One cut off by the stop or a crash ends where its audio ends."""
+        for entry in spooled:
+            samples = sum(len(c) for c in entry.chunks) // 2
+            ended = entry.ended or SpeechEnded(entry.started.utterance_id, entry.started.start_sample + samples,
+                                               1000 * samples / WIRE_SAMPLE_RATE_HZ, "restart")
+            self._utterances[entry.started.utterance_id] = Utterance(entry.started, list(entry.chunks), ended)
+        self._utterances = OrderedDict(sorted(self._utterances.items()))
+        self._enforce_limit()
 
     def _enforce_limit(self) -> None:
         while len(self._utterances) > 1 and sum(u.audio_s for u in self._utterances.values()) > self.max_audio_s:
@@ -144,22 +189,34 @@ class Outbox:
             self.dropped_utterances += 1
             log.warning("dropped utterance %d: %s (%d dropped so far)", utterance_id, why, self.dropped_utterances)
             self._emit(UplinkError(f"utterance {utterance_id} dropped: {why}", fatal))
+            if self._spool:
+                self._spool.remove(utterance_id)
         self._overflowed.discard(utterance_id)
 
     # -- for the sender ----------------------------------------------------------------------
 
     def connected(self) -> None:
         """A new connection: nothing without a final is trusted to have arrived."""
-        for utterance in self._utterances.values():
-            utterance.reset_transmission()
+        for utterance in list(self._utterances.values()):
+            if utterance.finalized:  # its final is out; what else it asked for went with the old connection
+                log.warning("utterance %d: its synthesized speech was lost with the connection", utterance.id)
+                self._done(utterance)
+            else:
+                utterance.reset_transmission()
+        self._last_final_utterance = None
 
     def unsent(self) -> Iterator[Utterance]:
-        """Utterances whose end is not sent yet, in order (the sender stops at one still open or backing off)."""
+        """Utterances whose end is not sent yet, in order, as far as the window allows.
+
+        The sender stops at one still open or backing off, so the window is checked before each
+        one begins."""
         now = self._clock()
         for utterance in list(self._utterances.values()):
-            if utterance.end_sent_at is not None:
+            if utterance.end_sent_at is not None or utterance.id not in self._utterances:
                 continue
             if utterance.retry_at is not None and now < utterance.retry_at:
+                return
+            if not utterance.begun and self.in_flight >= self.window:
                 return
             yield utterance
 
@@ -176,13 +233,18 @@ class Outbox:
         utterance.stream_end = stream_end
 
     @property
-    def in_flight(self) -> bool:
-        return any(u.begun for u in self._utterances.values())
+    def in_flight(self) -> int:
+        """Utterances begun on this connection and not done yet."""
+        return sum(u.begun for u in self._utterances.values())
 
     @property
-    def begun_count(self) -> int:
-        """Utterances begun on the wire and not completed: what a protocol's ``max_in_flight`` limits."""
-        return sum(1 for u in self._utterances.values() if u.begun)
+    def finals_due(self) -> int:
+        """Utterances begun on this connection whose final has not come yet."""
+        return sum(u.begun and not u.finalized for u in self._utterances.values())
+
+    @property
+    def finals_owed(self) -> int:
+        return sum(not u.finalized for u in self._utterances.values())
 
     def rejected(self, why: str) -> None:
         """The service closed fatally: the utterance it was working on is dropped on its second refusal."""
@@ -194,16 +256,13 @@ class Outbox:
 
     def receive(self, event: ServiceEvent) -> bool:
         """Attribute one service event; True when it ended a USP turn of ours (the protocol acknowledges)."""
+        self._last_heard = self._clock()
         if isinstance(event, ServiceResult):
             self._result(event)
         elif isinstance(event, ServiceFailure):
             self._failure(event)
         elif isinstance(event, ServiceAudio):
-            target = self._utterances.get(self._turn_owner(event.turn)) if event.turn else None
-            utterance_id = target.id if target else self._last_final_utterance
-            if utterance_id is not None:
-                self._emit(SynthesizedSpeech(utterance_id, event.language or self.spoken_language, event.wav_bytes,
-                                             self._clock()))
+            self._audio(event)
         elif isinstance(event, TurnEnded):
             owner = self._turn_owner(event.turn)
             if owner is not None:
@@ -252,9 +311,28 @@ class Outbox:
         else:
             self.drop(utterance.id, why, fatal=True)
 
+    def _audio(self, event: ServiceAudio) -> None:
+        if event.turn:
+            owner = self._turn_owner(event.turn)
+        else:
+            owner = self._last_final_utterance
+            self._last_final_utterance = None  # one speech per final: a second belongs to nobody
+        utterance = self._utterances.get(owner) if owner is not None else None
+        if utterance is None:
+            log.info("synthesized speech that belongs to no waiting utterance was ignored")
+            return
+        self._emit(SynthesizedSpeech(utterance.id, event.language or self.spoken_language, event.wav_bytes,
+                                     self._clock(), utterance.ended_at))
+        if utterance.awaiting_speech:
+            self._done(utterance)
+
     def _result(self, event: ServiceResult) -> None:
         utterance = self._target(event.turn, event.stream_position)
+        if event.final and not self.turns and event.stream_position is not None:
+            self._passed(event.stream_position)
         if utterance is None:
+            if event.final:
+                self._last_final_utterance = None  # its speech, if any, belongs to nobody either
             return
         if not event.final:
             self._emit(PartialResult(utterance.id, _join(utterance.pieces + [event]),
@@ -267,26 +345,54 @@ class Outbox:
             if acked > utterance.acked_bytes:
                 utterance.acked_bytes, utterance.turn_retries, utterance.turn_progressed = acked, 0, True
         if not self.turns and utterance.end_sent_at is not None and not utterance.finalized:
-            self._finalize(utterance)  # USP: at turn.end, when every phrase of the turn is in
+            # USP finalises at turn.end, when every phrase of the turn is in
+            self._finalize(utterance, speech_follows=bool(event.translations.get(self.spoken_language)))
 
-    def check_timeouts(self) -> None:
-        now = self._clock()
+    def _passed(self, position: int) -> None:
+        """v1: the service finalises in stream order, so a final at ``position`` means every
+        utterance that ended before it was heard in full; one with nothing recognised gets its
+        (empty) final now instead of waiting for the timeout."""
         for utterance in list(self._utterances.values()):
+            if (utterance.stream_end is not None and utterance.stream_end <= position and not utterance.pieces
+                    and not utterance.finalized):
+                self._finalize(utterance, speech_follows=False)
+
+    def check_timeouts(self) -> list[int]:
+        """Complete what is settled; returns the utterances that timed out and need a fresh connection."""
+        now = self._clock()
+        stalled = []
+        for utterance in list(self._utterances.values()):
+            if utterance.finalized:
+                if now - utterance.finalized_at >= self.final_timeout_s:
+                    log.warning("utterance %d: no synthesized speech within %.0f s of its final", utterance.id,
+                                self.final_timeout_s)
+                    self._done(utterance)
+                continue
             if utterance.end_sent_at is None:
                 continue
             waited_s = now - utterance.end_sent_at
             if not self.turns and utterance.pieces and waited_s >= V1_SETTLE_S:
                 self._complete(utterance)
+            elif waited_s < self.final_timeout_s:
                 continue
-            if waited_s < self.final_timeout_s:
-                continue
-            if utterance.pieces or utterance.finalized:
+            elif utterance.pieces:
                 self._complete(utterance)
             else:
-                log.warning("no result for utterance %d within %.0f s", utterance.id, self.final_timeout_s)
-                self._emit(FinalResult(utterance.id, "", {}, _azimuth(utterance),
-                                       utterance.started.start_sample, _duration(utterance)))
-                self._utterances.pop(utterance.id, None)
+                utterance.timeouts += 1
+                busy = self._last_heard is not None and now - self._last_heard < self.final_timeout_s
+                if utterance.timeouts >= MAX_TIMEOUTS:
+                    self.drop(utterance.id, f"no result from the service within {utterance.timeouts} x "
+                                            f"{self.final_timeout_s:.0f} s")
+                    continue
+                if busy:
+                    log.warning("no result for utterance %d within %.0f s; the service is answering, so it is "
+                                "behind: waiting on", utterance.id, self.final_timeout_s)
+                else:
+                    log.warning("no result for utterance %d within %.0f s and nothing else from the service; "
+                                "sending it again", utterance.id, self.final_timeout_s)
+                    stalled.append(utterance.id)
+                utterance.end_sent_at = now  # waits on, accepting a late final (until it is resent)
+        return stalled
 
     def _turn_owner(self, turn: str | None) -> int | None:
         return next((u.id for u in self._utterances.values() if u.turn == turn), None)
@@ -304,16 +410,27 @@ class Outbox:
             return None  # speech the service found outside any open utterance (tail noise, a finished one)
         return open_ones[0] if open_ones else None
 
-    def _finalize(self, utterance: Utterance) -> None:
-        utterance.finalized = True
+    def _finalize(self, utterance: Utterance, speech_follows: bool = False) -> None:
+        utterance.finalized, utterance.finalized_at = True, self._clock()
         self._emit(FinalResult(utterance.id, _join(utterance.pieces), _join_translations(utterance.pieces),
                                _azimuth(utterance), utterance.started.start_sample, _duration(utterance)))
-        if not self.turns:
-            self._utterances.pop(utterance.id, None)
+        if self._spool:
+            self._spool.remove(utterance.id)  # delivered: a restart must not send it again (its speech would be stale)
+        if self.turns:
+            return  # done at turn.end, which follows the turn's speech
+        if self.speech_expected and speech_follows:
+            utterance.awaiting_speech = True
+        else:
+            self._done(utterance)
 
     def _complete(self, utterance: Utterance) -> None:
         if not utterance.finalized:
             self._finalize(utterance)
+        if not utterance.awaiting_speech:
+            self._done(utterance)
+
+    def _done(self, utterance: Utterance) -> None:
+        """Everything the utterance asked for arrived (or was given up): it leaves the outbox."""
         self._utterances.pop(utterance.id, None)
 
 

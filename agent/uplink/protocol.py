@@ -65,7 +65,7 @@ class WireProtocol(Protocol):
     """One service protocol as the connection owner drives it; it reads utterances, never writes them."""
 
     turns: bool  # results name their utterance (USP) or not (v1)
-    max_in_flight: int | None  # utterances begun and not yet completed at once; None: no limit
+    max_in_flight: int  # utterances the service takes at once; a backlog is sent at that pace
     subprotocols: list[str] | None
 
     def url(self) -> str: ...

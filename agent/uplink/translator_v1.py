@@ -20,7 +20,7 @@ GATEWAY_DEFAULT_URL = "ws://127.0.0.1:5318"
 
 class TranslatorV1Protocol:
     turns = False  # results carry no utterance id
-    max_in_flight = None  # one continuous stream: utterances follow each other without waiting
+    max_in_flight = 2  # one being recognised while the next is uploaded
 
     def __init__(self, config: UplinkConfig, key: str | None):
         self.config = config

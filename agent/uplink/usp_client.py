@@ -84,7 +84,7 @@ def default_voice(config: UplinkConfig) -> str | None:
 
 class UspProtocol:
     turns = True
-    max_in_flight = 1
+    max_in_flight = 1  # one turn at a time
     subprotocols = ["USP"]
 
     def __init__(self, config: UplinkConfig, credentials: AzureCredentials):

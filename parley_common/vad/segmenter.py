@@ -31,12 +31,12 @@ class SegmenterConfig:
 
 
 class Segmenter:
-    def __init__(self, config: SegmenterConfig):
+    def __init__(self, config: SegmenterConfig, first_utterance_id: int = 1):
         self.config = config
         self._window: deque[bool] = deque()
         self._history: deque[Frame] = deque()  # pre-roll + start window, while idle
         self._held: list[Frame] = []  # audio of a candidate not yet announced
-        self._utterance_id = 0
+        self._utterance_id = first_utterance_id - 1  # ids continue past those an earlier run left owed
         self._open = False
         self._announced = False
         self._start_sample = 0

@@ -116,7 +116,8 @@ def test_metrics_parse_with_prometheus_client_and_count_latencies(server):
     server.publish(SpeechStarted(1, 0, 45.0, 0.7))
     server.publish(SpeechEnded(1, 16000, 1000.0, "silence", 45.0, 0.7))
     server.publish(FinalResult(1, "hello", {"es": "hola"}, 45.0, 0, 1000.0))
-    server.publish(SynthesizedSpeech(1, "es", b"RIFF", received_monotonic_s=time.monotonic()))
+    server.publish(SynthesizedSpeech(1, "es", b"RIFF", received_monotonic_s=time.monotonic(),
+                                     spoken_end_monotonic_s=time.monotonic()))
     deadline = time.monotonic() + TIMEOUT_S
     while True:  # the server folds events in on its own loop
         status, body = fetch(server.url + "/metrics")

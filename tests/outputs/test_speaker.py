@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import subprocess
 import sys
 import textwrap
@@ -30,7 +31,9 @@ def wav_bytes(seconds: float, freq_hz: float = 440.0, rate_hz: int = 16000) -> b
 
 
 def speech(n: int, seconds: float = 0.3, age_s: float = 0.0, language: str = "es") -> SynthesizedSpeech:
-    return SynthesizedSpeech(n, language, wav_bytes(seconds), time.monotonic() - age_s)
+    """Speech for what was said ``age_s`` ago, received just now."""
+    now = time.monotonic()
+    return SynthesizedSpeech(n, language, wav_bytes(seconds), now, now - age_s)
 
 
 def test_plays_in_order_skips_stale_and_other_languages(tmp_path):
@@ -49,6 +52,27 @@ def test_plays_in_order_skips_stale_and_other_languages(tmp_path):
     speaker.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["0001-es.wav", "0004-es.wav"]
     assert speaker.played == 2 and speaker.skipped_stale == 1 and len(finished) == 2
+
+
+def test_age_counts_from_the_end_of_speech_so_a_backlog_is_not_spoken_and_never_gates_the_mic(tmp_path, caplog):
+    caplog.set_level(logging.INFO, "parley.speaker")
+    gated = []
+    speaker = Speaker(SpeakerConfig(backend="wav", output_dir=str(tmp_path), realtime=True, max_age_ms=2000),
+                      on_playback_started=lambda: gated.append(1))
+    speaker.start()
+    now = time.monotonic()
+    speaker.play(SynthesizedSpeech(1, "es", wav_bytes(0.3), now, now - 30.0))  # just arrived, said 30 s ago
+    speaker.play(SynthesizedSpeech(2, "es", wav_bytes(0.3), now, None))  # said before a restart
+    speaker.play(speech(3, age_s=0.5))
+    speaker.play(speech(3))  # a second piece of the same utterance: its own file
+    deadline = time.monotonic() + 5
+    while speaker.played < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    speaker.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0003-es-2.wav", "0003-es.wav"]
+    assert speaker.skipped_stale == 2 and len(gated) == 2
+    assert "not speaking utterance 1: said 30.0 s ago" in caplog.text
+    assert "not speaking utterance 2: it was said before a restart" in caplog.text
 
 
 def test_gate_is_closed_for_the_whole_playback_plus_the_tail(tmp_path):
@@ -99,7 +123,7 @@ def test_pyaudio_backend_plays_through_a_real_alsa_device_resampled(alsa_out):
         done = []
         speaker = Speaker(SpeakerConfig(backend="pyaudio", device="parley_out"), on_playback_finished=lambda: done.append(1))
         speaker.start()
-        speaker.play(SynthesizedSpeech(1, "es", buf.getvalue(), time.monotonic()))
+        speaker.play(SynthesizedSpeech(1, "es", buf.getvalue(), time.monotonic(), time.monotonic()))
         deadline = time.monotonic() + 10
         while not done and time.monotonic() < deadline:
             time.sleep(0.02)

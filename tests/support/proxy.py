@@ -1,9 +1,10 @@
-"""A loopback TCP proxy the fault tests control: forward, cut, stall (half-open), refuse, inject garbage."""
+"""A loopback TCP proxy the fault tests control: forward, cut, reset, stall (half-open), refuse, inject garbage."""
 
 from __future__ import annotations
 
 import select
 import socket
+import struct
 import threading
 
 
@@ -13,7 +14,7 @@ class FaultProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self.mode = "forward"  # forward | refuse
-        self._stalled: set[int] = set()
+        self._stalled: set[socket.socket] = set()  # the sockets themselves: an id() can be reused
         self.accepted = 0
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._lock = threading.Lock()
@@ -51,7 +52,7 @@ class FaultProxy:
         try:
             while not self._stop.is_set():
                 readable, _, _ = select.select(sockets, [], [], 0.05)
-                if id(client) in self._stalled:
+                if client in self._stalled:
                     continue  # hold everything, answer nothing: a half-open connection
                 for sock in readable:
                     data = sock.recv(65536)
@@ -76,10 +77,19 @@ class FaultProxy:
                     pass
                 sock.close()
 
+    def reset(self) -> None:
+        """Reset every live connection (RST, not FIN): the agent's next send fails."""
+        with self._lock:
+            pairs, self._pairs = self._pairs, []
+        for client, upstream in pairs:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()
+            upstream.close()
+
     def stall_current(self) -> None:
         """Live connections go silent both ways but stay open; new connections work."""
         with self._lock:
-            self._stalled |= {id(client) for client, _ in self._pairs}
+            self._stalled |= {client for client, _ in self._pairs}
 
     def inject_garbage(self) -> None:
         """Bytes no WebSocket peer can parse, into every client's stream."""

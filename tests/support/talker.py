@@ -54,15 +54,15 @@ def wait_for_finals(results: queue.Queue, expected_ids: set[int], timeout_s: flo
         finals = {e.utterance_id for e in events if isinstance(e, FinalResult)}
         if expected_ids <= finals:
             break
-    return events + drain(results, 2.0)  # a little longer: duplicates and trailing audio must show up too
+    return events + collect(results, 2.0)  # a little longer: duplicates and trailing audio must show up too
 
 
-def drain(results: queue.Queue, seconds: float) -> list:
+def collect(results: queue.Queue, seconds: float) -> list:
     """Every event that arrives within ``seconds``."""
     events, end = [], time.monotonic() + seconds
     while time.monotonic() < end:
         try:
-            events.append(results.get(timeout=0.1))
+            events.append(results.get(timeout=0.05))
         except queue.Empty:
             pass
     return events

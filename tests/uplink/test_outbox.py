@@ -9,6 +9,7 @@ from parley_common.frames import Frame
 from agent.events import FinalResult, PartialResult, SpeechChunk, SpeechEnded, SpeechStarted, SynthesizedSpeech, UplinkError
 from agent.uplink.outbox import MAX_TURN_RETRIES, THROTTLED_BACKOFF_S, TURN_RETRY_BACKOFF_S, V1_SETTLE_S, Outbox
 from agent.uplink.protocol import Opened, ServiceAudio, ServiceFailure, ServiceResult, TurnEnded
+from agent.uplink.spool import Spool
 from parley_common.protocols.wav import HEADER_BYTES, TICKS_PER_SAMPLE, WIRE_BYTES_PER_S
 
 CHUNK_SAMPLES = 320
@@ -51,7 +52,8 @@ class Wire:
 def make(turns: bool, **kw):
     events, clock = [], Clock()
     outbox = Outbox(turns=turns, max_audio_s=kw.get("max_audio_s", 60.0), final_timeout_s=15.0,
-                    spoken_language="es", emit=events.append, clock=clock)
+                    spoken_language="es", emit=events.append, clock=clock, window=kw.get("window", 4),
+                    speech_expected=kw.get("speech_expected", False))
     return outbox, Wire(outbox, turns), events, clock
 
 
@@ -192,7 +194,7 @@ def test_a_cancelling_status_drops_the_utterance_with_the_reason_but_keeps_final
 
 
 def test_v1_pieces_before_the_end_are_joined_and_the_first_final_after_it_completes():
-    outbox, wire, events, _ = make(turns=False)
+    outbox, wire, events, _ = make(turns=False, speech_expected=True)
     speak(outbox, 1, end=False)
     wire.send()
     outbox.receive(result(True, "hello"))  # the service ended a phrase early: a piece
@@ -234,19 +236,145 @@ def test_v1_timing_info_attributes_by_stream_position_and_ignores_speech_outside
     assert [(e.utterance_id, e.source_text) for e in events] == [(2, "two"), (1, "pre-roll")]
 
 
-def test_a_late_final_after_the_timeout_is_dropped_and_the_empty_final_is_emitted_once():
+def test_a_timeout_asks_for_a_resend_accepts_a_late_final_and_never_writes_an_empty_final():
     outbox, wire, events, clock = make(turns=True)
     speak(outbox, 1)
     wire.send()
     clock.now_s += 14.9
-    outbox.check_timeouts()
-    assert not events
+    assert outbox.check_timeouts() == [] and not events
     clock.now_s += 0.2
-    outbox.check_timeouts()
-    assert finals(events) == [FinalResult(1, "", {}, 20.0, 100_000, 100.0)]
-    outbox.receive(result(True, "too late", "turn-1-1"))
+    assert outbox.check_timeouts() == [1]  # the connection owner reconnects and sends it again
+    assert not finals(events) and 1 in outbox
+    outbox.receive(result(True, "late but here", "turn-1-1"))  # before the resend: still accepted
+    outbox.receive(TurnEnded("turn-1-1"))  # USP finals are written at the end of their turn
+    assert [e.source_text for e in finals(events)] == ["late but here"]
+
+
+def test_an_utterance_unanswered_three_times_is_dropped_with_a_warning_not_written_empty():
+    outbox, wire, events, clock = make(turns=True)
+    speak(outbox, 1)
+    for attempt in (1, 2, 3):
+        outbox.connected()
+        wire.send()
+        clock.now_s += 15.1
+        stalled = outbox.check_timeouts()
+    assert stalled == [] and not finals(events) and 1 not in outbox
+    assert [e.message for e in events] == ["utterance 1 dropped: no result from the service within 3 x 15 s"]
+
+
+def test_a_service_that_is_behind_but_answering_is_waited_for_not_sent_the_utterance_again():
+    outbox, wire, events, clock = make(turns=False, window=2)
+    speak(outbox, 1)
+    speak(outbox, 2)
+    wire.send()
+    clock.now_s += 10.0
+    outbox.receive(result(True, "one", position=outbox._utterances[1].stream_start))
+    clock.now_s += 5.1
+    assert outbox.check_timeouts() == []  # 2 is late, but the service answered 5 s ago: it is busy
+    clock.now_s += 10.0
+    outbox.receive(result(True, "two, late", position=outbox._utterances[2].stream_start))
+    assert [e.source_text for e in finals(events)] == ["one", "two, late"] and len(outbox) == 0
+
+
+def test_a_usp_turn_that_ends_without_a_phrase_is_an_empty_final_because_the_service_said_so():
+    outbox, wire, events, _ = make(turns=True)
+    speak(outbox, 1)
+    wire.send()
     outbox.receive(TurnEnded("turn-1-1"))
-    assert len(finals(events)) == 1 and len(outbox) == 0
+    assert finals(events) == [FinalResult(1, "", {}, 20.0, 100_000, 100.0)] and len(outbox) == 0
+
+
+def test_a_backlog_goes_out_at_the_pace_of_the_window_and_each_timeout_starts_at_its_send():
+    outbox, wire, events, clock = make(turns=False, window=2)
+    for utterance_id in range(1, 6):
+        speak(outbox, utterance_id)
+    wire.send()
+    assert [i for i, _ in wire.sent] == [1, 2]
+    for utterance_id in range(1, 6):
+        clock.now_s += 6.0  # the service takes 6 s per utterance: all sent at once, the third would time out
+        assert outbox.check_timeouts() == []
+        first = outbox._utterances[utterance_id]
+        outbox.receive(result(True, f"said {utterance_id}", position=first.stream_start + 10))
+        wire.send()
+    assert [e.source_text for e in finals(events)] == [f"said {i}" for i in range(1, 6)]
+    assert [i for i, _ in wire.sent] == [1, 2, 3, 4, 5] and len(outbox) == 0
+
+
+def test_v1_an_utterance_is_done_only_when_its_speech_arrived_and_speech_goes_to_no_one_else():
+    outbox, wire, events, clock = make(turns=False, window=1, speech_expected=True)
+    speak(outbox, 1)
+    speak(outbox, 2)
+    wire.send()
+    first = outbox._utterances[1]
+    outbox.receive(result(True, "one", position=first.stream_start))
+    assert outbox.in_flight == 1 and [i for i, _ in wire.sent] == [1]  # its speech is still owed
+    wire.send()
+    assert [i for i, _ in wire.sent] == [1]
+    outbox.receive(ServiceAudio(b"RIFF-1"))
+    assert 1 not in outbox and outbox.in_flight == 0
+    outbox.receive(ServiceAudio(b"RIFF-?"))  # a second speech for one final belongs to nobody
+    wire.send()
+    outbox.receive(result(True, "noise far away", position=wire.position + 10_000))  # outside utterance 2
+    outbox.receive(ServiceAudio(b"RIFF-noise"))
+    speech = [(e.utterance_id, e.wav_bytes) for e in events if isinstance(e, SynthesizedSpeech)]
+    assert speech == [(1, b"RIFF-1")]
+    assert events[1].spoken_end_monotonic_s == 100.0  # its age counts from when the talker stopped
+    # Utterance 2 was heard in full (a final came from past its end) with nothing in it: an empty final now.
+    assert [(e.utterance_id, e.source_text) for e in finals(events)] == [(1, "one"), (2, "")]
+
+
+def test_v1_a_final_whose_speech_never_comes_is_done_after_the_timeout():
+    outbox, wire, events, clock = make(turns=False, speech_expected=True)
+    speak(outbox, 1)
+    wire.send()
+    outbox.receive(result(True, "one", position=outbox._utterances[1].stream_start))
+    clock.now_s += 15.1
+    outbox.check_timeouts()
+    assert len(outbox) == 0 and len(finals(events)) == 1
+
+
+def test_a_reconnect_completes_finals_whose_speech_was_lost_instead_of_sending_them_again():
+    outbox, wire, events, _ = make(turns=False, speech_expected=True)
+    speak(outbox, 1)
+    wire.send()
+    outbox.receive(result(True, "one", position=outbox._utterances[1].stream_start))
+    outbox.connected()
+    wire.send()
+    assert len(outbox) == 0 and [i for i, _ in wire.sent] == [1] and len(finals(events)) == 1
+
+
+def test_the_spool_keeps_what_is_owed_across_a_crash_and_ids_never_collide(tmp_path):
+    spool = Spool(tmp_path)
+    events, clock = [], Clock()
+    outbox = Outbox(turns=True, max_audio_s=60.0, final_timeout_s=15.0, spoken_language="es",
+                    emit=events.append, clock=clock, spool=spool)
+    speak(outbox, 1)
+    speak(outbox, 2)
+    speak(outbox, 3, end=False)  # the process dies while 3 is being spoken
+    wire = Wire(outbox, turns=True)
+    wire.send()
+    outbox.receive(result(True, "one", "turn-1-1"))
+    outbox.receive(TurnEnded("turn-1-1"))
+    with open(tmp_path / "0000000003.utt", "ab") as torn:
+        torn.write(b"A\x00\x00\x10")  # a power cut tore the last record
+    (tmp_path / "0000000009.utt").write_bytes(b"garbage")
+
+    again = Spool(tmp_path)  # the restart
+    assert again.next_utterance_id() == 10
+    restored_events = []
+    restored = Outbox(turns=True, max_audio_s=60.0, final_timeout_s=15.0, spoken_language="es",
+                      emit=restored_events.append, clock=clock, window=4, spool=again)
+    restored.restore(again.load())
+    assert [u.id for u in restored.unsent()] == [2, 3]
+    assert restored._utterances[3].ended.reason == "restart" and len(restored._utterances[3].chunks) == 5
+    assert restored._utterances[2].chunks == outbox._utterances[2].chunks
+    wire = Wire(restored, turns=True)
+    wire.send()
+    for utterance_id in (2, 3):
+        restored.receive(result(True, f"said {utterance_id}", f"turn-{utterance_id}-1"))
+        restored.receive(TurnEnded(f"turn-{utterance_id}-1"))
+    assert [e.source_text for e in finals(restored_events)] == ["said 2", "said 3"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_a_usp_final_without_turn_end_completes_at_the_timeout_without_a_second_final():

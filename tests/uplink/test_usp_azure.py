@@ -18,7 +18,7 @@ from parley_common.protocols.usp import USP_V1_PATH, USP_V2_PATH
 from parley_common.protocols.wav import TICKS_PER_SAMPLE, WIRE_BYTES_PER_SAMPLE
 
 from tests.support.data import shared_data_dir
-from tests.support.talker import FRAME, Talker, TokenService, drain, finals_by_id, wait_for_finals
+from tests.support.talker import FRAME, Talker, TokenService, collect, finals_by_id, wait_for_finals
 from tests.support.scripted_usp import Script, ScriptedUsp
 from tests.support.speech import english_samples
 
@@ -63,7 +63,7 @@ def test_throttling_backs_off_and_is_reported_instead_of_a_resend_storm(speech):
     with ScriptedUsp(script) as service:
         uplink, results = start(service.url(USP_V1_PATH))
         Talker(uplink, speed=8.0).say(speech[0])
-        events = drain(results, 3.5)
+        events = collect(results, 3.5)
         uplink.close()
     opened = [t for t, way, path, _ in service.events if way == "rx" and path == "speech.context"]
     assert 2 <= len(opened) <= 3, f"{len(opened)} turns in 3.5 s"  # back-off 1 s, then 2 s
@@ -96,7 +96,7 @@ def test_bad_request_is_an_error_with_its_reason_not_an_empty_final(speech):
     with ScriptedUsp(Script(status="BadRequest")) as service:
         uplink, results = start(service.url(USP_V1_PATH))
         Talker(uplink, speed=8.0).say(speech[0])
-        events = drain(results, 2.0)
+        events = collect(results, 2.0)
         uplink.close()
     assert len(service.received("speech.context")) == 1  # cancelled, not retried
     errors = [e for e in events if isinstance(e, UplinkError)]
