@@ -50,6 +50,7 @@ class WavReader:
 
     def _parse_header(self) -> None:
         head = self._file.read(12)
+        self._data_start: int | None = None  # None: not seekable (a pipe), so it cannot loop
         if len(head) < 12:
             self._fail(f"truncated header: the file has {len(head)} byte(s), a WAV header needs at least 44")
         if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
@@ -72,14 +73,15 @@ class WavReader:
             elif chunk_id == b"data":
                 if fmt is None:
                     self._fail("the 'data' chunk comes before the 'fmt ' chunk")
-                self._data_start = self._file.tell()
-                self._file.seek(0, 2)
-                available = self._file.tell() - self._data_start
+                available = size
+                if self._file.seekable():  # a pipe (a live recorder) has no end to look at, nor a place
+                    self._data_start = self._file.tell()
+                    available = self._file.seek(0, 2) - self._data_start
+                    self._file.seek(self._data_start)
                 self.n_frames = min(size, available) // self.block_align
-                self._file.seek(self._data_start)
                 return
             else:
-                self._file.seek(size + (size % 2), 1)
+                self._file.read(size + (size % 2))
 
     def _parse_fmt(self, body: bytes) -> None:
         tag, channels, rate, _, block_align, bits = struct.unpack("<HHIIHH", body[:16])
@@ -114,6 +116,8 @@ class WavReader:
         return to_int16(raw[: n * self.block_align], self.bits, self.is_float).reshape(n, self.channels)
 
     def rewind(self) -> None:
+        if self._data_start is None:
+            raise WavFormatError(f"{self.path}: a pipe cannot be looped")
         self._file.seek(self._data_start)
         self._remaining_frames = self.n_frames
 
