@@ -27,7 +27,7 @@ DEMO_AZIMUTH_DEG = 60.0
 DEMO_TARGETS = ("es", "ca")
 # People wait for the box to finish speaking: the mic is gated while it talks (half-duplex), so the
 # pauses must cover the end-of-speech latency plus the spoken translation.
-DEMO_GAP_S = 6.0
+DEMO_GAP_S = 4.5
 
 
 def make_scene(out_dir: Path, shared_data: Path | None, seed: int = 7):
