@@ -17,6 +17,9 @@ class LimitsConfig:
     max_message_bytes: int = field(default=1 << 20, metadata={"min": 1024, "help": "largest WebSocket message accepted"})
     max_audio_s: float = field(default=3600.0, metadata={"min": 1.0, "help": "audio per connection before a clean close"})
     idle_timeout_s: float = field(default=60.0, metadata={"min": 1.0, "help": "no message for this long closes the session"})
+    receive_queue_messages: int = field(
+        default=1024, metadata={"min": 16, "max": 100000,
+                                "help": "messages held per connection while a final decodes; beyond it reading (and pings) pause"})
 
 
 @dataclass(frozen=True)

@@ -155,6 +155,9 @@ async def run_gateway(config: GatewayConfig, stop: asyncio.Event | None = None,
     try:
         async with serve(gateway.handle, config.host, config.port, process_request=gateway.process_request,
                          max_size=config.limits.max_message_bytes, select_subprotocol=_echo_usp,
+                         # A Whisper final takes ~0.5-2 s, during which a session reads no audio; with
+                         # websockets' 16 queued messages reading would pause and pings go unanswered.
+                         max_queue=config.limits.receive_queue_messages,
                          ping_interval=20, ping_timeout=20, close_timeout=2) as server:
             port = server.sockets[0].getsockname()[1]
             log.info("parley-gateway listening on ws://%s:%d (languages: %s)", config.host, port,

@@ -7,6 +7,7 @@ windows, so it answers for each frame with the probability of the latest complet
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,18 +46,7 @@ class SileroVad:
     def __init__(self, config: VadConfig, sample_rate_hz: int):
         if sample_rate_hz != 16000:
             raise VadUnavailable("the silero engine is used at 16000 Hz only")
-        try:
-            import onnxruntime
-        except ImportError:
-            raise VadUnavailable("the silero VAD needs onnxruntime: pip install 'parley[silero]'") from None
-        spec = importlib.util.find_spec("silero_vad")
-        model = Path(spec.origin).parent / "data" / "silero_vad.onnx" if spec and spec.origin else None
-        if model is None or not model.is_file():
-            raise VadUnavailable("the silero VAD model is missing: pip install --no-deps silero-vad")
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        self._session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        self._session = _silero_session()
         self._threshold = config.silero_threshold
         self._state = np.zeros((2, 1, 128), dtype=np.float32)
         self._context = np.zeros(self.CONTEXT, dtype=np.float32)
@@ -73,6 +63,25 @@ class SileroVad:
             self._context = window[-self.CONTEXT:]
             self.probability = float(out[0, 0])
         return self.probability >= self._threshold
+
+
+@functools.lru_cache(maxsize=1)
+def _silero_session():
+    """One inference session for every detector: the model is stateless (each detector passes its own
+    state in), onnxruntime runs concurrent calls safely, and a new session costs 0.1-0.3 s, which a
+    gateway would pay per client."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise VadUnavailable("the silero VAD needs onnxruntime: pip install 'parley[silero]'") from None
+    spec = importlib.util.find_spec("silero_vad")
+    model = Path(spec.origin).parent / "data" / "silero_vad.onnx" if spec and spec.origin else None
+    if model is None or not model.is_file():
+        raise VadUnavailable("the silero VAD model is missing: pip install --no-deps silero-vad")
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
 
 
 def make_vad(config: VadConfig, sample_rate_hz: int):

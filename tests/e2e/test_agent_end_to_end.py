@@ -33,7 +33,7 @@ def scene(tmp_path_factory):
     speech = [pcm for _, pcm in english_samples(shared_data_dir(), limit=2)]
     noise_dir = shared_data_dir() / "noise" if shared_data_dir() else None
     scene = simulate_scene(geometry, speech, AZIMUTH_DEG, rt60_s=0.3, noise="diffuse", snr_db=20.0, seed=3,
-                           noise_dir=noise_dir, gap_s=4.5)  # pauses cover the spoken translation (half-duplex)
+                           noise_dir=noise_dir, gap_s=6.0)  # pauses cover the final and the spoken translation (half-duplex)
     path = tmp_path_factory.mktemp("scene") / "scene.wav"
     write_multichannel_wav(path, scene.mixture, 16000)
     return path, scene
