@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agent.audio.frames import Frame
+from parley_common.frames import Frame
 from agent.dsp.beamformer import Beamformer, BeamformerConfig
 from agent.dsp.doa import DoaConfig, WhitenedMusicDoa
 from agent.dsp.stft import StreamingStft
 from agent.events import SegmentEvent
 from agent.hardware import ArrayGeometry
-from agent.vad.engines import VadConfig, make_vad
-from agent.vad.segmenter import Segmenter, SegmenterConfig
+from parley_common.vad.engines import VadConfig, make_vad
+from parley_common.vad.segmenter import Segmenter, SegmenterConfig
 
 HOP_MS = 10
 

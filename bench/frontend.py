@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from agent.audio.frames import Frame  # noqa: E402
+from parley_common.frames import Frame  # noqa: E402
 from agent.audio.synth import speak  # noqa: E402
 from agent.dsp.beamformer import Beamformer, BeamformerConfig  # noqa: E402
 from agent.dsp.stft import StreamingStft  # noqa: E402
@@ -222,7 +222,7 @@ def markdown_row(c) -> str:
 def vad_cpu_split(shared: Path | None) -> list[dict]:
     """Front-end RTF with each VAD on one scene per array, best of three, in this process: how much
     of the cost is the VAD (the grid's RTF column runs two workers on two cores, so it is noisier)."""
-    from agent.vad.engines import VadConfig
+    from parley_common.vad.engines import VadConfig
 
     speech = load_speech(shared)
     out = []

@@ -14,6 +14,7 @@ from parley_common import __version__
 from parley_common.typedyaml import ConfigError, load_yaml_config
 from parley_common.sdnotify import SystemdNotifier
 from gateway.config import GatewayConfig
+from gateway.engines.whisper_models import ModelError
 from gateway.server import run_gateway
 
 EXIT_CONFIG = 78
@@ -49,7 +50,11 @@ def main(argv: list[str] | None = None) -> int:
                           on_ready=lambda port, _: notifier.notify(READY="1", STATUS=f"listening on port {port}"))
         notifier.notify(STOPPING="1")
 
-    asyncio.run(serve_until_signalled())
+    try:
+        asyncio.run(serve_until_signalled())
+    except ModelError as exc:
+        print(f"parley-gateway: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     return 0
 
 

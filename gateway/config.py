@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from gateway.engines.whisper_models import PACKAGED
+from parley_common.vad.engines import VadConfig
 
 
 @dataclass(frozen=True)
@@ -15,14 +20,53 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class SourceLanguageConfig:
+    engine: Literal["whisper", "pocketsphinx"] = field(
+        default="whisper", metadata={"help": "whisper: accurate; pocketsphinx: light, English only"})
+    model: str = field(
+        default="tiny.en",
+        metadata={"help": "whisper: tiny.en | base (packaged), or the path of a CTranslate2 Whisper model directory"})
+    beam_size: int = field(default=1, metadata={"min": 1, "max": 10, "help": "whisper: 1 is greedy"})
+    no_speech_threshold: float = field(
+        default=0.6, metadata={"min": 0.0, "max": 1.0, "help": "whisper: above this (and unsure words) a phrase is noise"})
+    log_prob_threshold: float = field(
+        default=-1.0, metadata={"min": -10.0, "max": 0.0, "help": "whisper: average token log-probability of speech"})
+    compression_ratio_threshold: float = field(
+        default=2.4, metadata={"min": 1.0, "max": 10.0, "help": "whisper: text compressing better is a repetition loop"})
+
+    def __post_init__(self) -> None:
+        if self.engine == "whisper" and self.model not in PACKAGED and not Path(self.model).expanduser().is_dir():
+            raise ValueError(f"model {self.model!r} is not a packaged model ({', '.join(PACKAGED)}) "
+                             "nor an existing CTranslate2 Whisper directory")
+
+
+def _default_languages() -> dict[str, SourceLanguageConfig]:
+    return {"en-US": SourceLanguageConfig(), "es-ES": SourceLanguageConfig(model="base")}
+
+
+@dataclass(frozen=True)
 class RecognitionConfig:
+    languages: dict[str, SourceLanguageConfig] = field(
+        default_factory=_default_languages,
+        metadata={"help": "source language (BCP-47) -> recognizer; the first is the default"})
+    processes: int = field(
+        default=2, metadata={"min": 1, "max": 64, "help": "recognizer worker processes (one thread each); one per core"})
+    model_cache_dir: str | None = field(
+        default=None, metadata={"help": "where split packaged models are joined (default ~/.cache/parley-gateway)"})
     endpoint_silence_ms: int = field(
         default=600, metadata={"min": 100, "max": 5000, "help": "silence that ends a phrase (server-side endpointing)"})
-    partial_interval_ms: int = field(default=250, metadata={"min": 50, "help": "at most one partial per interval"})
-    vad_mode: int = field(default=2, metadata={"min": 0, "max": 3, "help": "webrtcvad aggressiveness for endpointing"})
-    max_phrase_s: float = field(default=30.0, metadata={"min": 2.0, "help": "a phrase is finalised after this long"})
-    processes: int = field(
-        default=2, metadata={"min": 1, "max": 64, "help": "recognizer worker processes; about one per core"})
+    partial_interval_ms: int = field(
+        default=1000, metadata={"min": 50, "help": "at most one partial per interval, and only from an idle worker"})
+    vad: VadConfig = field(default_factory=VadConfig, metadata={"help": "the agent's VAD, for endpointing"})
+    max_phrase_s: float = field(default=30.0, metadata={"min": 2.0, "max": 120.0, "help": "a phrase is finalised after this long"})
+
+    def __post_init__(self) -> None:
+        if not self.languages:
+            raise ValueError("recognition.languages: at least one source language is needed")
+        for code, language in self.languages.items():
+            english_only = language.engine == "pocketsphinx" or language.model.endswith(".en")
+            if english_only and not code.lower().startswith("en"):
+                raise ValueError(f"languages.{code}: {language.engine} {language.model} only recognizes English")
 
 
 @dataclass(frozen=True)
@@ -31,7 +75,6 @@ class GatewayConfig:
     port: int = field(default=5318, metadata={"min": 0, "max": 65535, "help": "0: any free port"})
     subscription_key: str | None = field(default=None, metadata={"secret": True, "help": "required from clients when set"})
     subscription_key_file: str | None = field(default=None, metadata={"help": "file holding the key (wins over the inline key)"})
-    source_language: str = field(default="en-US", metadata={"help": "what the recognizer understands"})
     voices: dict[str, str] = field(
         default_factory=lambda: {"es": "es", "ca": "ca", "en": "en-us"},
         metadata={"help": "target language -> espeak-ng voice"})
@@ -42,6 +85,11 @@ class GatewayConfig:
     def __post_init__(self) -> None:
         if not _is_loopback(self.host) and not (self.subscription_key or self.subscription_key_file):
             raise ValueError(f"host {self.host!r} is not loopback: set subscription_key or subscription_key_file")
+
+    @property
+    def source_language(self) -> str:
+        """The source language of clients that do not name one."""
+        return next(iter(self.recognition.languages))
 
     def resolved_key(self) -> str | None:
         if self.subscription_key_file:

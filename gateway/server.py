@@ -23,7 +23,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Response
 
 from gateway.config import GatewayConfig
-from gateway.engines.pocketsphinx_asr import RecognizerError
+from gateway.engines.workers import RecognizerError
 from gateway.engines.registry import Engines, LanguageError, LanguageRequest
 from gateway.session import TranslationSession
 from gateway.translator_v1 import serve_translator_v1
@@ -151,14 +151,14 @@ async def run_gateway(config: GatewayConfig, stop: asyncio.Event | None = None,
                       on_ready=None) -> None:
     """Serve until ``stop`` is set (or forever)."""
     gateway = Gateway(config)
-    await asyncio.get_running_loop().run_in_executor(gateway.executor, gateway.engines.recognizer.warm_up, 2)
+    await asyncio.get_running_loop().run_in_executor(gateway.executor, gateway.engines.recognizer.warm_up)
     try:
         async with serve(gateway.handle, config.host, config.port, process_request=gateway.process_request,
                          max_size=config.limits.max_message_bytes, select_subprotocol=_echo_usp,
                          ping_interval=20, ping_timeout=20, close_timeout=2) as server:
             port = server.sockets[0].getsockname()[1]
-            log.info("parley-gateway listening on ws://%s:%d (targets: %s)", config.host, port,
-                     ", ".join(gateway.engines.translator.targets))
+            log.info("parley-gateway listening on ws://%s:%d (languages: %s)", config.host, port,
+                     ", ".join(gateway.engines.languages_document(["speech"])["speech"]))
             if on_ready:
                 on_ready(port, gateway)
             await (stop.wait() if stop else asyncio.Future())

@@ -36,7 +36,8 @@ class TranslationSession:
         self.request = request
         self.partials = partials
         self._executor = executor
-        self._detector = PhraseDetector(engines.recognizer, engines.config.recognition)
+        self._detector = PhraseDetector(lambda: engines.recognizer.open_stream(request.source),
+                                        engines.config.recognition)
 
     async def _run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -80,11 +81,9 @@ class TranslationSession:
         if not text:
             return {t: "" for t in self.request.targets}, None
         try:
-            pairs = await self._run(self._translate_all, text)
+            pairs = await self._run(self.engines.translate, text, self.request)
             return pairs, None
         except Exception as exc:
             log.warning("translation failed: %s", exc)
             return {}, str(exc)
 
-    def _translate_all(self, text: str) -> dict[str, str]:
-        return {t: self.engines.translator.translate(text, t) for t in self.request.targets}

@@ -54,8 +54,8 @@ async def serve_translator_v1(ws, session: TranslationSession, features: set[str
 
 
 async def _send(ws, session: TranslationSession, result, timing: bool, speech: bool) -> None:
-    if isinstance(result, PhraseStarted):
-        return
+    if isinstance(result, PhraseStarted) or (result.final and not result.text):
+        return  # v1 has no "no match": a phrase that was noise gets no final
     await ws.send(_result_message(result, session.request.targets, timing).encode())
     if result.final and speech:
         audio = await session.speak(result)

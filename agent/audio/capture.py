@@ -18,7 +18,7 @@ import numpy as np
 
 from agent.audio.config import CaptureConfig
 from agent.audio.devices import DeviceInfo, find_input_device, open_pyaudio
-from agent.audio.frames import Frame
+from parley_common.frames import Frame
 from agent.audio.resample import StreamResampler
 from agent.hardware import ArrayGeometry
 

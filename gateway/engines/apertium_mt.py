@@ -5,6 +5,8 @@ pipeline is started once in null-flush mode (``-z``): a NUL after the input make
 flush, and the translation comes back terminated by a NUL — tens of milliseconds per sentence.
 Some stages (``lt-proc -b``) only act on a NUL once they have read one more byte, and the tagger
 swallows a lone extra NUL, so every request ends with three NULs; the empty results are skipped.
+The text itself ends with a newline: without a blank after it, a sentence's final punctuation stays
+inside ``lt-proc`` and the translation loses its "." (the ``apertium`` command's deformatter adds one).
 """
 
 from __future__ import annotations
@@ -18,8 +20,7 @@ import threading
 from pathlib import Path
 
 MODES_DIR = Path("/usr/share/apertium/modes")
-SOURCE_CODE = "eng"
-ISO639_3_TO_1 = {"spa": "es", "cat": "ca", "fra": "fr", "deu": "de", "ita": "it", "por": "pt", "glg": "gl",
+ISO639_3_TO_1 = {"eng": "en", "spa": "es", "cat": "ca", "fra": "fr", "deu": "de", "ita": "it", "por": "pt", "glg": "gl",
                  "epo": "eo", "oci": "oc", "eus": "eu", "nld": "nl"}
 ZFLAG_PROGRAMS = ("lt-proc", "apertium-tagger", "apertium-pretransfer", "apertium-transfer", "lrx-proc",
                   "apertium-interchunk", "apertium-postchunk", "cg-proc", "apertium-anaphora", "lsx-proc")
@@ -31,13 +32,14 @@ class TranslationError(RuntimeError):
     pass
 
 
-def installed_pairs(modes_dir: Path = MODES_DIR) -> dict[str, Path]:
-    """Target language (ISO 639-1) -> mode file, for every installed ``eng-XXX`` base mode."""
+def installed_pairs(modes_dir: Path = MODES_DIR) -> dict[tuple[str, str], Path]:
+    """(source, target) in ISO 639-1 -> mode file, for every installed base mode such as ``spa-eng``
+    (variants such as ``eng-cat_valencia`` and debug modes are left out)."""
     pairs = {}
-    for mode in sorted(modes_dir.glob(f"{SOURCE_CODE}-*.mode")):
-        target = mode.stem.split("-", 1)[1]
-        if target in ISO639_3_TO_1:
-            pairs[ISO639_3_TO_1[target]] = mode
+    for mode in sorted(modes_dir.glob("*-*.mode")):
+        codes = mode.stem.split("-")
+        if len(codes) == 2 and all(code in ISO639_3_TO_1 for code in codes):
+            pairs[(ISO639_3_TO_1[codes[0]], ISO639_3_TO_1[codes[1]])] = mode
     return pairs
 
 
@@ -63,7 +65,7 @@ class ApertiumPipeline:
             if self._process is None or self._process.poll() is not None:
                 self._process = self._start()
             try:
-                self._process.stdin.write(_escape(text).encode() + FLUSH)
+                self._process.stdin.write(_escape(text).encode() + b"\n" + FLUSH)
                 self._process.stdin.flush()
                 raw = _read_until_nul(self._process.stdout.fileno()).decode(errors="replace")
                 return " ".join(re.sub(r"\\(.)", r"\1", raw).split())
@@ -99,23 +101,22 @@ def _read_until_nul(fd: int) -> bytes:
 
 
 class ApertiumTranslator:
-    """English -> every installed Apertium target, each through its own warm pipeline."""
-
-    source_language = "en"
+    """Every installed Apertium pair, each through its own warm pipeline, started on first use."""
 
     def __init__(self, modes_dir: Path = MODES_DIR):
         if shutil.which("lt-proc") is None:
             raise TranslationError("Apertium is not installed (apt-get install apertium apertium-eng-spa)")
-        self._pipelines = {lang: ApertiumPipeline(mode) for lang, mode in installed_pairs(modes_dir).items()}
+        self._pipelines = {pair: ApertiumPipeline(mode) for pair, mode in installed_pairs(modes_dir).items()}
 
-    @property
-    def targets(self) -> list[str]:
-        return sorted(self._pipelines)
+    def targets(self, source: str) -> list[str]:
+        """The languages ``source`` translates into."""
+        return sorted(target for (src, target) in self._pipelines if src == source)
 
-    def translate(self, text: str, target: str) -> str:
-        pipeline = self._pipelines.get(target)
+    def translate(self, text: str, source: str, target: str) -> str:
+        pipeline = self._pipelines.get((source, target))
         if pipeline is None:
-            raise TranslationError(f"no translation from en to {target!r}; installed: {', '.join(self.targets)}")
+            raise TranslationError(
+                f"no translation from {source} to {target!r}; installed: {', '.join(self.targets(source))}")
         return pipeline.translate(text)
 
     def close(self) -> None:

@@ -7,16 +7,11 @@ from dataclasses import dataclass
 from gateway.config import GatewayConfig
 from gateway.engines.apertium_mt import ApertiumTranslator
 from gateway.engines.espeak_tts import EspeakSynthesizer
-from gateway.engines.pocketsphinx_asr import PocketsphinxRecognizer
+from gateway.engines.recognizers import Recognizers, base_language
 
 LANGUAGE_NAMES = {"en": "English", "es": "Spanish", "ca": "Catalan", "fr": "French", "de": "German",
                   "it": "Italian", "pt": "Portuguese", "gl": "Galician", "eo": "Esperanto", "oc": "Occitan",
                   "eu": "Basque", "nl": "Dutch"}
-
-
-def base_language(code: str) -> str:
-    """``es-ES`` -> ``es``; ``zh-Hans`` -> ``zh``."""
-    return code.replace("_", "-").split("-")[0].lower()
 
 
 @dataclass(frozen=True)
@@ -33,22 +28,23 @@ class LanguageError(ValueError):
 class Engines:
     def __init__(self, config: GatewayConfig):
         self.config = config
-        self.recognizer = PocketsphinxRecognizer(config.recognition.processes)
+        self.recognizer = Recognizers(config.recognition)
         self.translator = ApertiumTranslator()
-        self.synthesizer = EspeakSynthesizer(
-            {lang: voice for lang, voice in config.voices.items() if lang in self.translator.targets})
+        spoken = {t for source in self.recognizer.languages for t in self.translator.targets(source)}
+        self.synthesizer = EspeakSynthesizer({lang: voice for lang, voice in config.voices.items() if lang in spoken})
 
     def resolve(self, source: str, targets: list[str], voice: str | None, speech_wanted: bool) -> LanguageRequest:
-        if base_language(source) != base_language(self.config.source_language):
+        if base_language(source) not in self.recognizer.languages:
             raise LanguageError(
-                f"unsupported source language {source!r}; installed: {self.config.source_language}")
+                f"unsupported source language {source!r}; installed: {', '.join(self.recognizer.languages.values())}")
+        installed = self.translator.targets(base_language(source))
         wanted = tuple(dict.fromkeys(base_language(t) for t in targets if t))
         if not wanted:
-            raise LanguageError(f"no target language given; installed: {', '.join(self.translator.targets)}")
-        missing = [t for t in wanted if t not in self.translator.targets]
+            raise LanguageError(f"no target language given; installed from {source}: {', '.join(installed)}")
+        missing = [t for t in wanted if t not in installed]
         if missing:
-            raise LanguageError(
-                f"unsupported target language(s) {', '.join(missing)}; installed: {', '.join(self.translator.targets)}")
+            raise LanguageError(f"unsupported target language(s) {', '.join(missing)} from {source}; "
+                                f"installed: {', '.join(installed)}")
         speak = None
         if speech_wanted:
             speak = base_language(voice) if voice else wanted[0]
@@ -57,14 +53,23 @@ class Engines:
                     f"no voice {voice!r} for the requested targets; voices: {', '.join(sorted(self.synthesizer.voices))}")
         return LanguageRequest(source, wanted, speak)
 
+    def translate(self, text: str, request: LanguageRequest) -> dict[str, str]:
+        """``text`` in every target of ``request``."""
+        source = base_language(request.source)
+        return {t: self.translator.translate(text, source, t) for t in request.targets}
+
     def languages_document(self, scopes: list[str]) -> dict:
-        """The Translator Languages API answer for what is installed."""
+        """The Translator Languages API answer for what is installed; each speech language also lists
+        the text languages it translates into (``translations``, our extension)."""
         doc: dict = {}
+        sources = self.recognizer.languages  # base -> configured code
         if "speech" in scopes:
-            src = self.config.source_language
-            doc["speech"] = {src: {"name": LANGUAGE_NAMES.get(base_language(src), src), "language": base_language(src)}}
+            doc["speech"] = {code: {"name": LANGUAGE_NAMES.get(base, code), "language": base,
+                                    "translations": self.translator.targets(base)}
+                             for base, code in sources.items()}
         if "text" in scopes:
-            doc["text"] = {t: {"name": LANGUAGE_NAMES.get(t, t), "dir": "ltr"} for t in self.translator.targets}
+            targets = sorted({t for base in sources for t in self.translator.targets(base)})
+            doc["text"] = {t: {"name": LANGUAGE_NAMES.get(t, t), "dir": "ltr"} for t in targets}
         if "tts" in scopes:
             doc["tts"] = {
                 f"{lang}-espeak": {"displayName": f"espeak-ng {voice}", "gender": "male", "locale": lang,

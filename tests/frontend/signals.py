@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent.audio.frames import Frame
+from parley_common.frames import Frame
 from agent.dsp.geometry_math import arrival_delays_s
 
 

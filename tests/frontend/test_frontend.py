@@ -12,7 +12,7 @@ from agent.audio.synth import speak
 from agent.events import SpeechChunk, SpeechEnded, SpeechStarted
 from agent.frontend import FrontEnd, FrontendConfig
 from agent.hardware import load_array_profile
-from agent.vad.engines import VadConfig
+from parley_common.vad.engines import VadConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 from signals import plane_wave, to_frames  # noqa: E402

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.audio.frames import Frame
+from parley_common.frames import Frame
 from agent.events import SpeechChunk, SpeechEnded, SpeechStarted
-from agent.vad.segmenter import Segmenter, SegmenterConfig
+from parley_common.vad.segmenter import Segmenter, SegmenterConfig
 
 FRAME_MS = 20
 N = 320

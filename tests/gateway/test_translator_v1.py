@@ -63,7 +63,7 @@ def test_partials_then_a_final_whose_recognition_and_translations_are_right(gate
         e, n = word_errors(reference, final["recognition"])
         errors, words = errors + e, words + n
         translator = gateway.gateway.engines.translator
-        assert final["translations"] == {lang: translator.translate(final["recognition"], lang) for lang in ("es", "ca")}
+        assert final["translations"] == {lang: translator.translate(final["recognition"], "en", lang) for lang in ("es", "ca")}
         assert final["translation"] == final["translations"]["es"]
         assert 0 < final["audioTimeSize"] <= (len(pcm) + 16000) * 625
         samples_out, rate_hz = read_wav_bytes(messages[-1])

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from agent.audio.frames import Frame
+from parley_common.frames import Frame
 from agent.events import FinalResult, SpeechChunk, SpeechEnded, SpeechStarted, SynthesizedSpeech
 
 FRAME = 320

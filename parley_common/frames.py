@@ -1,4 +1,4 @@
-"""The unit of audio that flows through the agent."""
+"""The unit of audio that flows through the agent's front end and the gateway's endpointing."""
 
 from __future__ import annotations
 

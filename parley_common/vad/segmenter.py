@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from agent.audio.frames import Frame
-from agent.events import SegmentEvent, SpeechChunk, SpeechEnded, SpeechStarted
+from parley_common.frames import Frame
+from parley_common.vad.events import SegmentEvent, SpeechChunk, SpeechEnded, SpeechStarted
 
 
 @dataclass(frozen=True)

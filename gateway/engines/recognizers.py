@@ -1,0 +1,55 @@
+"""Which recognizer hears which source language, as ``recognition.languages`` says.
+
+Whisper languages share one pool of worker processes (each loads the models it is asked for), so
+``recognition.processes`` stays one per core however many languages are configured.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway.config import RecognitionConfig
+from gateway.engines.pocketsphinx_asr import PocketsphinxRecognizer
+from gateway.engines.whisper_asr import DecodeOptions, WhisperRecognizer
+from gateway.engines.whisper_models import resolve_model
+
+
+def base_language(code: str) -> str:
+    """``es-ES`` -> ``es``; ``zh-Hans`` -> ``zh``."""
+    return code.replace("_", "-").split("-")[0].lower()
+
+
+class Recognizers:
+    def __init__(self, config: RecognitionConfig):
+        cache_dir = Path(config.model_cache_dir).expanduser() if config.model_cache_dir else None
+        self.languages = {base_language(code): code for code in config.languages}
+        self._whisper_options: dict[str, DecodeOptions] = {}
+        for code, chosen in config.languages.items():
+            if chosen.engine == "whisper":
+                self._whisper_options[base_language(code)] = DecodeOptions(
+                    str(resolve_model(chosen.model, cache_dir)), base_language(code), chosen.beam_size,
+                    chosen.no_speech_threshold, chosen.log_prob_threshold, chosen.compression_ratio_threshold)
+        wants_pocketsphinx = any(chosen.engine == "pocketsphinx" for chosen in config.languages.values())
+        self.whisper = WhisperRecognizer(config.processes) if self._whisper_options else None
+        self.pocketsphinx = PocketsphinxRecognizer(config.processes) if wants_pocketsphinx else None
+
+    def open_stream(self, source: str):
+        """A stream for one phrase in ``source`` (a configured language, any region)."""
+        options = self._whisper_options.get(base_language(source))
+        return self.whisper.open_stream(options) if options else self.pocketsphinx.open_stream()
+
+    @property
+    def worker_pids(self) -> list[int]:
+        return [pid for engine in (self.whisper, self.pocketsphinx) if engine for pid in engine.worker_pids]
+
+    def warm_up(self) -> None:
+        """Load every model in every worker before the first session."""
+        if self.whisper:
+            self.whisper.warm_up(sorted({o.model_path for o in self._whisper_options.values()}))
+        if self.pocketsphinx:
+            self.pocketsphinx.warm_up(2)
+
+    def close(self) -> None:
+        for engine in (self.whisper, self.pocketsphinx):
+            if engine:
+                engine.close()
