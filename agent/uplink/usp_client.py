@@ -101,7 +101,8 @@ class UspProtocol:
         self._stream_ids[turn] = self._next_stream
         self._next_stream += 1
         stream = str(self._stream_ids[turn])
-        ws.send(SpeechContext(tuple(self.config.to_languages), self._voice(), stream).encode(turn))
+        # CONVERSATION: the gateway ends turns that do not name a mode after one phrase (single-shot)
+        ws.send(SpeechContext(tuple(self.config.to_languages), self._voice(), stream, mode="CONVERSATION").encode(turn))
         ws.send_binary(Audio(streaming_header(), stream, wav_header=True).encode(turn))
         return Opened(turn=turn)
 

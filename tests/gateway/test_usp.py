@@ -70,10 +70,12 @@ def test_v1_flavour_message_sequence_offsets_and_synthesis(gateway):
     url = f"{gateway.base_url}/speech/translation/cognitiveservices/v1?from=en-US&to=es&to=ca&features=texttospeech&voice=es-ES-ElviraNeural"
     messages = run_turn(url, pcm, {"translation": {"targetLanguages": ["es", "ca"]}})
     paths = [m.path for m in messages]
-    assert paths[0] == "turn.start" and paths[1] == "speech.startDetected"
-    assert paths[-2:] == ["speech.endDetected", "turn.end"]
+    assert paths[0] == "turn.start" and paths[1] == "speech.startDetected" and paths[-1] == "turn.end"
     assert "translation.hypothesis" in paths
     phrase = messages[paths.index("translation.phrase")].json()
+    end_detected = messages[paths.index("translation.phrase") - 1]  # where the service sends it, per phrase
+    assert end_detected.path == "speech.endDetected"
+    assert end_detected.json()["Offset"] == phrase["Offset"] + phrase["Duration"] > 0
     assert phrase["RecognitionStatus"] == "Success"
     assert {t["Language"] for t in phrase["Translation"]["Translations"]} == {"es", "ca"}
     assert 0 < phrase["Offset"] < 8000 * 625  # ticks from the turn's first sample; speech began at 0.5 s
