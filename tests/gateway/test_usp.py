@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import threading
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -27,20 +26,6 @@ speechsdk = pytest.importorskip("azure.cognitiveservices.speech")
 def gateway():
     with GatewayThread() as gw:
         yield gw
-
-
-@pytest.fixture(scope="module")
-def two_utterance_wav(tmp_path_factory):
-    samples = english_samples(shared_data_dir(), limit=2)
-    gap = np.zeros(16000, dtype=np.int16)
-    pcm = np.concatenate([gap] + [x for _, pcm in samples for x in (pcm, gap)])
-    path = tmp_path_factory.mktemp("usp") / "two.wav"
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes(pcm.astype("<i2").tobytes())
-    return path, [reference for reference, _ in samples]
 
 
 def run_turn(url: str, pcm: np.ndarray, context: dict) -> list:

@@ -1,0 +1,29 @@
+"""Audio the gateway's SDK tests share."""
+
+from __future__ import annotations
+
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent.parent))
+from conftest import shared_data_dir  # noqa: E402
+from speech_samples import english_samples  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def two_utterance_wav(tmp_path_factory):
+    """Two real utterances with a second of silence around each, and their reference texts."""
+    samples = english_samples(shared_data_dir(), limit=2)
+    gap = np.zeros(16000, dtype=np.int16)
+    pcm = np.concatenate([gap] + [x for _, pcm in samples for x in (pcm, gap)])
+    path = tmp_path_factory.mktemp("usp") / "two.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(pcm.astype("<i2").tobytes())
+    return path, [reference for reference, _ in samples]
