@@ -25,6 +25,7 @@ from websockets.asyncio.server import serve
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
+from gateway import profanity
 from gateway.admission import Admission, Refusal, Slot
 from gateway.config import GatewayConfig
 from gateway.engines.recognizers import base_language
@@ -113,7 +114,8 @@ class Gateway:
         try:
             connection.parley_request = self._request_from_query(url.path, query)
             connection.parley_format = self._output_format(url.path, query)
-        except (LanguageError, QueryError) as exc:
+            connection.parley_profanity = self._profanity_mode(url.path, query)
+        except (LanguageError, QueryError, profanity.ProfanityError) as exc:
             return _response(400, str(exc))
         slot = self.admission.admit(_client_address(connection), connection)
         if isinstance(slot, Refusal):
@@ -168,6 +170,13 @@ class Gateway:
             raise QueryError(f"format {value!r} is not supported; use one of {', '.join(OUTPUT_FORMATS)}")
         return value
 
+    @staticmethod
+    def _profanity_mode(path: str, query) -> str:
+        if path == V1_PATH:
+            return profanity.v1_mode((_query_list(query, "ProfanityAction") or [None])[0],
+                                     (_query_list(query, "ProfanityMarker") or [None])[0])
+        return profanity.usp_mode((_query_list(query, "profanity") or [None])[0])
+
     def resolve(self, source: str, targets: list[str], voice: str | None, speech_wanted: bool) -> LanguageRequest:
         """Translation when there are targets, else speech-to-text of ``source``."""
         if not targets and not voice:
@@ -191,13 +200,13 @@ class Gateway:
             if url.path == V1_PATH:
                 query = parse_qs(url.query)
                 features = {f.lower() for f in _query_list(query, "features")}
-                session = self._new_session(request, partials="partial" in features)
+                session = self._new_session(request, "partial" in features, ws.parley_profanity)
                 await serve_translator_v1(ws, session, features, self.config.limits, slot)
             else:
                 flavour = "v1" if url.path in (USP_V1_PATH, *RECOGNITION_PATHS) else "v2"
-                endpoint = UspEndpoint(flavour, RECOGNITION_PATHS.get(url.path), ws.parley_format)
+                endpoint = UspEndpoint(flavour, RECOGNITION_PATHS.get(url.path), ws.parley_format, ws.parley_profanity)
                 connection = UspConnection(
-                    ws, endpoint, lambda req: self._new_session(req, partials=True), self.resolve,
+                    ws, endpoint, lambda req, mode: self._new_session(req, True, mode), self.resolve,
                     request, self.config.limits, slot)
                 await connection.serve()
         except RecognizerError as exc:
@@ -206,8 +215,8 @@ class Gateway:
         finally:
             self.admission.release(slot)
 
-    def _new_session(self, request: LanguageRequest, partials: bool) -> TranslationSession:
-        return TranslationSession(self.engines, request, partials, self.executor)
+    def _new_session(self, request: LanguageRequest, partials: bool, profanity_mode: str) -> TranslationSession:
+        return TranslationSession(self.engines, request, partials, self.executor, profanity_mode)
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from websockets.exceptions import ConnectionClosed
 
+from gateway import profanity
 from gateway.admission import Slot, receive
 from gateway.engines.registry import LanguageError, LanguageRequest
 from gateway.phrases import PhraseStarted
@@ -82,6 +83,7 @@ class UspEndpoint:
     flavour: str  # "v1" | "v2": translation message style
     path_mode: str | None = None  # INTERACTIVE | CONVERSATION | DICTATION on the recognition paths
     output_format: str = "simple"  # the query's format=simple|detailed
+    profanity_mode: str = profanity.MASKED  # the query's profanity=, unless a turn's context says otherwise
 
 
 class _Turn:
@@ -104,7 +106,7 @@ class UspConnection:
                  query_request: LanguageRequest | None, limits, slot: Slot):
         self.ws = ws
         self.endpoint = endpoint
-        self._make_session = make_session  # (LanguageRequest) -> TranslationSession
+        self._make_session = make_session  # (LanguageRequest, profanity mode) -> TranslationSession
         self._resolve = resolve_languages  # (source, targets, voice, speech_wanted) -> LanguageRequest
         self._query_request = query_request
         self._limits = limits
@@ -193,8 +195,9 @@ class UspConnection:
         context = self._contexts.pop(request_id, SpeechContext())
         try:
             request = self._query_request or self._request_from_context(context)
-            session = self._make_session(request)
-        except LanguageError as exc:
+            mode = profanity.usp_mode(context.profanity) if context.profanity else self.endpoint.profanity_mode
+            session = self._make_session(request, mode)
+        except (LanguageError, profanity.ProfanityError) as exc:
             raise ProtocolViolation(CLOSE_INVALID, str(exc)) from None
         mode = context.mode or self.endpoint.path_mode
         detailed = (context.output_format or self.endpoint.output_format) == "detailed"

@@ -200,14 +200,17 @@ class SpeechContext:
     source: str | None = None
     mode: str | None = None  # phraseDetection.mode, upper-case: INTERACTIVE ends the turn after one phrase
     output_format: str | None = None  # phraseOutput.format, lower-case: simple | detailed
+    profanity: str | None = None  # phraseDetection.enrichment.profanity: masked | removed | raw
 
     def encode(self, request_id: str) -> str:
         body: dict = {"translation": {"targetLanguages": list(self.targets),
                                       "output": {"includePassThroughResults": True}}}
         if self.stream_id is not None:
             body["audio"] = {"streams": {self.stream_id: None}}
-        if self.source or self.mode:
+        if self.source or self.mode or self.profanity:
             body["phraseDetection"] = {k: v for k, v in (("language", self.source), ("mode", self.mode)) if v}
+            if self.profanity:
+                body["phraseDetection"]["enrichment"] = {"profanity": self.profanity}
         if self.voice:
             body["translation"]["onSuccess"] = {"action": "Synthesize"}
             body["synthesis"] = {"defaultVoices": {self.voice.split("-")[0].lower(): self.voice}}
@@ -225,8 +228,10 @@ class SpeechContext:
         voices = context.synthesis.defaultVoices if context.synthesis and context.synthesis.defaultVoices else {}
         streams = context.audio.streams if context.audio and context.audio.streams else {}
         output = context.phraseOutput.format if context.phraseOutput and context.phraseOutput.format else None
+        profanity = detection.enrichment.profanity if detection.enrichment else None
         return cls(tuple(targets), next(iter(voices.values()), None), next(iter(streams), None), detection.language,
-                   detection.mode.upper() if detection.mode else None, output.lower() if output else None)
+                   detection.mode.upper() if detection.mode else None, output.lower() if output else None,
+                   profanity.lower() if profanity else None)
 
 
 class _Lenient(BaseModel):
@@ -235,9 +240,14 @@ class _Lenient(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+class _Enrichment(_Lenient):
+    profanity: StrictStr | None = None
+
+
 class _PhraseDetection(_Lenient):
     mode: StrictStr | None = None
     language: StrictStr | None = None
+    enrichment: _Enrichment | None = None
 
 
 class _TranslationSection(_Lenient):
