@@ -45,6 +45,7 @@ class Admission:
     def __init__(self, limits: LimitsConfig):
         self._limits = limits
         self._slots: list[Slot] = []
+        self.last_busy_s = time.monotonic()  # when a session was last open
 
     @property
     def sessions(self) -> int:
@@ -66,12 +67,14 @@ class Admission:
             self._evict(idlest)
         slot = Slot(address, connection)
         self._slots.append(slot)
+        self.last_busy_s = time.monotonic()
         return slot
 
     def release(self, slot: Slot) -> None:
         if not slot.released:
             slot.released = True
             self._slots.remove(slot)
+            self.last_busy_s = time.monotonic()
 
     def _evict(self, slot: Slot) -> None:
         self.release(slot)

@@ -22,6 +22,9 @@ class LimitsConfig:
         default=30.0, metadata={"min": 1.0, "help": "no audio for this long closes the session (telemetry is not audio)"})
     idle_yield_s: float = field(
         default=5.0, metadata={"min": 0.0, "help": "at a session cap, a session without audio this long gives way"})
+    release_recognizers_after_s: float = field(
+        default=300.0, metadata={"min": 1.0, "help": "no session for this long: fresh recognizer workers replace "
+                                                    "the old ones, returning the memory decoding grew"})
 
 
 @dataclass(frozen=True)

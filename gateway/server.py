@@ -17,6 +17,7 @@ import hmac
 import json
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
@@ -28,7 +29,7 @@ from websockets.http11 import Response
 from gateway import profanity
 from gateway.admission import Admission, Refusal, Slot
 from gateway.config import GatewayConfig
-from gateway.engines.recognizers import base_language
+from gateway.engines.recognizers import Recognizers, base_language
 from gateway.engines.workers import RecognizerError
 from gateway.engines.registry import Engines, LanguageError, LanguageRequest
 from gateway.session import TranslationSession
@@ -94,6 +95,7 @@ class Gateway:
         self._key = config.resolved_key()
         self.admission = Admission(config.limits)
         self.sessions_served = 0
+        self.recognizer_generation = 0  # how many times idle workers were replaced
 
     # -- HTTP phase ----------------------------------------------------------------------------
 
@@ -215,6 +217,33 @@ class Gateway:
         finally:
             self.admission.release(slot)
 
+    async def release_idle_recognizers(self) -> None:
+        """Recognizer workers keep the memory that many streams made them grow; once no session has
+        been open for ``release_recognizers_after_s``, fresh workers replace them (once per idle spell)."""
+        after_s = self.config.limits.release_recognizers_after_s
+        loop = asyncio.get_running_loop()
+        served_by_current = 0  # sessions_served when the current workers took over
+        while True:
+            await asyncio.sleep(min(max(after_s / 4, 0.2), 10.0))
+            idle_since = self.admission.last_busy_s
+            if (self.admission.sessions or self.sessions_served == served_by_current
+                    or time.monotonic() - idle_since < after_s):
+                continue
+            fresh = await loop.run_in_executor(self.executor, self._warm_recognizers)
+            if self.admission.sessions or self.admission.last_busy_s != idle_since:
+                await loop.run_in_executor(self.executor, fresh.close)  # someone came meanwhile: next time
+                continue
+            old, self.engines.recognizer = self.engines.recognizer, fresh
+            served_by_current = self.sessions_served
+            self.recognizer_generation += 1
+            log.info("recognizer workers restarted after %.0f s without sessions", after_s)
+            await loop.run_in_executor(self.executor, old.close)
+
+    def _warm_recognizers(self) -> Recognizers:
+        recognizers = Recognizers(self.config.recognition)
+        recognizers.warm_up()
+        return recognizers
+
     def _new_session(self, request: LanguageRequest, partials: bool, profanity_mode: str) -> TranslationSession:
         return TranslationSession(self.engines, request, partials, self.executor, profanity_mode)
 
@@ -237,7 +266,11 @@ async def run_gateway(config: GatewayConfig, stop: asyncio.Event | None = None,
                      ", ".join(gateway.engines.languages_document(["speech"])["speech"]))
             if on_ready:
                 on_ready(port, gateway)
-            await (stop.wait() if stop else asyncio.Future())
+            releaser = asyncio.ensure_future(gateway.release_idle_recognizers())
+            try:
+                await (stop.wait() if stop else asyncio.Future())
+            finally:
+                releaser.cancel()
     finally:
         gateway.close()
 

@@ -260,3 +260,26 @@ def test_one_address_cannot_take_every_session():
             assert int(exc.resp_headers["retry-after"]) > 0
         for ws in held:
             ws.close()
+
+
+def test_idle_recognizer_workers_are_replaced_and_the_next_session_is_served():
+    reference, pcm = english_samples(shared_data_dir(), limit=1)[0]
+    audio = streaming_header() + np.concatenate([pcm, np.zeros(24000, np.int16)]).astype("<i2").tobytes()
+    limits = LimitsConfig(release_recognizers_after_s=1.0)
+    with GatewayThread(GatewayConfig(port=0, limits=limits)) as gw:
+        for generation in (0, 1):
+            ws = websocket.create_connection(gw.base_url + "/speech/translate?api-version=1.0&from=en-US&to=es",
+                                             timeout=60)
+            ws.send_binary(audio)
+            assert json.loads(ws.recv())["type"] == "final"
+            assert gw.gateway.recognizer_generation == generation
+            pids = gw.gateway.engines.recognizer.worker_pids
+            ws.close()
+            deadline = time.monotonic() + 120
+            while gw.gateway.recognizer_generation == generation and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert gw.gateway.recognizer_generation == generation + 1
+            assert not set(pids) & set(gw.gateway.engines.recognizer.worker_pids)
+            while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
+                time.sleep(0.2)  # the old workers are stopped right after the swap
+            assert not any(Path(f"/proc/{pid}").exists() for pid in pids)

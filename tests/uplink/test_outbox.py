@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.audio.frames import Frame
+from parley_common.frames import Frame
 from agent.events import FinalResult, PartialResult, SpeechChunk, SpeechEnded, SpeechStarted, SynthesizedSpeech, UplinkError
 from agent.uplink.outbox import V1_SETTLE_S, Outbox
 from agent.uplink.protocol import Opened, ServiceAudio, ServiceResult, TurnEnded
