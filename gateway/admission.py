@@ -1,10 +1,11 @@
 """Who may hold a session: no client locks others out by connecting and sending nothing.
 
 Only audio counts as activity (telemetry, ``speech.config`` and pings do not). A session that has
-sent no audio for ``idle_timeout_s`` is closed; at the global or per-address cap, the session
-that has been without audio longest gives way to a new client once it has been idle for
-``idle_yield_s``; otherwise the newcomer gets 429 with a ``Retry-After`` saying when a slot can
-free up. Everything runs on the event loop thread, so no lock.
+sent no audio for ``idle_timeout_s`` is closed. One address holds at most
+``max_sessions_per_address`` sessions: a newer one replaces that address's idlest. At
+``max_sessions``, the session that has been without audio longest gives way to a new client once
+it has been idle for ``idle_yield_s``; otherwise the newcomer gets 429 with a ``Retry-After``
+saying when a slot can free up. Everything runs on the event loop thread, so no lock.
 """
 
 from __future__ import annotations
@@ -53,18 +54,19 @@ class Admission:
 
     def admit(self, address: str, connection) -> Slot | Refusal:
         """A slot for a new connection, making room by evicting an idle session if needed."""
-        for limit, holders, what in (
-                (self._limits.max_sessions_per_address, [s for s in self._slots if s.address == address],
-                 f"sessions from {address}"),
-                (self._limits.max_sessions, self._slots, "sessions")):
-            if len(holders) < limit:
-                continue
+        mine = [s for s in self._slots if s.address == address]
+        if len(mine) >= self._limits.max_sessions_per_address:
+            # The address's own idlest session makes way: usually a connection its client already
+            # gave up on (half-open, abandoned), and an address never holds more than its share.
+            self._evict(max(mine, key=lambda s: s.idle_s()), "replaced by a newer session from the same address")
+        if len(self._slots) >= self._limits.max_sessions:
             now = time.monotonic()
-            idlest = max(holders, key=lambda s: s.idle_s(now))
+            idlest = max(self._slots, key=lambda s: s.idle_s(now))
             if idlest.idle_s(now) < self._limits.idle_yield_s:
                 wait_s = math.ceil(self._limits.idle_yield_s - idlest.idle_s(now))
-                return Refusal(f"too many {what} (limit {limit}); retry after {wait_s} s", max(1, wait_s))
-            self._evict(idlest)
+                return Refusal(f"too many sessions (limit {self._limits.max_sessions}); retry after {wait_s} s",
+                               max(1, wait_s))
+            self._evict(idlest, "idle session gave way to a new client")
         slot = Slot(address, connection)
         self._slots.append(slot)
         self.last_busy_s = time.monotonic()
@@ -76,9 +78,9 @@ class Admission:
             self._slots.remove(slot)
             self.last_busy_s = time.monotonic()
 
-    def _evict(self, slot: Slot) -> None:
+    def _evict(self, slot: Slot, reason: str) -> None:
         self.release(slot)
-        asyncio.ensure_future(slot.connection.close(CLOSE_NORMAL, "idle session gave way to a new client"))
+        asyncio.ensure_future(slot.connection.close(CLOSE_NORMAL, reason))
 
 
 async def receive(ws, slot: Slot, idle_timeout_s: float):

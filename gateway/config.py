@@ -15,7 +15,7 @@ from parley_common.vad.engines import VadConfig
 class LimitsConfig:
     max_sessions: int = field(default=8, metadata={"min": 1, "max": 1000, "help": "concurrent sessions; more get 429/4429"})
     max_sessions_per_address: int = field(
-        default=4, metadata={"min": 1, "max": 1000, "help": "concurrent sessions from one client IP address"})
+        default=4, metadata={"min": 1, "max": 1000, "help": "sessions one client IP address may hold; a newer one replaces its idlest"})
     max_message_bytes: int = field(default=1 << 20, metadata={"min": 1024, "help": "largest WebSocket message accepted"})
     max_audio_s: float = field(default=3600.0, metadata={"min": 1.0, "help": "audio per connection before a clean close"})
     idle_timeout_s: float = field(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import wave
 
 import numpy as np
 import pytest
@@ -24,15 +23,9 @@ def gateway():
 
 
 @pytest.fixture(scope="module")
-def rude_wav(tmp_path_factory):
+def rude_wav(wav_file):
     pcm = np.concatenate([np.zeros(8000, np.int16), speak("This is bullshit, damn it."), np.zeros(24000, np.int16)])
-    path = tmp_path_factory.mktemp("profanity") / "rude.wav"
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes(pcm.astype("<i2").tobytes())
-    return path, pcm
+    return wav_file("rude.wav", pcm), pcm
 
 
 @pytest.mark.parametrize("options, expected", [
