@@ -5,7 +5,7 @@ VENV        := .venv
 PYTHON      := $(VENV)/bin/python
 SYSTEM_PY   ?= python3
 APT_PACKAGES := python3-venv python3-dev gcc portaudio19-dev libasound2-plugins alsa-utils systemd \
-                espeak-ng sox apertium apertium-eng-spa apertium-eng-cat \
+                espeak-ng sox apertium apertium-eng-spa apertium-eng-cat nodejs \
                 chromium chromium-driver
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -21,7 +21,10 @@ test: deps
 bench: deps
 	$(PYTHON) bench/frontend.py --quick
 
-deps: apt-deps $(VENV)/.installed
+# The official JavaScript Speech SDK, a client in the test suite (tests/gateway/test_js_sdk.py).
+JS_SDK      := tests/js/node_modules/.installed
+
+deps: apt-deps $(VENV)/.installed $(JS_SDK)
 
 apt-deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
@@ -38,5 +41,11 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m pip install -q --no-deps silero-vad
 	touch $@
 
+# Debian's nodejs comes without npm; NodeSource's carries its own (and conflicts with Debian's npm).
+$(JS_SDK): tests/js/package.json tests/js/package-lock.json
+	command -v npm >/dev/null || ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq npm)
+	cd tests/js && npm ci --no-audit --no-fund
+	touch $@
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info tests/js/node_modules

@@ -14,9 +14,17 @@ from parley_common.vad.engines import VadConfig
 @dataclass(frozen=True)
 class LimitsConfig:
     max_sessions: int = field(default=8, metadata={"min": 1, "max": 1000, "help": "concurrent sessions; more get 429/4429"})
+    max_sessions_per_address: int = field(
+        default=4, metadata={"min": 1, "max": 1000, "help": "sessions one client IP address may hold; a newer one replaces its idlest"})
     max_message_bytes: int = field(default=1 << 20, metadata={"min": 1024, "help": "largest WebSocket message accepted"})
     max_audio_s: float = field(default=3600.0, metadata={"min": 1.0, "help": "audio per connection before a clean close"})
-    idle_timeout_s: float = field(default=60.0, metadata={"min": 1.0, "help": "no message for this long closes the session"})
+    idle_timeout_s: float = field(
+        default=30.0, metadata={"min": 1.0, "help": "no audio for this long closes the session (telemetry is not audio)"})
+    idle_yield_s: float = field(
+        default=5.0, metadata={"min": 0.0, "help": "at a session cap, a session without audio this long gives way"})
+    release_recognizers_after_s: float = field(
+        default=300.0, metadata={"min": 1.0, "help": "no session for this long: fresh recognizer workers replace "
+                                                    "the old ones, returning the memory decoding grew"})
     receive_queue_messages: int = field(
         default=1024, metadata={"min": 16, "max": 100000,
                                 "help": "messages held per connection while a final decodes; beyond it reading (and pings) pause"})

@@ -2,7 +2,10 @@
 
     GET /speech/translate                          Translator Speech v1
     GET /speech/translation/cognitiveservices/v1   Azure USP, v1 flavour (languages in the query)
-    GET /stt/speech/universal/v2                   Azure USP, v2 flavour (languages in speech.context)
+    GET /stt/speech/universal/v2                   Azure USP, v2 flavour (languages in speech.context;
+                                                   none: speech-to-text)
+    GET /speech/recognition/{interactive,conversation,dictation}/cognitiveservices/v1
+                                                   Azure USP speech-to-text (language in the query)
     GET /languages?api-version=1.0&scope=...       what is installed
     GET /healthz                                   liveness
 """
@@ -14,6 +17,7 @@ import hmac
 import json
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
@@ -22,33 +26,60 @@ from websockets.asyncio.server import serve
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
+from gateway import profanity
+from gateway.admission import Admission, Refusal, Slot
 from gateway.config import GatewayConfig
+from gateway.engines.recognizers import Recognizers, base_language
 from gateway.engines.workers import RecognizerError
 from gateway.engines.registry import Engines, LanguageError, LanguageRequest
 from gateway.session import TranslationSession
 from gateway.translator_v1 import serve_translator_v1
-from gateway.usp import UspConnection
+from gateway.usp import UspConnection, UspEndpoint
 from parley_common.protocols.translator_v1 import PATH as V1_PATH
-from parley_common.protocols.usp import USP_V1_PATH, USP_V2_PATH
+from parley_common.protocols.usp import RECOGNITION_PATHS, USP_V1_PATH, USP_V2_PATH
+from parley_common.protocols.usp_messages import OUTPUT_FORMATS
 
 log = logging.getLogger("parley.gateway")
 
-WS_PATHS = (V1_PATH, USP_V1_PATH, USP_V2_PATH)
+WS_PATHS = (V1_PATH, USP_V1_PATH, USP_V2_PATH, *RECOGNITION_PATHS)
 CLOSE_INTERNAL_ERROR = 1011
 
 
-def _response(status: int, body: str | dict, content_type: str = "text/plain; charset=utf-8") -> Response:
+def _response(status: int, body: str | dict, content_type: str = "text/plain; charset=utf-8",
+              extra: tuple[tuple[str, str], ...] = ()) -> Response:
+    """Errors carry their reason in the body and, for clients that show only the status line (the
+    Speech SDK), in the reason phrase too."""
     if isinstance(body, dict):
         body, content_type = json.dumps(body, ensure_ascii=False), "application/json; charset=utf-8"
     data = body.encode()
-    headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(data)))])
-    return Response(status, HTTPStatus(status).phrase, headers, data)
+    headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(data))), *extra])
+    phrase = HTTPStatus(status).phrase
+    if status >= 400:
+        phrase = f"{phrase}: {' '.join(body.split())}".encode("ascii", "replace").decode()[:200]
+    return Response(status, phrase, headers, data)
+
+
+class QueryError(ValueError):
+    """A missing or unsupported query parameter: 400 with this reason."""
 
 
 def _query_list(query: dict[str, list[str]], name: str) -> list[str]:
     """Repeated and comma-separated values, case-insensitive names."""
     values = [v for key, vs in query.items() if key.lower() == name.lower() for v in vs]
     return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def _required(query: dict[str, list[str]], name: str) -> str:
+    values = _query_list(query, name)
+    if not values:
+        raise QueryError(f"the query parameter {name!r} is required")
+    return values[0]
+
+
+def _client_address(connection) -> str:
+    """The peer's IP address: the per-address session limit counts by it."""
+    peer = connection.remote_address
+    return str(peer[0]) if peer else "unknown"
 
 
 def _echo_usp(connection, offered):
@@ -62,8 +93,9 @@ class Gateway:
         self.engines = Engines(config)
         self.executor = ThreadPoolExecutor(config.engine_threads, thread_name_prefix="engine")
         self._key = config.resolved_key()
-        self._sessions = 0
+        self.admission = Admission(config.limits)
         self.sessions_served = 0
+        self.recognizer_generation = 0  # how many times idle workers were replaced
 
     # -- HTTP phase ----------------------------------------------------------------------------
 
@@ -72,7 +104,7 @@ class Gateway:
         url = urlsplit(request.path)
         query = parse_qs(url.query)
         if url.path == "/healthz":
-            return _response(200, {"status": "ok", "sessions": self._sessions})
+            return _response(200, {"status": "ok", "sessions": self.admission.sessions})
         if url.path == "/languages":
             scopes = _query_list(query, "scope") or ["text"]
             return _response(200, self.engines.languages_document(scopes))
@@ -81,14 +113,23 @@ class Gateway:
         refusal = self._check_key(request.headers, query)
         if refusal is not None:
             return refusal
-        if self._sessions >= self.config.limits.max_sessions:
-            return _response(429, f"too many sessions (limit {self.config.limits.max_sessions}); retry later")
-        if url.path in (V1_PATH, USP_V1_PATH) or _query_list(query, "to"):
-            try:
-                connection.parley_request = self._languages_from_query(url.path, query)
-            except LanguageError as exc:
-                return _response(400, str(exc))
+        try:
+            connection.parley_request = self._request_from_query(url.path, query)
+            connection.parley_format = self._output_format(url.path, query)
+            connection.parley_profanity = self._profanity_mode(url.path, query)
+        except (LanguageError, QueryError, profanity.ProfanityError) as exc:
+            return _response(400, str(exc))
+        slot = self.admission.admit(_client_address(connection), connection)
+        if isinstance(slot, Refusal):
+            return _response(429, slot.reason, extra=(("Retry-After", str(slot.retry_after_s)),))
+        connection.parley_slot = slot
+        asyncio.ensure_future(self._release_when_closed(connection, slot))
         return None
+
+    async def _release_when_closed(self, connection, slot: Slot) -> None:
+        """The slot frees when the connection ends, whether or not its handshake completed."""
+        await connection.wait_closed()
+        self.admission.release(slot)
 
     def _check_key(self, headers, query) -> Response | None:
         if not self._key:
@@ -105,42 +146,106 @@ class Gateway:
             return _response(403, "the subscription key is not valid")
         return None
 
-    def _languages_from_query(self, path: str, query) -> LanguageRequest:
-        source = (_query_list(query, "from") or [self.config.source_language])[0]
+    def _request_from_query(self, path: str, query) -> LanguageRequest | None:
+        """The languages a URL asks for; None on the v2 path, whose turns carry them in speech.context."""
+        if path in RECOGNITION_PATHS:
+            return self.recognition_request(_required(query, "language"))
+        if path == USP_V2_PATH and not _query_list(query, "to"):
+            return None
+        if path == V1_PATH:
+            version = _required(query, "api-version")
+            if version != "1.0":
+                raise QueryError(f"api-version {version!r} is not supported; use api-version=1.0")
+            speech_format = ((_query_list(query, "format") or ["audio/wav"])[0]).lower()
+            if speech_format != "audio/wav":
+                raise QueryError(f"format {speech_format!r} is not supported: speech is synthesized as audio/wav")
+        source = _required(query, "from")
         features = {f.lower() for f in _query_list(query, "features")}
         voice = (_query_list(query, "voice") or [None])[0]
         speech = "texttospeech" in features or (path != V1_PATH and voice is not None)
-        if path == V1_PATH and _query_list(query, "api-version") not in ([], ["1.0"]):
-            raise LanguageError("api-version must be 1.0")
-        return self.engines.resolve(source, _query_list(query, "to"), voice, speech)
+        return self.resolve(source, _query_list(query, "to"), voice, speech)
+
+    @staticmethod
+    def _output_format(path: str, query) -> str:
+        value = ((_query_list(query, "format") or ["simple"])[0]).lower()
+        if path in RECOGNITION_PATHS and value not in OUTPUT_FORMATS:
+            raise QueryError(f"format {value!r} is not supported; use one of {', '.join(OUTPUT_FORMATS)}")
+        return value
+
+    @staticmethod
+    def _profanity_mode(path: str, query) -> str:
+        if path == V1_PATH:
+            return profanity.v1_mode((_query_list(query, "ProfanityAction") or [None])[0],
+                                     (_query_list(query, "ProfanityMarker") or [None])[0])
+        return profanity.usp_mode((_query_list(query, "profanity") or [None])[0])
+
+    def resolve(self, source: str, targets: list[str], voice: str | None, speech_wanted: bool) -> LanguageRequest:
+        """Translation when there are targets, else speech-to-text of ``source``."""
+        if not targets and not voice:
+            return self.recognition_request(source)
+        return self.engines.resolve(source, targets, voice, speech_wanted)
+
+    def recognition_request(self, source: str) -> LanguageRequest:
+        installed = self.engines.recognizer.languages
+        if base_language(source) not in installed:
+            raise LanguageError(f"unsupported language {source!r}; installed: {', '.join(installed.values())}")
+        return LanguageRequest(source, (), None)
 
     # -- WebSocket phase -----------------------------------------------------------------------
 
     async def handle(self, ws) -> None:
-        self._sessions += 1
         self.sessions_served += 1
+        slot = ws.parley_slot
         try:
             url = urlsplit(ws.request.path)
-            request = getattr(ws, "parley_request", None)
+            request = ws.parley_request
             if url.path == V1_PATH:
                 query = parse_qs(url.query)
                 features = {f.lower() for f in _query_list(query, "features")}
-                session = self._new_session(request, partials="partial" in features)
-                await serve_translator_v1(ws, session, features, self.config.limits)
+                session = self._new_session(request, "partial" in features, ws.parley_profanity)
+                await serve_translator_v1(ws, session, features, self.config.limits, slot)
             else:
-                flavour = "v1" if url.path == USP_V1_PATH else "v2"
+                flavour = "v1" if url.path in (USP_V1_PATH, *RECOGNITION_PATHS) else "v2"
+                endpoint = UspEndpoint(flavour, RECOGNITION_PATHS.get(url.path), ws.parley_format, ws.parley_profanity)
                 connection = UspConnection(
-                    ws, flavour, lambda req: self._new_session(req, partials=True), self.engines.resolve,
-                    request, self.config.limits)
+                    ws, endpoint, lambda req, mode: self._new_session(req, True, mode), self.resolve,
+                    request, self.config.limits, slot)
                 await connection.serve()
         except RecognizerError as exc:
             log.warning("closing a session: %s", exc)
             await ws.close(CLOSE_INTERNAL_ERROR, "recognizer failed; reconnect and resend")
         finally:
-            self._sessions -= 1
+            self.admission.release(slot)
 
-    def _new_session(self, request: LanguageRequest, partials: bool) -> TranslationSession:
-        return TranslationSession(self.engines, request, partials, self.executor)
+    async def release_idle_recognizers(self) -> None:
+        """Recognizer workers keep the memory that many streams made them grow; once no session has
+        been open for ``release_recognizers_after_s``, fresh workers replace them (once per idle spell)."""
+        after_s = self.config.limits.release_recognizers_after_s
+        loop = asyncio.get_running_loop()
+        served_by_current = 0  # sessions_served when the current workers took over
+        while True:
+            await asyncio.sleep(min(max(after_s / 4, 0.2), 10.0))
+            idle_since = self.admission.last_busy_s
+            if (self.admission.sessions or self.sessions_served == served_by_current
+                    or time.monotonic() - idle_since < after_s):
+                continue
+            fresh = await loop.run_in_executor(self.executor, self._warm_recognizers)
+            if self.admission.sessions or self.admission.last_busy_s != idle_since:
+                await loop.run_in_executor(self.executor, fresh.close)  # someone came meanwhile: next time
+                continue
+            old, self.engines.recognizer = self.engines.recognizer, fresh
+            served_by_current = self.sessions_served
+            self.recognizer_generation += 1
+            log.info("recognizer workers restarted after %.0f s without sessions", after_s)
+            await loop.run_in_executor(self.executor, old.close)
+
+    def _warm_recognizers(self) -> Recognizers:
+        recognizers = Recognizers(self.config.recognition)
+        recognizers.warm_up()
+        return recognizers
+
+    def _new_session(self, request: LanguageRequest, partials: bool, profanity_mode: str) -> TranslationSession:
+        return TranslationSession(self.engines, request, partials, self.executor, profanity_mode)
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -164,7 +269,11 @@ async def run_gateway(config: GatewayConfig, stop: asyncio.Event | None = None,
                      ", ".join(gateway.engines.languages_document(["speech"])["speech"]))
             if on_ready:
                 on_ready(port, gateway)
-            await (stop.wait() if stop else asyncio.Future())
+            releaser = asyncio.ensure_future(gateway.release_idle_recognizers())
+            try:
+                await (stop.wait() if stop else asyncio.Future())
+            finally:
+                releaser.cancel()
     finally:
         gateway.close()
 

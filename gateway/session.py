@@ -11,6 +11,7 @@ import logging
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
+from gateway import profanity
 from gateway.engines.registry import Engines, LanguageRequest
 from gateway.phrases import PhraseDetector, PhraseFinal, PhrasePartial, PhraseStarted
 
@@ -31,10 +32,12 @@ class Result:
 
 
 class TranslationSession:
-    def __init__(self, engines: Engines, request: LanguageRequest, partials: bool, executor: Executor):
+    def __init__(self, engines: Engines, request: LanguageRequest, partials: bool, executor: Executor,
+                 profanity_mode: str = profanity.RAW):
         self.engines = engines
         self.request = request
         self.partials = partials
+        self.profanity_mode = profanity_mode
         self._executor = executor
         self._detector = PhraseDetector(lambda: engines.recognizer.open_stream(request.source),
                                         engines.config.recognition)
@@ -75,12 +78,20 @@ class TranslationSession:
                 out.append(event)
             elif isinstance(event, PhrasePartial) and self.partials:
                 translations, _ = await self._translate(event.text)
-                out.append(Result(False, event.phrase, event.text, translations, event.start_sample, event.end_sample))
+                out.append(Result(False, event.phrase, self._clean(event.text), self._clean_all(translations),
+                                  event.start_sample, event.end_sample))
             elif isinstance(event, PhraseFinal):
                 translations, error = await self._translate(event.text)
-                out.append(Result(True, event.phrase, event.text, translations, event.start_sample, event.end_sample,
-                                  error))
+                out.append(Result(True, event.phrase, self._clean(event.text), self._clean_all(translations),
+                                  event.start_sample, event.end_sample, error))
         return out
+
+    def _clean(self, text: str) -> str:
+        """Profanity applied after translation, so the translator sees what was said."""
+        return profanity.apply(text, self.profanity_mode)
+
+    def _clean_all(self, translations: dict[str, str]) -> dict[str, str]:
+        return {language: self._clean(text) for language, text in translations.items()}
 
     async def _translate(self, text: str) -> tuple[dict[str, str], str | None]:
         if not text:

@@ -6,11 +6,11 @@ first target and ``translations`` maps every target to its text.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from websockets.exceptions import ConnectionClosed
 
+from gateway.admission import Slot, receive
 from gateway.phrases import PhraseStarted
 from gateway.session import Result, TranslationSession
 from parley_common.protocols.translator_v1 import Timing, V1Result
@@ -20,17 +20,16 @@ log = logging.getLogger("parley.gateway.v1")
 CLOSE_BAD_MESSAGE = 1003
 
 
-async def serve_translator_v1(ws, session: TranslationSession, features: set[str], limits) -> None:
+async def serve_translator_v1(ws, session: TranslationSession, features: set[str], limits, slot: Slot) -> None:
     timing = "timinginfo" in features
     speech = "texttospeech" in features
     header_seen = False
     budget = AudioBudget(limits.max_audio_s)
     try:
         while True:
-            try:
-                message = await asyncio.wait_for(ws.recv(), timeout=limits.idle_timeout_s)
-            except asyncio.TimeoutError:
-                await ws.close(1000, "no audio received for too long")
+            message = await receive(ws, slot, limits.idle_timeout_s)
+            if message is None:
+                await ws.close(1000, f"no audio for {limits.idle_timeout_s:g} s")
                 return
             if isinstance(message, str):
                 await ws.close(CLOSE_BAD_MESSAGE, "text messages are not accepted; send WAV audio as binary")
@@ -42,6 +41,7 @@ async def serve_translator_v1(ws, session: TranslationSession, features: set[str
                     await ws.close(CLOSE_BAD_MESSAGE, str(exc)[:120])
                     return
                 header_seen = True
+            slot.heard_audio()
             if not budget.take(message):
                 await ws.close(1000, "maximum audio duration reached")
                 return

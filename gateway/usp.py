@@ -1,21 +1,31 @@
-"""The Azure Speech USP translation protocol, both flavours.
+"""The Azure Speech USP protocol: translation (both flavours) and plain speech-to-text.
 
 ``v1`` (``/speech/translation/cognitiveservices/v1``): languages in the query; results as
 ``translation.hypothesis`` / ``translation.phrase`` and TTS as ``translation.synthesis`` +
 ``translation.synthesis.end``. ``v2`` (``/stt/speech/universal/v2``): languages in
 ``speech.context``; results as ``translation.response`` and TTS as ``audio.start`` / ``audio`` /
-``audio.end`` with an ``X-StreamId``. Each turn (one ``X-RequestId``) gets its own phrase detector,
-so offsets are ticks from the turn's first sample, as the SDK expects.
+``audio.end`` with an ``X-StreamId``. Without target languages (the recognition paths, or v2 with
+none in the context) results are ``speech.hypothesis`` / ``speech.phrase``, simple or detailed.
+
+Each turn (one ``X-RequestId``) gets its own phrase detector, so offsets are ticks from the turn's
+first sample, as the SDK expects. A turn is continuous only when the client says so
+(``phraseDetection.mode`` CONVERSATION or DICTATION); otherwise it ends after its first phrase,
+as single-shot must. The SDK cannot say so on the v1 paths (its context is the same for
+``recognize_once`` and continuous), and there its continuous mode opens a new turn by itself and
+re-sends the audio after the last phrase, so ending each turn there costs nothing but a turn.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
 
 from websockets.exceptions import ConnectionClosed
 
+from gateway import profanity
+from gateway.admission import Slot, receive
 from gateway.engines.registry import LanguageError, LanguageRequest
 from gateway.phrases import PhraseStarted
 from gateway.session import Result, TranslationSession
@@ -38,17 +48,24 @@ from parley_common.protocols.usp import (
 from parley_common.protocols.usp_messages import (
     Audio,
     Hypothesis,
+    MessageError,
     Phrase,
     SpeechContext,
+    SpeechHypothesis,
+    SpeechPhrase,
     SynthesisAudio,
     SynthesisEnd,
     SynthesisStart,
+    check_object,
 )
 from parley_common.protocols.wav import TICKS_PER_SAMPLE, AudioBudget, WavHeaderError, pcm_after_header
 
 log = logging.getLogger("parley.gateway.usp")
 CLOSE_PROTOCOL = 1002
 CLOSE_INVALID = 1007
+CONTINUOUS_MODES = ("CONVERSATION", "DICTATION")
+MAX_PENDING_CONTEXTS = 8  # contexts sent ahead of their turn's audio; older ones are dropped
+MAX_REMEMBERED_TURNS = 1024  # finished turn ids kept to refuse their reuse
 
 
 class ProtocolViolation(Exception):
@@ -58,26 +75,43 @@ class ProtocolViolation(Exception):
         self.reason = reason
 
 
+@dataclass(frozen=True)
+class UspEndpoint:
+    """What the URL fixed: result style, the mode a recognition path names, query options."""
+
+    flavour: str  # "v1" | "v2": translation message style
+    path_mode: str | None = None  # INTERACTIVE | CONVERSATION | DICTATION on the recognition paths
+    output_format: str = "simple"  # the query's format=simple|detailed
+    profanity_mode: str = profanity.MASKED  # the query's profanity=, unless a turn's context says otherwise
+
+
 class _Turn:
-    def __init__(self, request_id: str, session: TranslationSession, interactive: bool):
+    def __init__(self, request_id: str, session: TranslationSession, single_shot: bool, detailed: bool):
         self.request_id = request_id
         self.session = session
-        self.interactive = interactive
+        self.single_shot = single_shot
+        self.detailed = detailed
         self.header_seen = False
+        self.finals = 0
         self.done = False
+
+    @property
+    def speech_only(self) -> bool:
+        return not self.session.request.targets
 
 
 class UspConnection:
-    def __init__(self, ws, flavour: str, make_session, resolve_languages, query_request: LanguageRequest | None,
-                 limits):
+    def __init__(self, ws, endpoint: UspEndpoint, make_session, resolve_languages,
+                 query_request: LanguageRequest | None, limits, slot: Slot):
         self.ws = ws
-        self.flavour = flavour
-        self._make_session = make_session  # (LanguageRequest) -> TranslationSession
+        self.endpoint = endpoint
+        self._make_session = make_session  # (LanguageRequest, profanity mode) -> TranslationSession
         self._resolve = resolve_languages  # (source, targets, voice, speech_wanted) -> LanguageRequest
         self._query_request = query_request
         self._limits = limits
-        self._contexts: dict[str, SpeechContext] = {}
-        self._finished_ids: set[str] = set()
+        self._slot = slot
+        self._contexts: OrderedDict[str, SpeechContext] = OrderedDict()
+        self._finished_ids: OrderedDict[str, None] = OrderedDict()
         self._turn: _Turn | None = None
         self._stream_id = 0
         self._budget = AudioBudget(limits.max_audio_s)
@@ -85,19 +119,20 @@ class UspConnection:
     async def serve(self) -> None:
         try:
             while True:
-                try:
-                    raw = await asyncio.wait_for(self.ws.recv(), timeout=self._limits.idle_timeout_s)
-                except asyncio.TimeoutError:
-                    await self.ws.close(1000, "idle timeout")
+                raw = await receive(self.ws, self._slot, self._limits.idle_timeout_s)
+                if raw is None:
+                    await self.ws.close(1000, f"no audio for {self._limits.idle_timeout_s:g} s")
                     return
                 try:
                     message = parse_text(raw) if isinstance(raw, str) else parse_binary(raw)
                     await self._handle(message)
                 except FramingError as exc:
                     raise ProtocolViolation(CLOSE_INVALID, f"malformed message: {exc}") from None
+                except MessageError as exc:
+                    raise ProtocolViolation(CLOSE_INVALID, str(exc)) from None
         except ProtocolViolation as violation:
             log.info("closing with %d: %s", violation.code, violation.reason)
-            await self.ws.close(violation.code, violation.reason[:120])
+            await self.ws.close(violation.code, _close_reason(violation.reason))
         except ConnectionClosed:
             log.info("client went away")
         finally:
@@ -109,29 +144,39 @@ class UspConnection:
             raise ProtocolViolation(CLOSE_PROTOCOL, "message without a Path header")
         path = message.path.lower()
         if path in (SPEECH_CONFIG, TELEMETRY):
+            check_object(_json(message), path)  # informational, and not activity
             return
         request_id = message.request_id
         if not request_id or not REQUEST_ID.match(request_id):
             raise ProtocolViolation(CLOSE_PROTOCOL, f"{path} needs an X-RequestId of 32 hex digits")
         if path == SPEECH_CONTEXT:
-            try:
-                self._contexts[request_id] = SpeechContext.decode(message.json())
-            except (ValueError, AttributeError):
-                raise ProtocolViolation(CLOSE_INVALID, "speech.context body is not a JSON object") from None
+            if request_id in self._finished_ids or (self._turn and self._turn.request_id == request_id):
+                raise ProtocolViolation(CLOSE_PROTOCOL, f"X-RequestId {request_id} was already used by a turn")
+            self._contexts[request_id] = SpeechContext.decode(_json(message))
+            while len(self._contexts) > MAX_PENDING_CONTEXTS:
+                self._contexts.popitem(last=False)
         elif path == AUDIO:
+            self._slot.heard_audio()
             await self._audio(request_id, Audio.decode(message).payload)
+        # other client paths (speech.event, event, agent, audio.commit) carry nothing a turn needs
 
     async def _audio(self, request_id: str, payload: bytes) -> None:
         turn = self._turn
         if turn is None or turn.request_id != request_id:
             if request_id in self._finished_ids:
-                return  # late audio of a turn already ended (interactive mode ends after one phrase)
+                raise ProtocolViolation(CLOSE_PROTOCOL, f"X-RequestId {request_id} belongs to a finished turn")
+            if turn is not None and not turn.done:
+                await self._end_turn(turn)  # a new turn replaces the open one, which still gets its turn.end
             turn = await self._start_turn(request_id)
         if turn.done:
-            return
+            return  # audio the client sent before it saw our turn.end (single-shot)
         if not payload:
             await self._send_results(turn, await turn.session.flush())
-            await self._end_turn(turn)
+            if not turn.done:
+                if turn.single_shot and not turn.finals:
+                    await self._send_final(turn, Result(True, 0, "", end_sample=0))  # NoMatch, as the service
+                if not turn.done:
+                    await self._end_turn(turn)
             return
         if not turn.header_seen:
             try:
@@ -146,20 +191,21 @@ class UspConnection:
             await self._send_results(turn, await turn.session.feed(payload))
 
     async def _start_turn(self, request_id: str) -> _Turn:
-        if self._turn is not None:
-            await self._turn.session.close()
         context = self._contexts.pop(request_id, SpeechContext())
         try:
             request = self._query_request or self._request_from_context(context)
-            session = self._make_session(request)
-        except LanguageError as exc:
+            mode = profanity.usp_mode(context.profanity) if context.profanity else self.endpoint.profanity_mode
+            session = self._make_session(request, mode)
+        except (LanguageError, profanity.ProfanityError) as exc:
             raise ProtocolViolation(CLOSE_INVALID, str(exc)) from None
-        self._turn = _Turn(request_id, session, interactive=(context.mode or "").upper() == "INTERACTIVE")
+        mode = context.mode or self.endpoint.path_mode
+        detailed = (context.output_format or self.endpoint.output_format) == "detailed"
+        self._turn = _Turn(request_id, session, single_shot=mode not in CONTINUOUS_MODES, detailed=detailed)
         await self.ws.send(build_text(TURN_START, request_id, {"context": {"serviceTag": uuid.uuid4().hex}}))
         return self._turn
 
     def _request_from_context(self, context: SpeechContext) -> LanguageRequest:
-        """v2 clients (and SDK <= 1.42 on v1) put the languages in speech.context, not the query."""
+        """v2 clients put the languages in speech.context, not the query; no targets is speech-to-text."""
         return self._resolve(context.source or "en-US", list(context.targets), context.voice, bool(context.voice))
 
     async def _send_results(self, turn: _Turn, results) -> None:
@@ -169,28 +215,40 @@ class UspConnection:
             if isinstance(result, PhraseStarted):
                 await self._send(turn, SPEECH_START_DETECTED, {"Offset": result.start_sample * TICKS_PER_SAMPLE})
             elif not result.final:
-                await self.ws.send(self._hypothesis(result, turn.session.request).encode(turn.request_id, self.flavour))
+                await self.ws.send(self._hypothesis(turn, result))
             else:
-                await self.ws.send(self._phrase(result, turn.session.request).encode(turn.request_id, self.flavour))
-                await self._synthesis(turn, result)
-                if turn.interactive:
-                    await self._end_turn(turn)
+                await self._send(turn, SPEECH_END_DETECTED, {"Offset": result.end_sample * TICKS_PER_SAMPLE})
+                await self._send_final(turn, result)
+
+    async def _send_final(self, turn: _Turn, result: Result) -> None:
+        turn.finals += 1
+        await self.ws.send(self._phrase(turn, result))
+        await self._synthesis(turn, result)
+        if turn.single_shot:
+            await self._end_turn(turn)
 
     async def _end_turn(self, turn: _Turn) -> None:
         turn.done = True
-        self._finished_ids.add(turn.request_id)
-        await self._send(turn, SPEECH_END_DETECTED, {"Offset": 0})
+        self._finished_ids[turn.request_id] = None
+        while len(self._finished_ids) > MAX_REMEMBERED_TURNS:
+            self._finished_ids.popitem(last=False)
         await self.ws.send(build_text(TURN_END, turn.request_id, None))
         await turn.session.close()
 
     async def _send(self, turn: _Turn, path: str, body: dict) -> None:
         await self.ws.send(build_text(path, turn.request_id, body))
 
-    def _hypothesis(self, result: Result, request: LanguageRequest) -> Hypothesis:
-        return Hypothesis(result.text, _translations(result, request), *_ticks(result))
+    def _hypothesis(self, turn: _Turn, result: Result) -> str:
+        if turn.speech_only:
+            return SpeechHypothesis(result.text, *_ticks(result)).encode(turn.request_id)
+        return Hypothesis(result.text, _translations(result, turn.session.request), *_ticks(result)).encode(
+            turn.request_id, self.endpoint.flavour)
 
-    def _phrase(self, result: Result, request: LanguageRequest) -> Phrase:
-        return Phrase(result.text, _translations(result, request), *_ticks(result), result.translation_error)
+    def _phrase(self, turn: _Turn, result: Result) -> str:
+        if turn.speech_only:
+            return SpeechPhrase(result.text, *_ticks(result), detailed=turn.detailed).encode(turn.request_id)
+        return Phrase(result.text, _translations(result, turn.session.request), *_ticks(result),
+                      result.translation_error).encode(turn.request_id, self.endpoint.flavour)
 
     async def _synthesis(self, turn: _Turn, result: Result) -> None:
         language = turn.session.request.speak
@@ -198,13 +256,25 @@ class UspConnection:
             return
         audio = await turn.session.speak(result)
         stream = None
-        if self.flavour == "v2":
+        if self.endpoint.flavour == "v2":
             self._stream_id += 1
             stream = str(self._stream_id)
             await self.ws.send(SynthesisStart(language, stream).encode(turn.request_id))
         if audio:
             await self.ws.send(SynthesisAudio(audio, stream).encode(turn.request_id))
         await self.ws.send(SynthesisEnd(None if audio else "synthesis failed", stream).encode(turn.request_id))
+
+
+def _json(message: UspMessage):
+    try:
+        return message.json()
+    except (ValueError, UnicodeDecodeError):
+        raise MessageError(f"{message.path.lower()}: the body is not JSON") from None
+
+
+def _close_reason(reason: str) -> str:
+    """A close reason fits in 123 bytes of UTF-8."""
+    return reason.encode()[:120].decode(errors="ignore")
 
 
 def _translations(result: Result, request: LanguageRequest) -> dict[str, str]:

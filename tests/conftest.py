@@ -29,5 +29,6 @@ SHARED_GATEWAY_SESSIONS = 64
 @pytest.fixture(scope="session")
 def gateway():
     """One real gateway on loopback for every test that needs one (defaults but the session limit)."""
-    with GatewayThread(GatewayConfig(port=0, limits=LimitsConfig(max_sessions=SHARED_GATEWAY_SESSIONS))) as gw:
+    with GatewayThread(GatewayConfig(port=0, limits=LimitsConfig(max_sessions=SHARED_GATEWAY_SESSIONS,
+                                                               max_sessions_per_address=SHARED_GATEWAY_SESSIONS))) as gw:
         yield gw

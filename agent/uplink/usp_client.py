@@ -149,8 +149,10 @@ class UspProtocol:
         self._next_stream += 1
         self._unsent[turn] = bytearray()
         self._received[turn] = {}
-        source, mode = (self.config.from_language, "CONVERSATION") if self.v2 else (None, None)
-        ws.send(SpeechContext(tuple(self.config.to_languages), self.voice, CONTEXT_STREAM, source, mode,
+        # CONVERSATION on both paths: a turn that names no mode is single-shot to our gateway (as
+        # recognize_once is to the service), which would end an utterance at its first phrase
+        source = self.config.from_language if self.v2 else None
+        ws.send(SpeechContext(tuple(self.config.to_languages), self.voice, CONTEXT_STREAM, source, "CONVERSATION",
                               self._continuation(utterance)).encode(turn))
         ws.send_binary(Audio(streaming_header(), stream, wav_header=True).encode(turn))
         return Opened(turn=turn)

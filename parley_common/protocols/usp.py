@@ -17,6 +17,9 @@ from datetime import datetime, timezone
 REQUEST_ID = re.compile(r"^[0-9a-fA-F]{32}$")
 USP_V1_PATH = "/speech/translation/cognitiveservices/v1"  # languages in the query
 USP_V2_PATH = "/stt/speech/universal/v2"  # languages in speech.context
+# Speech-to-text without translation; the path names the mode the SDK chose (host= construction).
+RECOGNITION_PATHS = {f"/speech/recognition/{mode}/cognitiveservices/v1": mode.upper()
+                     for mode in ("interactive", "conversation", "dictation")}
 
 # Message paths (compare lower-cased: header values are case-insensitive in practice).
 SPEECH_CONFIG = "speech.config"
@@ -27,6 +30,8 @@ TURN_START = "turn.start"
 TURN_END = "turn.end"
 SPEECH_START_DETECTED = "speech.startDetected"
 SPEECH_END_DETECTED = "speech.endDetected"
+SPEECH_HYPOTHESIS = "speech.hypothesis"  # speech-to-text without translation
+SPEECH_PHRASE = "speech.phrase"
 HYPOTHESIS = "translation.hypothesis"  # v1 flavour
 PHRASE = "translation.phrase"  # v1 flavour
 RESPONSE = "translation.response"  # v2 flavour: hypotheses and phrases

@@ -1,14 +1,20 @@
 """Azure Speech USP messages, each written once: one class per message that encodes and decodes itself.
 
 The gateway encodes what a service sends and the agent decodes it (and the other way round for
-``speech.context`` and ``audio``). Decoders are as lenient as Azure needs: ``DisplayText`` or
+``speech.context`` and ``audio``). Result decoders are as lenient as Azure needs: ``DisplayText`` or
 ``Text``, ``Translations`` at the top (v2) or under ``Translation`` (v1), a missing status meaning
-success. Bodies are dicts (JSON); paths are compared lower-cased.
+success. What a client sends is checked against a schema (pydantic), so a type-confused body is a
+:class:`MessageError` naming the field, never an AttributeError. Bodies are dicts (JSON); paths are
+compared lower-cased.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
 
 from parley_common.protocols.usp import (
     AUDIO,
@@ -18,6 +24,8 @@ from parley_common.protocols.usp import (
     PHRASE,
     RESPONSE,
     SPEECH_CONTEXT,
+    SPEECH_HYPOTHESIS,
+    SPEECH_PHRASE,
     SYNTHESIS,
     SYNTHESIS_END,
     WAV_CONTENT_TYPE,
@@ -30,6 +38,12 @@ RESULT_PATHS = (HYPOTHESIS, PHRASE, RESPONSE)
 # RecognitionStatus values that end a phrase normally (with or without text); any other is an error.
 NON_ERROR_STATUSES = ("Success", "NoMatch", "InitialSilenceTimeout", "BabbleTimeout", "EndOfDictation")
 FLAVOURS = ("v1", "v2")  # served on USP_V1_PATH and USP_V2_PATH
+MODES = ("INTERACTIVE", "CONVERSATION", "DICTATION")  # phraseDetection.mode; INTERACTIVE is single-shot
+OUTPUT_FORMATS = ("simple", "detailed")  # speech-only results: DisplayText alone, or with NBest
+
+
+class MessageError(ValueError):
+    """A client message whose body does not fit its schema; the reason names the field."""
 
 
 def _translation_list(translations: dict[str, str]) -> list[dict]:
@@ -145,6 +159,57 @@ def decode_result(path: str, body: dict) -> Hypothesis | Phrase:
 
 
 @dataclass(frozen=True)
+class SpeechHypothesis:
+    """Speech-to-text without translation: an interim result (``speech.hypothesis``)."""
+
+    text: str
+    offset_ticks: int = 0
+    duration_ticks: int = 0
+
+    def encode(self, request_id: str) -> str:
+        return build_text(SPEECH_HYPOTHESIS, request_id,
+                          {"Text": self.text, "Offset": self.offset_ticks, "Duration": self.duration_ticks})
+
+    @classmethod
+    def decode(cls, body: dict) -> "SpeechHypothesis":
+        return cls(str(body.get("Text", "")), _ticks(body.get("Offset")), _ticks(body.get("Duration")))
+
+
+@dataclass(frozen=True)
+class SpeechPhrase:
+    """Speech-to-text without translation: a final (``speech.phrase``), simple or detailed.
+
+    Detailed adds ``NBest`` with the lexical form (lower-case words, no punctuation); the engines
+    give no confidence, so none is sent rather than a made-up one.
+    """
+
+    text: str
+    offset_ticks: int = 0
+    duration_ticks: int = 0
+    detailed: bool = False
+
+    def encode(self, request_id: str) -> str:
+        body: dict = {"RecognitionStatus": "Success" if self.text else "NoMatch",
+                      "Offset": self.offset_ticks, "Duration": self.duration_ticks}
+        if self.text:
+            body["DisplayText"] = self.text
+            if self.detailed:
+                lexical = lexical_form(self.text)
+                body["NBest"] = [{"Lexical": lexical, "ITN": lexical, "MaskedITN": lexical, "Display": self.text}]
+        return build_text(SPEECH_PHRASE, request_id, body)
+
+    @classmethod
+    def decode(cls, body: dict) -> "SpeechPhrase":
+        text = str(body.get("DisplayText") or body.get("Text") or "") if _succeeded(body) else ""
+        return cls(text, _ticks(body.get("Offset")), _ticks(body.get("Duration")), "NBest" in body)
+
+
+def lexical_form(text: str) -> str:
+    """What the service calls the lexical form: spoken words, lower case, no punctuation."""
+    return " ".join(re.sub(r"[^\w'\s-]", " ", text.lower()).split())
+
+
+@dataclass(frozen=True)
 class SpeechContext:
     """Per-turn settings a client sends before the turn's audio; v2 clients put the languages here."""
 
@@ -152,15 +217,19 @@ class SpeechContext:
     voice: str | None = None
     stream_id: str | None = None
     source: str | None = None
-    mode: str | None = None  # phraseDetection.mode: INTERACTIVE ends the turn after one phrase
+    mode: str | None = None  # phraseDetection.mode, upper-case: INTERACTIVE ends the turn after one phrase
     continuation: tuple[str, int] | None = None  # (previous turn's serviceTag, where the replay starts in ticks)
+    output_format: str | None = None  # phraseOutput.format, lower-case: simple | detailed
+    profanity: str | None = None  # phraseDetection.enrichment.profanity: masked | removed | raw
 
     def encode(self, request_id: str) -> str:
         """The body SDK 1.53 sends (B.5.2): ``phraseDetection`` only when a source or mode is given (v2)."""
         body: dict = {}
-        if self.source or self.mode:
+        if self.source or self.mode or self.profanity:
             body["phraseDetection"] = {k: v for k, v in (("mode", self.mode), ("language", self.source)) if v}
             body["phraseDetection"].update({"onSuccess": {"action": "Translate"}, "onInterim": {"action": "Translate"}})
+            if self.profanity:
+                body["phraseDetection"]["enrichment"] = {"profanity": self.profanity}
         body["translation"] = {"targetLanguages": list(self.targets), "output": {"includePassThroughResults": True}}
         if self.voice:
             language = _voice_language(self.targets, self.voice)
@@ -172,21 +241,100 @@ class SpeechContext:
             tag, offset_ticks = self.continuation
             body["continuation"] = {"previousServiceTag": tag,
                                     "audio": {"streams": {self.stream_id or "1": {"offset": str(offset_ticks)}}}}
+        if self.output_format:
+            body["phraseOutput"] = {"format": self.output_format.capitalize()}
         return build_text(SPEECH_CONTEXT, request_id, body, content_type=None)
 
     @classmethod
-    def decode(cls, body: dict) -> "SpeechContext":
-        """Also SDK <= 1.42's ``translationcontext.to``."""
-        detection = body.get("phraseDetection", {})
-        targets = body.get("translation", {}).get("targetLanguages") or body.get("translationcontext", {}).get("to") or []
-        voices = body.get("synthesis", {}).get("defaultVoices", {})
-        streams = body.get("audio", {}).get("streams") or {}
-        continued = body.get("continuation") or {}
-        offsets = [s.get("offset") for s in (continued.get("audio", {}).get("streams") or {}).values() if s]
-        return cls(tuple(targets), next(iter(voices.values()), None) if voices else None,
-                   next(iter(streams), None), detection.get("language"),
-                   str(detection["mode"]) if detection.get("mode") is not None else None,
-                   (str(continued.get("previousServiceTag")), _ticks(offsets[0] if offsets else 0)) if continued else None)
+    def decode(cls, body: Any) -> "SpeechContext":
+        """Also SDK <= 1.42's ``translationcontext.to``; raises MessageError for a body off the schema."""
+        context = _validated(_ContextBody, body, SPEECH_CONTEXT)
+        detection = context.phraseDetection or _PhraseDetection()
+        translation = context.translation or _TranslationSection()
+        targets = translation.targetLanguages or (context.translationcontext.to if context.translationcontext else [])
+        voices = context.synthesis.defaultVoices if context.synthesis and context.synthesis.defaultVoices else {}
+        streams = context.audio.streams if context.audio and context.audio.streams else {}
+        output = context.phraseOutput.format if context.phraseOutput and context.phraseOutput.format else None
+        profanity = detection.enrichment.profanity if detection.enrichment else None
+        continuation = None
+        if context.continuation is not None:
+            offsets = [s.get("offset") for s in (context.continuation.audio or {}).get("streams", {}).values()
+                       if isinstance(s, dict)]
+            continuation = (str(context.continuation.previousServiceTag), _ticks(offsets[0] if offsets else 0))
+        return cls(tuple(targets), next(iter(voices.values()), None), next(iter(streams), None), detection.language,
+                   detection.mode.upper() if detection.mode else None, continuation,
+                   output.lower() if output else None, profanity.lower() if profanity else None)
+
+
+class _Lenient(BaseModel):
+    """Unknown keys pass (the SDKs add sections over time); known keys must have their type."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class _Enrichment(_Lenient):
+    profanity: StrictStr | None = None
+
+
+class _PhraseDetection(_Lenient):
+    mode: StrictStr | None = None
+    language: StrictStr | None = None
+    enrichment: _Enrichment | None = None
+
+
+class _TranslationSection(_Lenient):
+    targetLanguages: list[StrictStr] | None = None
+
+
+class _OldTranslationContext(_Lenient):
+    to: list[StrictStr] | None = None
+
+
+class _Synthesis(_Lenient):
+    defaultVoices: dict[str, StrictStr] | None = None
+
+
+class _AudioSection(_Lenient):
+    streams: dict[str, Any] | None = None
+
+
+class _PhraseOutput(_Lenient):
+    format: StrictStr | None = None
+
+
+class _Continuation(_Lenient):
+    previousServiceTag: StrictStr | None = None
+    audio: dict[str, Any] | None = None
+
+
+class _ContextBody(_Lenient):
+    phraseDetection: _PhraseDetection | None = None
+    translation: _TranslationSection | None = None
+    translationcontext: _OldTranslationContext | None = None
+    synthesis: _Synthesis | None = None
+    audio: _AudioSection | None = None
+    phraseOutput: _PhraseOutput | None = None
+    continuation: _Continuation | None = None
+
+
+class _AnyObject(_Lenient):
+    """``speech.config`` and ``telemetry``: informational, but a JSON object."""
+
+
+def _validated(model: type[BaseModel], body: Any, path: str):
+    try:
+        value = model.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        what = first["msg"].split(" or instance of")[0]  # not our private class names
+        raise MessageError(f"{path}: {where}: {what}") from None
+    return value
+
+
+def check_object(body: Any, path: str) -> None:
+    """A body that must be a JSON object (``speech.config``, ``telemetry``)."""
+    _validated(_AnyObject, body, path)
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,13 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
 import websocket
 
-from parley_common.protocols.usp import build_binary, new_request_id
+from parley_common.protocols.usp import build_binary, build_text, new_request_id
 from parley_common.protocols.wav import streaming_header
 from gateway.config import GatewayConfig, LimitsConfig
 from gateway.server import GatewayThread
@@ -173,3 +174,114 @@ def test_languages_and_health_endpoints(gateway):
 def test_non_loopback_bind_without_a_key_is_refused():
     with pytest.raises(ValueError, match="not loopback"):
         GatewayConfig(host="0.0.0.0")
+
+
+@pytest.mark.parametrize("query, reason", [
+    ("/speech/translate?from=en-US&to=es", "'api-version' is required"),
+    ("/speech/translate?api-version=2.0&from=en-US&to=es", "api-version '2.0'"),
+    ("/speech/translate?api-version=1.0&to=es", "'from' is required"),
+    ("/speech/translate?api-version=1.0&from=en-US&to=es&format=audio/mp3", "format 'audio/mp3'"),
+    ("/speech/translation/cognitiveservices/v1?to=es", "'from' is required"),
+    ("/speech/recognition/conversation/cognitiveservices/v1", "'language' is required"),
+    ("/speech/recognition/conversation/cognitiveservices/v1?language=en-US&format=verbose", "format 'verbose'"),
+])
+def test_missing_or_unsupported_query_parameters_are_400_with_the_reason_in_the_status_line(gateway, query, reason):
+    try:
+        websocket.create_connection(gateway.base_url + query, timeout=10, header=key_header()).close()
+        raise AssertionError("upgraded")
+    except websocket.WebSocketBadStatusException as exc:
+        assert exc.status_code == 400 and reason in exc.resp_body.decode() and reason in str(exc)
+
+
+# All test clients share 127.0.0.1: the per-address cap is set out of the way of the global one.
+LOCKOUT = LimitsConfig(max_sessions=8, max_sessions_per_address=16, idle_timeout_s=4.0, idle_yield_s=2.0)
+
+
+def telemetry_only(ws, stop_s: float) -> tuple[int, str]:
+    """Send telemetry every 0.5 s, as a client that never talks; the close it gets."""
+    turn = new_request_id()
+    deadline = time.monotonic() + stop_s
+    ws.settimeout(0.5)
+    while time.monotonic() < deadline:
+        try:
+            ws.send(build_text("telemetry", turn, {"Metrics": []}))
+            opcode, data = ws.recv_data(control_frame=True)
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                return int.from_bytes(data[:2], "big"), data[2:].decode()
+        except websocket.WebSocketTimeoutException:
+            continue
+        except (websocket.WebSocketConnectionClosedException, BrokenPipeError, ConnectionResetError):
+            return 1006, ""
+    return 0, "still open"
+
+
+def test_idle_and_telemetry_only_clients_do_not_lock_out_a_real_one(two_utterance_wav):
+    """8 clients hold every slot (4 silent, 4 telemetry-only); the Speech SDK is served within idle_yield_s."""
+    speechsdk = pytest.importorskip("azure.cognitiveservices.speech")
+    with GatewayThread(GatewayConfig(port=0, limits=LOCKOUT)) as gw:
+        url = gw.base_url + "/speech/translation/cognitiveservices/v1?from=en-US&to=es"
+        held = [websocket.create_connection(url, timeout=10) for _ in range(LOCKOUT.max_sessions)]
+        try:
+            websocket.create_connection(url, timeout=10)
+            raise AssertionError("a ninth session was admitted while every session was fresh")
+        except websocket.WebSocketBadStatusException as exc:
+            assert exc.status_code == 429 and 1 <= int(exc.resp_headers["retry-after"]) <= LOCKOUT.idle_yield_s
+        time.sleep(LOCKOUT.idle_yield_s)
+        for ws in held[:4]:  # telemetry is not activity: these still give way
+            ws.send(build_text("telemetry", new_request_id(), {"Metrics": []}))
+        config = speechsdk.translation.SpeechTranslationConfig(endpoint=url.split("?")[0])
+        config.speech_recognition_language = "en-US"
+        config.add_target_language("es")
+        recognizer = speechsdk.translation.TranslationRecognizer(
+            translation_config=config, audio_config=speechsdk.audio.AudioConfig(filename=str(two_utterance_wav[0])))
+        assert recognizer.recognize_once().reason == speechsdk.ResultReason.TranslatedSpeech
+        for ws in held:
+            ws.close()
+
+
+def test_a_telemetry_only_session_is_closed_within_the_idle_bound():
+    with GatewayThread(GatewayConfig(port=0, limits=LOCKOUT)) as gw:
+        ws = websocket.create_connection(gw.base_url + USP, timeout=10)
+        code, reason = telemetry_only(ws, LOCKOUT.idle_timeout_s + 20)
+        assert code == 1000 and "no audio" in reason
+
+
+def test_one_address_cannot_take_every_session():
+    """Its newer sessions replace its idlest ones (often connections the client already gave up on)."""
+    limits = LimitsConfig(max_sessions=8, max_sessions_per_address=2, idle_yield_s=60.0)
+    with GatewayThread(GatewayConfig(port=0, limits=limits)) as gw:
+        held = [websocket.create_connection(gw.base_url + USP, timeout=10) for _ in range(2)]
+        held[0].send_binary(build_binary("audio", new_request_id(), streaming_header()))  # audio: not the idlest
+        assert "turn.start" in held[0].recv()  # the gateway has taken that audio
+        held.append(websocket.create_connection(gw.base_url + USP, timeout=10))
+        assert close_frame(held[1]) == (1000, "replaced by a newer session from the same address")
+        assert json.loads(_health(gw))["sessions"] == 2
+        for ws in held:
+            ws.close()
+
+
+def _health(gw) -> bytes:
+    return urllib.request.urlopen(gw.base_url.replace("ws://", "http://") + "/healthz", timeout=10).read()
+
+
+def test_idle_recognizer_workers_are_replaced_and_the_next_session_is_served():
+    reference, pcm = english_samples(shared_data_dir(), limit=1)[0]
+    audio = streaming_header() + np.concatenate([pcm, np.zeros(24000, np.int16)]).astype("<i2").tobytes()
+    limits = LimitsConfig(release_recognizers_after_s=1.0)
+    with GatewayThread(GatewayConfig(port=0, limits=limits)) as gw:
+        for generation in (0, 1):
+            ws = websocket.create_connection(gw.base_url + "/speech/translate?api-version=1.0&from=en-US&to=es",
+                                             timeout=60)
+            ws.send_binary(audio)
+            assert json.loads(ws.recv())["type"] == "final"
+            assert gw.gateway.recognizer_generation == generation
+            pids = gw.gateway.engines.recognizer.worker_pids
+            ws.close()
+            deadline = time.monotonic() + 120
+            while gw.gateway.recognizer_generation == generation and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert gw.gateway.recognizer_generation == generation + 1
+            assert not set(pids) & set(gw.gateway.engines.recognizer.worker_pids)
+            while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
+                time.sleep(0.2)  # the old workers are stopped right after the swap
+            assert not any(Path(f"/proc/{pid}").exists() for pid in pids)

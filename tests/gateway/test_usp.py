@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-import wave
 
 import numpy as np
 import pytest
@@ -13,23 +12,9 @@ import websocket
 from parley_common.protocols.usp import build_binary, build_text, new_request_id, parse_binary, parse_text
 from parley_common.protocols.wav import streaming_header
 from tests.support.data import shared_data_dir
-from tests.support.speech import english_samples
+from tests.support.speech import english_samples, wer_bound, word_errors
 
 speechsdk = pytest.importorskip("azure.cognitiveservices.speech")
-
-
-@pytest.fixture(scope="module")
-def two_utterance_wav(tmp_path_factory):
-    samples = english_samples(shared_data_dir(), limit=2)
-    gap = np.zeros(16000, dtype=np.int16)
-    pcm = np.concatenate([gap] + [x for _, pcm in samples for x in (pcm, gap)])
-    path = tmp_path_factory.mktemp("usp") / "two.wav"
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes(pcm.astype("<i2").tobytes())
-    return path, [reference for reference, _ in samples]
 
 
 def run_turn(url: str, pcm: np.ndarray, context: dict) -> list:
@@ -59,10 +44,12 @@ def test_v1_flavour_message_sequence_offsets_and_synthesis(gateway):
     url = f"{gateway.base_url}/speech/translation/cognitiveservices/v1?from=en-US&to=es&to=ca&features=texttospeech&voice=es-ES-ElviraNeural"
     messages = run_turn(url, pcm, {"translation": {"targetLanguages": ["es", "ca"]}})
     paths = [m.path for m in messages]
-    assert paths[0] == "turn.start" and paths[1] == "speech.startDetected"
-    assert paths[-2:] == ["speech.endDetected", "turn.end"]
+    assert paths[0] == "turn.start" and paths[1] == "speech.startDetected" and paths[-1] == "turn.end"
     assert "translation.hypothesis" in paths
     phrase = messages[paths.index("translation.phrase")].json()
+    end_detected = messages[paths.index("translation.phrase") - 1]  # where the service sends it, per phrase
+    assert end_detected.path == "speech.endDetected"
+    assert end_detected.json()["Offset"] == phrase["Offset"] + phrase["Duration"] > 0
     assert phrase["RecognitionStatus"] == "Success"
     assert {t["Language"] for t in phrase["Translation"]["Translations"]} == {"es", "ca"}
     assert 0 < phrase["Offset"] < 8000 * 625  # ticks from the turn's first sample; speech began at 0.5 s
@@ -142,8 +129,12 @@ def test_official_sdk_continuous_recognition_over_several_utterances(gateway, tw
     assert stopped.wait(60)
     recognizer.stop_continuous_recognition()
     translated = [r for r in events["recognized"] if r[0] == speechsdk.ResultReason.TranslatedSpeech]
-    assert len(translated) == len(references)
+    # A pause inside a sentence may end a phrase there (as the service's segmentation does), so the
+    # check is on what was heard, in order, not on the number of phrases.
+    errors, words = word_errors(" ".join(references), " ".join(r[1] for r in translated))
+    assert errors / words <= wer_bound(shared_data_dir()), [r[1] for r in translated]
+    assert len(references) <= len(translated) <= 2 * len(references)
     assert all(set(r[2]) == {"es", "ca"} and r[2]["es"] for r in translated)
-    assert len([n for n in events["synthesizing"] if n > 0]) == len(references)
+    assert len([n for n in events["synthesizing"] if n > 0]) == len(translated)
     assert len(events["recognizing"]) >= len(references)
     assert events["canceled"] == [speechsdk.CancellationReason.EndOfStream]
