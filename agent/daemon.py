@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from agent.audio import open_capture
+from agent.conversation.uplinks import make_party_uplink
 from agent.outputs.button import attach_button
 from agent.config.schema import AgentConfig
 from agent.debug_recorder import DebugRecorder
@@ -50,7 +51,6 @@ from agent.outputs.transcript import TranscriptWriter
 from parley_common.sdnotify import SystemdNotifier
 from agent.queues import QUEUES, RESULT_QUEUE_SIZE
 from agent.state import DeviceStateMachine
-from agent.uplink import make_uplink
 
 log = logging.getLogger("parley.daemon")
 
@@ -89,7 +89,8 @@ class Agent:
             self.capture = open_capture(config.capture, self.geometry)
             claimed.callback(self.capture.close)
             self.frontend = FrontEnd(config.frontend, self.geometry, config.capture.sample_rate_hz)
-            self.uplink = make_uplink(config.uplink, self.results)
+            self.uplink = make_party_uplink(config.uplink, config.conversation, self.results,
+                                            direction=lambda: self.frontend.azimuth_deg)
             claimed.callback(self.uplink.close)
             self.speaker = Speaker(
                 config.outputs.speaker,
