@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from agent.audio import open_capture
+from agent.conversation.config import frontend_for
 from agent.conversation.uplinks import make_party_uplink
 from agent.outputs.button import attach_button
 from agent.config.schema import AgentConfig
@@ -88,7 +89,7 @@ class Agent:
             self.state.subscribe(self.leds.show_state)
             self.capture = open_capture(config.capture, self.geometry)
             claimed.callback(self.capture.close)
-            self.frontend = FrontEnd(config.frontend, self.geometry, config.capture.sample_rate_hz)
+            self.frontend = FrontEnd(frontend_for(config.frontend, config.conversation), self.geometry, config.capture.sample_rate_hz)
             self.uplink = make_party_uplink(config.uplink, config.conversation, self.results,
                                             direction=lambda: self.frontend.azimuth_deg)
             claimed.callback(self.uplink.close)

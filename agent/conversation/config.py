@@ -77,6 +77,18 @@ class ConversationConfig:
         return None
 
 
+CONVERSATION_FORGET_AFTER_SILENCE_MS = 300.0
+
+
+def frontend_for(frontend, conversation: ConversationConfig):
+    """Two or more parties take turns: each utterance's direction must be its own talker's, so the
+    DOA starts afresh after a pause unless ``frontend.doa.forget_after_silence_ms`` says otherwise."""
+    if not conversation.multi_party or frontend.doa.forget_after_silence_ms is not None:
+        return frontend
+    doa = dataclasses.replace(frontend.doa, forget_after_silence_ms=CONVERSATION_FORGET_AFTER_SILENCE_MS)
+    return dataclasses.replace(frontend, doa=doa)
+
+
 def base_language(code: str) -> str:
     return code.split("-")[0].lower()
 
