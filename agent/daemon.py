@@ -4,7 +4,8 @@ Threads, each forced by a library or by hardware, with bounded queues between th
 
     capture (PortAudio callback / WAV pacer) --frames--> pipeline thread
     pipeline thread: FrontEnd.process -> Uplink.send            (never blocks on the network)
-    uplink thread (websocket-client) --ResultEvent queue--> results thread
+      (with two or more parties a ConversationUplink routes each utterance to its language's Uplink)
+    uplink thread(s) (websocket-client, one per party language) --ResultEvent queue--> results thread
     results thread: console, transcript, subtitles, speaker queue, state machine, HTTP queue
     speaker thread, LED thread, HTTP thread (asyncio: captions page, /healthz, /metrics): inside their outputs
     main thread: signals, systemd notify/watchdog, state-machine ticks

@@ -80,6 +80,19 @@ def instrument(agent: Agent) -> dict:
     return marks
 
 
+def run_instrumented(work: Path, config_text: str, scene, timeout_s: float) -> tuple[dict, list[float]]:
+    """The real agent on the scene, quiet, until drained: the marks and each utterance's true end (monotonic s)."""
+    (work / "agent.yaml").write_text(config_text)
+    agent = Agent(load_agent_config(work / "agent.yaml"))
+    marks = instrument(agent)
+    agent.console.config = type(agent.console.config)(enabled=False)
+    agent.start()
+    agent.wait_until_drained(timeout_s=timeout_s)
+    agent.close()
+    first_read = marks["read"][0] - 320 / 16000  # frame 0 is handed over once its 20 ms have been captured
+    return marks, [first_read + end / 16000 for _, end in scene.utterances]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", choices=["gateway", "azure"], default="gateway")
@@ -98,15 +111,7 @@ def main() -> int:
             "backend: gateway", f"backend: {args.backend}")
         if args.backend == "azure":
             text = text.replace(f'"{gw.base_url}"', f'"{gw.base_url}/speech/translation/cognitiveservices/v1"')
-        (work / "agent.yaml").write_text(text)
-        agent = Agent(load_agent_config(work / "agent.yaml"))
-        marks = instrument(agent)
-        agent.console.config = type(agent.console.config)(enabled=False)
-        agent.start()
-        agent.wait_until_drained(timeout_s=120)
-        agent.close()
-    first_read = marks["read"][0] - 320 / 16000  # frame 0 is handed over once its 20 ms have been captured
-    ends = [first_read + end / 16000 for _, end in scene.utterances]
+        marks, ends = run_instrumented(work, text, scene, timeout_s=120)
     finals, tts = [], []
     for utterance_id, (at, start_sample) in sorted(marks["final"].items()):
         truth = next((i for i, (a, b) in enumerate(scene.utterances) if start_sample < b), None)
@@ -175,15 +180,8 @@ def conversation_main(args) -> int:
     scene_path, scene = make_scene(work, args.shared_data if args.shared_data.is_dir() else None, lines=lines,
                                    gap_s=CONVERSATION_GAP_S)
     with GatewayThread() as gw:
-        (work / "agent.yaml").write_text(demo_config_text(scene_path, gw.base_url, work, True, conversation=True))
-        agent = Agent(load_agent_config(work / "agent.yaml"))
-        marks = instrument(agent)
-        agent.console.config = type(agent.console.config)(enabled=False)
-        agent.start()
-        agent.wait_until_drained(timeout_s=180)
-        agent.close()
-    first_read = marks["read"][0] - 320 / 16000
-    ends = [first_read + end / 16000 for _, end in scene.utterances]
+        text = demo_config_text(scene_path, gw.base_url, work, True, conversation=True)
+        marks, ends = run_instrumented(work, text, scene, timeout_s=180)
     latency: dict = {}
     for utterance_id, (at, start_sample) in sorted(marks["final"].items()):
         truth = next((i for i, (a, b) in enumerate(scene.utterances) if start_sample < b), None)
