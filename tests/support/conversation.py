@@ -40,7 +40,7 @@ class Routed:
 def route_conversation(geometry, first_deg: float, second_deg: float, rt60_s: float, snr_db: float,
                        seed: int = 0, noise_dir=None, turns=TURNS, speech=None) -> Routed:
     """Simulate the turns (party A at ``first_deg`` speaks the even ones), run the front end and the router."""
-    speech = speech or [speak(text, voice=voice) for voice, text in turns]
+    speech = speech or speech_for(turns)
     azimuths = [first_deg if i % 2 == 0 else second_deg for i in range(len(speech))]
     scene = simulate_scene(geometry, speech, talker_azimuth_deg=first_deg, rt60_s=rt60_s, noise="diffuse",
                            snr_db=snr_db, seed=seed, noise_dir=noise_dir, gap_s=1.5, utterance_azimuths_deg=azimuths)
