@@ -38,14 +38,17 @@ class Routed:
 
 
 def route_conversation(geometry, first_deg: float, second_deg: float, rt60_s: float, snr_db: float,
-                       seed: int = 0, noise_dir=None, turns=TURNS, speech=None) -> Routed:
-    """Simulate the turns (party A at ``first_deg`` speaks the even ones), run the front end and the router."""
+                       seed: int = 0, noise_dir=None, turns=TURNS, speech=None, fresh_direction: bool = True) -> Routed:
+    """Simulate the turns (party A at ``first_deg`` speaks the even ones), run the front end and the router.
+
+    ``fresh_direction=False`` keeps the one-talker front end, whose DOA carries over between talkers."""
     speech = speech or speech_for(turns)
     azimuths = [first_deg if i % 2 == 0 else second_deg for i in range(len(speech))]
     scene = simulate_scene(geometry, speech, talker_azimuth_deg=first_deg, rt60_s=rt60_s, noise="diffuse",
                            snr_db=snr_db, seed=seed, noise_dir=noise_dir, gap_s=1.5, utterance_azimuths_deg=azimuths)
     conversation = seated_pair(first_deg, second_deg)
-    frontend = FrontEnd(frontend_for(FrontendConfig(), conversation), geometry, RATE_HZ)
+    frontend_config = frontend_for(FrontendConfig(), conversation) if fresh_direction else FrontendConfig()
+    frontend = FrontEnd(frontend_config, geometry, RATE_HZ)
     decisions = []
     seats = SeatMap([Seat(p.name, p.from_deg, p.to_deg) for p in conversation.parties])
     router = UtteranceRouter(seats, conversation.decide_after_ms, on_decision=decisions.append)
