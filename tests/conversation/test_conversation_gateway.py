@@ -12,7 +12,7 @@ import pytest
 from agent.audio.synth import speak
 from agent.conversation.config import ConversationConfig, PartyConfig
 from agent.conversation.uplinks import ConversationUplink
-from agent.events import FinalResult, LinkStatus, SynthesizedSpeech
+from agent.events import LinkStatus, SynthesizedSpeech
 from agent.uplink.config import ReconnectConfig, UplinkConfig
 from gateway.config import GatewayConfig
 from gateway.server import GatewayThread
@@ -86,4 +86,4 @@ def test_two_seats_two_languages_through_a_gateway_restart(speech):
     links = [e for e in events if isinstance(e, LinkStatus)]
     assert links[-1].connected and any(not e.connected for e in links)
     assert uplink.router.corrected == 1 and uplink.router.dropped == 0
-    assert all(isinstance(e, FinalResult) or e.utterance_id in said for e in events if hasattr(e, "utterance_id"))
+    assert {e.utterance_id for e in events if hasattr(e, "utterance_id")} <= set(said)  # nothing made up
