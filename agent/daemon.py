@@ -4,7 +4,8 @@ Threads, each forced by a library or by hardware, with bounded queues between th
 
     capture (PortAudio callback / WAV pacer) --frames--> pipeline thread
     pipeline thread: FrontEnd.process -> Uplink.send            (never blocks on the network)
-    uplink thread (websocket-client) --ResultEvent queue--> results thread
+      (with two or more parties a ConversationUplink routes each utterance to its language's Uplink)
+    uplink thread(s) (websocket-client, one per party language) --ResultEvent queue--> results thread
     results thread: console, transcript, subtitles, speaker queue, state machine, HTTP queue
     speaker thread, LED thread, HTTP thread (asyncio: captions page, /healthz, /metrics): inside their outputs
     main thread: signals, systemd notify/watchdog, state-machine ticks
@@ -25,6 +26,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from agent.audio import open_capture
+from agent.conversation.config import frontend_for
+from agent.conversation.uplinks import make_party_uplink
 from agent.outputs.button import attach_button
 from agent.config.schema import AgentConfig
 from agent.debug_recorder import DebugRecorder
@@ -50,7 +53,6 @@ from agent.outputs.transcript import TranscriptWriter
 from parley_common.sdnotify import SystemdNotifier
 from agent.queues import QUEUES, RESULT_QUEUE_SIZE
 from agent.state import DeviceStateMachine
-from agent.uplink import make_uplink
 
 log = logging.getLogger("parley.daemon")
 
@@ -88,10 +90,11 @@ class Agent:
             self.state.subscribe(self.leds.show_state)
             self.capture = open_capture(config.capture, self.geometry)
             claimed.callback(self.capture.close)
-            self.uplink = make_uplink(config.uplink, self.results)
+            self.uplink = make_party_uplink(config.uplink, config.conversation, self.results,
+                                            direction=lambda: self.frontend.azimuth_deg)
             claimed.callback(self.uplink.close)
-            self.frontend = FrontEnd(config.frontend, self.geometry, config.capture.sample_rate_hz,
-                                     first_utterance_id=self.uplink.next_utterance_id)
+            self.frontend = FrontEnd(frontend_for(config.frontend, config.conversation), self.geometry,
+                                     config.capture.sample_rate_hz, first_utterance_id=self.uplink.next_utterance_id)
             self.speaker = Speaker(
                 config.outputs.speaker,
                 on_playback_started=self.state.speaker_started,

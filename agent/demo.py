@@ -3,19 +3,34 @@
 It makes a scene (English sentences spoken from a known direction in a simulated reverberant room
 with a noise source, recorded by a ReSpeaker 4-mic array), starts the offline gateway on loopback,
 and runs the real agent on that recording: capture -> DOA/beamformer -> VAD/segmenter -> uplink ->
-console, transcript and a WAV "speaker".
+console, transcript and a WAV "speaker". ``--conversation``: an English talker at 60° and a
+Spanish talker at 240° take turns; each seat is a party, so each line is recognized in its
+talker's language and translated (and spoken) into the other's.
 """
 
 from __future__ import annotations
 
 import json
 import wave
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from agent.audio.synth import speak
 from agent.hardware import load_array_profile
+
+
+
+@dataclass(frozen=True)
+class Line:
+    """One thing said in the scene: the text, the espeak-ng voice that says it, and from where."""
+
+    text: str
+    voice: str
+    azimuth_deg: float
+    party: str | None = None
+
 
 DEMO_SENTENCES = (
     "Good morning everyone.",
@@ -28,18 +43,43 @@ DEMO_TARGETS = ("es", "ca")
 # People wait for the box to finish speaking: the mic is gated while it talks (half-duplex), so the
 # pauses must cover the end-of-speech latency plus the spoken translation.
 DEMO_GAP_S = 4.5
+DEMO_LINES = tuple(Line(sentence, "en-us", DEMO_AZIMUTH_DEG) for sentence in DEMO_SENTENCES)
+
+# --conversation: two seats, two languages; the seats split the circle between the talkers.
+CONVERSATION_LINES = (
+    Line("Good morning. Where is the train station?", "en-us", 60.0, "Emma"),
+    Line("Buenos días. La estación está muy cerca.", "es", 240.0, "Sofía"),
+    Line("Thank you very much.", "en-us", 60.0, "Emma"),
+    Line("De nada. Buen viaje.", "es", 240.0, "Sofía"),
+)
+CONVERSATION_PARTIES = """\
+conversation:
+  parties:
+    - name: Emma
+      language: en-US
+      from_deg: 330
+      to_deg: 150
+    - name: Sofía
+      language: es-ES
+      from_deg: 150
+      to_deg: 330
+"""
+CONVERSATION_GAP_S = 5.5  # Spanish goes through Whisper base, a little slower than English
 
 
-def make_scene(out_dir: Path, shared_data: Path | None, seed: int = 7):
+def make_scene(out_dir: Path, shared_data: Path | None, seed: int = 7, lines: tuple[Line, ...] = DEMO_LINES,
+               gap_s: float = DEMO_GAP_S):
     """Simulate the room recording; returns (wav path, Scene)."""
     from agent.simulation import simulate_scene
 
     geometry = load_array_profile(DEMO_PROFILE)
-    speech = [speak(sentence) for sentence in DEMO_SENTENCES]
+    speech = [speak(line.text, voice=line.voice) for line in lines]
     noise_dir = shared_data / "noise" if shared_data and (shared_data / "noise").is_dir() else None
+    one_seat = len({line.azimuth_deg for line in lines}) == 1
     scene = simulate_scene(
-        geometry, speech, talker_azimuth_deg=DEMO_AZIMUTH_DEG, distance_m=1.5, rt60_s=0.3,
-        noise="point", snr_db=20.0, seed=seed, noise_dir=noise_dir, gap_s=DEMO_GAP_S,
+        geometry, speech, talker_azimuth_deg=lines[0].azimuth_deg, distance_m=1.5, rt60_s=0.3,
+        noise="point" if one_seat else "diffuse", snr_db=20.0, seed=seed, noise_dir=noise_dir, gap_s=gap_s,
+        utterance_azimuths_deg=[line.azimuth_deg for line in lines],
     )
     path = out_dir / "scene.wav"
     write_multichannel_wav(path, scene.mixture, 16000)
@@ -55,8 +95,10 @@ def write_multichannel_wav(path: Path, samples: np.ndarray, sample_rate_hz: int)
         wav.writeframes(np.ascontiguousarray(samples, dtype="<i2").tobytes())
 
 
-def demo_config_text(scene_path: Path, gateway_url: str, out_dir: Path, realtime: bool) -> str:
+def demo_config_text(scene_path: Path, gateway_url: str, out_dir: Path, realtime: bool,
+                     conversation: bool = False) -> str:
     """The agent config the demo runs with, as YAML, so it is validated like any user's file."""
+    spoken = ("en", "es") if conversation else DEMO_TARGETS
     return f"""\
 array:
   profile: {DEMO_PROFILE}
@@ -75,17 +117,18 @@ outputs:
   speaker:
     backend: wav
     output_dir: {json.dumps(str(out_dir / "tts"))}
-    languages: [{", ".join(DEMO_TARGETS)}]
+    languages: [{", ".join(spoken)}]
   transcript:
     path: {json.dumps(str(out_dir / "transcript.jsonl"))}
   leds:
     backend: log
-"""
+""" + (CONVERSATION_PARTIES if conversation else "")
 
 
-def run_demo(out_dir: Path, shared_data: Path | None = None, realtime: bool = True) -> int:
+def run_demo(out_dir: Path, shared_data: Path | None = None, realtime: bool = True, conversation: bool = False) -> int:
     from agent.config.schema import load_agent_config
     from agent.daemon import Agent, configure_logging
+    from agent.outputs.transcript import read_transcript
     from gateway.server import GatewayThread
 
     configure_logging("warning")
@@ -93,13 +136,19 @@ def run_demo(out_dir: Path, shared_data: Path | None = None, realtime: bool = Tr
     if shared_data is None:
         candidate = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
         shared_data = candidate if candidate.is_dir() else None
-    print(f"parley demo: simulating a {DEMO_PROFILE} recording, talker at {DEMO_AZIMUTH_DEG:.0f} deg ...")
-    scene_path, scene = make_scene(out_dir, shared_data)
+    lines = CONVERSATION_LINES if conversation else DEMO_LINES
+    seats = " and ".join(sorted({f"{line.voice} at {line.azimuth_deg:.0f} deg" for line in lines}))
+    print(f"parley demo: simulating a {DEMO_PROFILE} recording, talker {seats} ...")
+    scene_path, scene = make_scene(out_dir, shared_data, lines=lines,
+                                   gap_s=CONVERSATION_GAP_S if conversation else DEMO_GAP_S)
     print(f"parley demo: scene written to {scene_path} ({scene.mixture.shape[0] / 16000:.1f} s, "
           f"{scene.mixture.shape[1]} channels); starting the offline gateway ...")
+    (out_dir / "transcript.jsonl").unlink(missing_ok=True)
+    for old in (out_dir / "tts").glob("*.wav"):
+        old.unlink()
     with GatewayThread() as gateway:
         config_path = out_dir / "agent.yaml"
-        config_path.write_text(demo_config_text(scene_path, gateway.base_url, out_dir, realtime))
+        config_path.write_text(demo_config_text(scene_path, gateway.base_url, out_dir, realtime, conversation))
         config = load_agent_config(config_path)
         agent = Agent(config)
         agent.start()
@@ -109,9 +158,19 @@ def run_demo(out_dir: Path, shared_data: Path | None = None, realtime: bool = Tr
             agent.close(timeout_s=3.0)
     tts_files = sorted((out_dir / "tts").glob("*.wav"))
     finals = agent.console.finals_shown
-    print(f"\nparley demo: {finals} final result(s) for {len(DEMO_SENTENCES)} spoken sentence(s); "
+    print(f"\nparley demo: {finals} final result(s) for {len(lines)} spoken sentence(s); "
           f"{len(tts_files)} spoken translation(s) in {out_dir / 'tts'}; transcript {out_dir / 'transcript.jsonl'}")
-    if not drained or finals < len(DEMO_SENTENCES) or not tts_files:
+    ok = drained and finals >= len(lines) and bool(tts_files)
+    if conversation:
+        records = read_transcript(out_dir / "transcript.jsonl")
+        misrouted = [r for r, line in zip(records, lines) if r.get("party") != line.party]
+        for record in records:
+            print(f"  {record.get('party')} ({record.get('language')}): {record['source']}  ->  "
+                  + "; ".join(f"{lang}: {text}" for lang, text in record["translations"].items()))
+        if misrouted or len(records) != len(lines):
+            print(f"parley demo: FAILED: {len(misrouted)} line(s) routed to the wrong party")
+            return 1
+    if not ok:
         print("parley demo: FAILED: not every sentence was translated and spoken")
         return 1
     return 0

@@ -21,6 +21,8 @@ class PartialResult:
     utterance_id: int
     source_text: str
     translations: dict[str, str] = field(default_factory=dict)
+    party: str | None = None  # who spoke (a conversation's party name); None: no parties configured
+    language: str | None = None  # the language it was recognized in (the connection's, e.g. es-ES)
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,8 @@ class FinalResult:
     azimuth_deg: float | None = None
     start_sample: int | None = None
     duration_ms: float | None = None
+    party: str | None = None
+    language: str | None = None
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,8 @@ class FrontEnd:
         self._speech = False
         self._noise_guard_hops = int(round(config.noise_guard_ms / HOP_MS))
         self._hops_since_speech = self._noise_guard_hops
+        forget_ms = config.doa.forget_after_silence_ms
+        self._forget_hops = int(round(forget_ms / HOP_MS)) if forget_ms is not None else None
         self.noise_hops: tuple[bool, ...] = ()  # which hops of the last frame were learned as noise
         self.last_output: Frame | None = None  # the last beamformed (and levelled) mono frame
 
@@ -93,6 +95,8 @@ class FrontEnd:
         noise_hops = []
         for start in range(0, frame.n_samples, self.hop):
             spectrum = self._stft.analyze(samples[start:start + self.hop])
+            if self._speech and self._forget_hops is not None and self._hops_since_speech >= self._forget_hops:
+                self._doa.forget_speech()
             self._hops_since_speech = 0 if self._speech else self._hops_since_speech + 1
             is_noise = not muted and self._hops_since_speech > self._noise_guard_hops
             noise_hops.append(is_noise)

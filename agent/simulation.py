@@ -30,6 +30,7 @@ class Scene:
     utterances: list[tuple[int, int]]  # [start, end) samples of each utterance in the timeline
     talker_azimuth_deg: float
     interferer_azimuth_deg: float | None = None
+    utterance_azimuths_deg: list[float] | None = None  # where each utterance was said from
 
     def speech_labels(self, frame_samples: int = 320, threshold_db: float = -35.0) -> np.ndarray:
         """Per-frame speech truth from the clean speech image (energy within 35 dB of its peak)."""
@@ -88,21 +89,29 @@ def _simulate(room_dim: np.ndarray, rt60_s: float, mics_world: np.ndarray, sourc
 def simulate_scene(geometry: ArrayGeometry, talker_signals: list[np.ndarray], talker_azimuth_deg: float,
                    distance_m: float = 1.5, rt60_s: float = 0.3, noise: str = "diffuse", snr_db: float = 10.0,
                    seed: int = 0, noise_dir: Path | None = None, gap_s: float = 1.5,
-                   room_dim_m: tuple[float, float, float] = (5.0, 4.0, 2.8)) -> Scene:
+                   room_dim_m: tuple[float, float, float] = (5.0, 4.0, 2.8),
+                   utterance_azimuths_deg: list[float] | None = None) -> Scene:
+    """``utterance_azimuths_deg`` puts each utterance's talker at its own azimuth (a conversation
+    taking turns); by default every utterance comes from ``talker_azimuth_deg``."""
     rng = np.random.default_rng(seed)
     room = np.array(room_dim_m)
     centre = np.array([room[0] / 2 + 0.2, room[1] / 2 - 0.1, ARRAY_HEIGHT_M])
     mics_world = centre + geometry.mic_positions_m
     gap = int(gap_s * RATE_HZ)
-    timeline, utterances, cursor = [np.zeros(gap)], [], gap
+    azimuths = list(utterance_azimuths_deg or [talker_azimuth_deg] * len(talker_signals))
+    utterances, cursor = [], gap
     for signal in talker_signals:
-        timeline += [np.asarray(signal, float), np.zeros(gap)]
         utterances.append((cursor, cursor + len(signal)))
         cursor += len(signal) + gap
-    dry = np.concatenate(timeline)
-    length = len(dry) + RATE_HZ // 4
-    talker = _position(centre, talker_azimuth_deg, distance_m, MOUTH_HEIGHT_M, room)
-    speech = _simulate(room, rt60_s, mics_world, [(talker, dry)], length)
+    length = cursor + RATE_HZ // 4
+    sources = []
+    for azimuth in dict.fromkeys(azimuths):  # one source per seat, silent while the others talk
+        dry = np.zeros(cursor)
+        for signal, (start, end), said_from in zip(talker_signals, utterances, azimuths):
+            if said_from == azimuth:
+                dry[start:end] = signal
+        sources.append((_position(centre, azimuth, distance_m, MOUTH_HEIGHT_M, room), dry))
+    speech = _simulate(room, rt60_s, mics_world, sources, length)
 
     recordings = load_noise_recordings(noise_dir)
     interferer_deg = None
@@ -132,4 +141,4 @@ def simulate_scene(geometry: ArrayGeometry, talker_signals: list[np.ndarray], ta
     scale = min(1.0, 20000.0 / peak) if peak > 0 else 1.0
     speech, noise_image = speech * scale, noise_image * scale
     return Scene(np.clip(np.round(speech + noise_image), -32768, 32767).astype(np.int16), speech, noise_image,
-                 utterances, talker_azimuth_deg, interferer_deg)
+                 utterances, talker_azimuth_deg, interferer_deg, azimuths)

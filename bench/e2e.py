@@ -1,12 +1,18 @@
 """End-to-end latency over the demo scene: the real agent, the real gateway, real-time capture.
 
     python bench/e2e.py [--backend gateway|azure]
+    python bench/e2e.py --conversation [--quick]
 
 Measures, per utterance: end of speech (ground truth of the simulated scene) -> final text on the
 console, and -> first TTS byte reaching the speaker; and, per audio frame, the latency the agent
 adds between a frame leaving capture and its bytes going onto the socket (target: p99 <= one
 frame). Baseline, side by side in the same process: a bare Translator v1 client streaming mic 0
 of the same scene in real time to the same gateway, so the ratio shows what the agent adds.
+
+``--conversation``: routing accuracy of two talkers taking turns (English and Spanish, espeak-ng)
+over seatings 30°-180° apart, RT60 0.3/0.6 s, SNR 10/5 dB (front end + router, no gateway: routing
+does not depend on it); then the demo's two-seat scene through the real agent and gateway, with
+end of speech -> final and -> first TTS byte per direction (en->es, es->en).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 from agent.config.schema import load_agent_config  # noqa: E402
 from agent.daemon import Agent  # noqa: E402
-from agent.demo import demo_config_text, make_scene  # noqa: E402
+from agent.demo import CONVERSATION_GAP_S, CONVERSATION_LINES, demo_config_text, make_scene  # noqa: E402
 from gateway.server import GatewayThread  # noqa: E402
 from gateway_bench_client import stream_once  # noqa: E402
 
@@ -43,7 +49,6 @@ def instrument(agent: Agent) -> dict:
         return frame
 
     agent.capture.read = read
-    protocol_send = agent.uplink.protocol.send_audio
     pending: dict[int, list[float]] = {}
 
     def route(event, original=agent._route_segment_event):
@@ -53,7 +58,10 @@ def instrument(agent: Agent) -> dict:
             pending.setdefault(event.utterance_id, []).append(marks["read"][marks["last_read"]] if live else None)
         original(event)
 
-    def send_audio(ws, utterance, pcm):
+    def timed(protocol_send):
+        return lambda ws, utterance, pcm: send_audio(protocol_send, ws, utterance, pcm)
+
+    def send_audio(protocol_send, ws, utterance, pcm):
         protocol_send(ws, utterance, pcm)
         queue = pending.get(utterance.id)
         if queue and utterance.attempts == 1:
@@ -62,7 +70,9 @@ def instrument(agent: Agent) -> dict:
                 marks["sent"].append(time.monotonic() - read_at)
 
     agent._route_segment_event = route
-    agent.uplink.protocol.send_audio = send_audio
+    uplinks = getattr(agent.uplink, "uplinks", {None: agent.uplink})  # a conversation has one per language
+    for uplink in uplinks.values():
+        uplink.protocol.send_audio = timed(uplink.protocol.send_audio)
     console_final, speaker_play = agent.console.final, agent.speaker.play
     agent.console.final = lambda e: (marks["final"].setdefault(e.utterance_id, (time.monotonic(), e.start_sample)),
                                      console_final(e))
@@ -70,12 +80,29 @@ def instrument(agent: Agent) -> dict:
     return marks
 
 
+def run_instrumented(work: Path, config_text: str, scene, timeout_s: float) -> tuple[dict, list[float]]:
+    """The real agent on the scene, quiet, until drained: the marks and each utterance's true end (monotonic s)."""
+    (work / "agent.yaml").write_text(config_text)
+    agent = Agent(load_agent_config(work / "agent.yaml"))
+    marks = instrument(agent)
+    agent.console.config = type(agent.console.config)(enabled=False)
+    agent.start()
+    agent.wait_until_drained(timeout_s=timeout_s)
+    agent.close()
+    first_read = marks["read"][0] - 320 / 16000  # frame 0 is handed over once its 20 ms have been captured
+    return marks, [first_read + end / 16000 for _, end in scene.utterances]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", choices=["gateway", "azure"], default="gateway")
     parser.add_argument("--shared-data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, help="default bench/results/e2e.json (e2e-azure.json for azure)")
+    parser.add_argument("--conversation", action="store_true", help="two seats, two languages (see above)")
+    parser.add_argument("--quick", action="store_true", help="--conversation: one seed per cell instead of three")
     args = parser.parse_args()
+    if args.conversation:
+        return conversation_main(args)
     work = Path("/tmp/parley-bench-e2e")
     scene_path, scene = make_scene(work, args.shared_data if args.shared_data.is_dir() else None)
     with GatewayThread() as gw:
@@ -84,15 +111,7 @@ def main() -> int:
             "backend: gateway", f"backend: {args.backend}")
         if args.backend == "azure":
             text = text.replace(f'"{gw.base_url}"', f'"{gw.base_url}/speech/translation/cognitiveservices/v1"')
-        (work / "agent.yaml").write_text(text)
-        agent = Agent(load_agent_config(work / "agent.yaml"))
-        marks = instrument(agent)
-        agent.console.config = type(agent.console.config)(enabled=False)
-        agent.start()
-        agent.wait_until_drained(timeout_s=120)
-        agent.close()
-    first_read = marks["read"][0] - 320 / 16000  # frame 0 is handed over once its 20 ms have been captured
-    ends = [first_read + end / 16000 for _, end in scene.utterances]
+        marks, ends = run_instrumented(work, text, scene, timeout_s=120)
     finals, tts = [], []
     for utterance_id, (at, start_sample) in sorted(marks["final"].items()):
         truth = next((i for i, (a, b) in enumerate(scene.utterances) if start_sample < b), None)
@@ -117,6 +136,68 @@ def main() -> int:
     a2s = report["audio_to_socket_ms"]
     print(f"{'audio -> socket (p50/p99)':28}{a2s['p50']:>6.1f}/{a2s['p99']:.1f} ms over {a2s['frames']} frames (one frame = 20 ms)")
     args.out = args.out or REPO / "bench" / "results" / ("e2e.json" if args.backend == "gateway" else "e2e-azure.json")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
+
+
+SEPARATIONS_DEG = (30, 60, 90, 120, 180)
+FIRST_SEATS_DEG = (0.0, 45.0, 100.0)  # where talker A sits; B sits SEPARATION further round
+
+
+def routing_grid(args) -> list[dict]:
+    from agent.hardware import load_array_profile
+    from tests.support.conversation import TURNS, route_conversation, speech_for
+
+    geometry = load_array_profile("respeaker-4mic-hat")
+    speech = speech_for()
+    noise_dir = args.shared_data / "noise" if (args.shared_data / "noise").is_dir() else None
+    rows = []
+    for separation in SEPARATIONS_DEG:
+        for rt60 in (0.3, 0.6):
+            for snr in (10.0, 5.0):
+                right = total = extra = 0
+                for seed, first in enumerate(FIRST_SEATS_DEG[:1] if args.quick else FIRST_SEATS_DEG):
+                    routed = route_conversation(geometry, first, (first + separation) % 360, rt60, snr, seed=seed,
+                                                noise_dir=noise_dir, speech=speech)
+                    total += len(TURNS)
+                    right += sum(d.party == t for d, t in zip(routed.decisions, routed.truth))
+                    extra += abs(len(routed.decisions) - len(TURNS))
+                rows.append({"separation_deg": separation, "rt60_s": rt60, "snr_db": snr, "utterances": total,
+                             "routed_right": right, "accuracy": right / total, "segmentation_mismatch": extra})
+                print(f"{separation:>6}°{rt60:>7.1f} s{snr:>6.0f} dB{right:>5}/{total:<3}{100 * right / total:>7.1f} %"
+                      f"{extra:>6}", flush=True)
+    return rows
+
+
+def conversation_main(args) -> int:
+    print(f"{'apart':>7}{'RT60':>9}{'SNR':>9}{'right':>9}{'accuracy':>9}{'seg±':>6}")
+    rows = routing_grid(args)
+    work = Path("/tmp/parley-bench-e2e-conversation")
+    lines = CONVERSATION_LINES
+    scene_path, scene = make_scene(work, args.shared_data if args.shared_data.is_dir() else None, lines=lines,
+                                   gap_s=CONVERSATION_GAP_S)
+    with GatewayThread() as gw:
+        text = demo_config_text(scene_path, gw.base_url, work, True, conversation=True)
+        marks, ends = run_instrumented(work, text, scene, timeout_s=180)
+    latency: dict = {}
+    for utterance_id, (at, start_sample) in sorted(marks["final"].items()):
+        truth = next((i for i, (a, b) in enumerate(scene.utterances) if start_sample < b), None)
+        if truth is None:
+            continue
+        direction = "en->es" if lines[truth].voice.startswith("en") else "es->en"
+        entry = latency.setdefault(direction, {"end_to_final_ms": [], "end_to_tts_ms": []})
+        entry["end_to_final_ms"].append(1000 * (at - ends[truth]))
+        if utterance_id in marks["tts"]:
+            entry["end_to_tts_ms"].append(1000 * (marks["tts"][utterance_id] - ends[truth]))
+    print(f"\n{'direction':12}{'end -> final':>14}{'end -> TTS':>12}  (median over the demo's turns, real time)")
+    for direction, entry in sorted(latency.items()):
+        tts = f"{np.median(entry['end_to_tts_ms']):>10.0f}ms" if entry["end_to_tts_ms"] else f"{'-':>12}"
+        print(f"{direction:12}{np.median(entry['end_to_final_ms']):>12.0f}ms{tts}")
+    report = {"when": datetime.now(timezone.utc).isoformat(), "routing": rows, "latency": latency}
+    args.out = args.out or REPO / "bench" / "results" / "e2e-conversation.json"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
     print(f"wrote {args.out}")

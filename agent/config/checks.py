@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from agent.conversation.checks import conversation_issues, offered_language_issues
 from agent.uplink.config import url_problem
 from parley_common.typedyaml import ConfigIssue
 
@@ -36,12 +37,19 @@ class KeyLines:
         self._walk(root, "")
 
     def _walk(self, node, prefix: str) -> None:
+        if isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                self._lines[f"{prefix}[{index}]"] = item.start_mark.line + 1
+                self._walk(item, f"{prefix}[{index}]")
         if not isinstance(node, yaml.MappingNode):
             return
         for key_node, value_node in node.value:
             path = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
             self._lines[path] = key_node.start_mark.line + 1
             self._walk(value_node, path)
+
+    def line(self, key_path: str) -> int | None:
+        return self._lines.get(key_path)
 
     def has(self, key_path: str) -> bool:
         return key_path in self._lines
@@ -74,6 +82,7 @@ def cross_field_issues(config, lines: KeyLines) -> list[ConfigIssue]:
     if seg.min_utterance_ms >= seg.max_utterance_ms:
         issues.append(lines.issue("frontend.segmenter.min_utterance_ms", (
             f"{seg.min_utterance_ms} is not below max_utterance_ms {seg.max_utterance_ms}")))
+    issues += conversation_issues(config.conversation, config.geometry.is_spatial, lines)
     return issues
 
 
@@ -102,6 +111,7 @@ def environment_issues(config, lines: KeyLines, environ=os.environ) -> list[Conf
         problem = _wav_problem(config)
         if problem:
             issues.append(lines.issue("capture.wav.path", problem))
+    issues += offered_language_issues(config.uplink, config.conversation, lines)
     return issues
 
 

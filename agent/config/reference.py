@@ -32,6 +32,15 @@ def _render_fields(cls: type, depth: int, lines: list[str]) -> None:
             lines.append(f"{indent}{f.name}:")
             _render_fields(hint, depth + 1, lines)
             continue
+        item = get_args(hint)[0] if get_origin(hint) is tuple else None
+        if dataclasses.is_dataclass(item):  # a list of sections: show one commented-out item's keys
+            lines.append(f"{indent}{f.name}: {_yaml_value(getattr(defaults, f.name)) if defaults else '[]'}")
+            for n, sub in enumerate(dataclasses.fields(item)):
+                default = ("(required)" if sub.default is dataclasses.MISSING and sub.default_factory is dataclasses.MISSING
+                           else _yaml_value(sub.default if sub.default is not dataclasses.MISSING else sub.default_factory()))
+                note = _comment(get_type_hints(item)[sub.name], sub.metadata)
+                lines.append(f"{indent}#   {'- ' if n == 0 else '  '}{sub.name}: {default}" + (f"  # {note}" if note else ""))
+            continue
         value = getattr(defaults, f.name) if defaults is not None else None
         if value is None and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             lines.append(f"{indent}# {f.name}: (required)")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from agent.audio.config import CaptureConfig
+from agent.conversation.config import ConversationConfig
 from agent.config.checks import KeyLines, cross_field_issues, environment_issues
 from parley_common.typedyaml import ConfigError, ConfigIssue, load_yaml_config
 from agent.frontend import FrontendConfig
@@ -88,6 +89,7 @@ class AgentConfig:
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     uplink: UplinkConfig = field(default_factory=UplinkConfig)
+    conversation: ConversationConfig = field(default_factory=ConversationConfig)
     outputs: OutputsConfig = field(default_factory=OutputsConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     debug: DebugConfig = field(default_factory=DebugConfig)

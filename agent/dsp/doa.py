@@ -45,6 +45,8 @@ class DoaConfig:
     update_ms: float = field(default=80.0, metadata={"min": 10.0, "help": "how often the estimate is recomputed"})
     noise_memory_ms: float = field(
         default=2000.0, metadata={"min": 50.0, "help": "time constant of the noise covariance average"})
+    forget_after_silence_ms: float | None = field(
+        default=None, metadata={"min": 20.0, "help": "speech after this much silence starts a fresh estimate (a new talker may be speaking); null: the last talker's carries over (a conversation with two or more parties uses 300)"})
     whitening_loading: float = field(
         default=0.3, metadata={"min": 1e-4, "max": 10.0,
                                "help": "diagonal loading of the noise covariance, relative to its mean power"})
@@ -85,6 +87,12 @@ class WhitenedMusicDoa:
         self._noise_cov += (1 - alpha) * outer
         self._noise_frames += 1
         self._whitening = None
+
+    def forget_speech(self) -> None:
+        """Start the speech average afresh: the next estimate comes from the new talker only, instead of
+        needing ``memory_ms`` of their speech to outweigh the previous talker's."""
+        self._speech_cov[:] = 0
+        self._pending = 0
 
     def add_speech(self, spectrum: np.ndarray) -> None:
         """Fold one speech STFT frame into the speech covariance; re-estimate every ``update_ms``."""

@@ -44,8 +44,11 @@ class ConsoleOutput:
 
     def final(self, event: FinalResult) -> None:
         self.finals_shown += 1
-        lines = [f"[{event.utterance_id}] {_direction(event.azimuth_deg)}  en: {event.source_text or '(nothing recognized)'}"]
-        lines += [f"{'':>{len(str(event.utterance_id)) + 10}}{lang}: {text}" for lang, text in event.translations.items()]
+        who = f"{event.party} " if event.party else ""
+        spoken = (event.language or "?").split("-")[0].lower()
+        lines = [f"[{event.utterance_id}] {_direction(event.azimuth_deg)}  {who}{spoken}: {event.source_text or '(nothing recognized)'}"]
+        indent = len(str(event.utterance_id)) + 10 + len(who)
+        lines += [f"{'':>{indent}}{lang}: {text}" for lang, text in event.translations.items()]
         for line in lines:
             self._write(line)
 

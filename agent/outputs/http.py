@@ -50,7 +50,8 @@ class DeviceState:
 
 def _caption(event: PartialResult | FinalResult, azimuth_deg: float | None) -> dict:
     return {"utterance": event.utterance_id, "source": event.source_text, "translations": event.translations,
-            "azimuth_deg": None if azimuth_deg is None else round(azimuth_deg)}
+            "azimuth_deg": None if azimuth_deg is None else round(azimuth_deg),
+            "party": event.party, "language": event.language}
 
 
 class CaptionState:

@@ -36,12 +36,15 @@ class Cue:
 
 
 def utterance_text(record: FinalResult | dict, language: str) -> str:
-    """The text of one language ('source': what was recognized) from a final or a transcript record."""
+    """The text of one language ('source': what was recognized) from a final or a transcript record.
+
+    In a conversation, a line spoken in ``language`` itself is its recognized text, not a translation."""
     if isinstance(record, FinalResult):
-        source, translations = record.source_text, record.translations
+        source, translations, spoken = record.source_text, record.translations, record.language
     else:
-        source, translations = record.get("source", ""), record.get("translations") or {}
-    return (source if language == SOURCE else translations.get(language, "")).strip()
+        source, translations, spoken = record.get("source", ""), record.get("translations") or {}, record.get("language")
+    spoken_base = (spoken or "").split("-")[0].lower()
+    return (source if language in (SOURCE, spoken_base) else translations.get(language, "")).strip()
 
 
 def split_cues(text: str, start_s: float, duration_s: float) -> list[Cue]:

@@ -35,6 +35,8 @@ class TranscriptWriter:
             "azimuth_deg": None if event.azimuth_deg is None else round(event.azimuth_deg, 1),
             "start_sample": event.start_sample,
             "duration_ms": None if event.duration_ms is None else round(event.duration_ms),
+            "party": event.party,
+            "language": event.language,
             "source": event.source_text,
             "translations": event.translations,
         }

@@ -26,12 +26,13 @@ class Talker:
         self.next_id = 1
         self.position = 0
 
-    def say(self, pcm: np.ndarray, on_chunk=None) -> int:
+    def say(self, pcm: np.ndarray, on_chunk=None, started_azimuth_deg: float = STARTED_AZIMUTH_DEG,
+            ended_azimuth_deg: float = ENDED_AZIMUTH_DEG) -> int:
         utterance_id = self.next_id
         self.next_id += 1
         audio = np.concatenate([np.zeros(4800, np.int16), pcm, np.zeros(8000, np.int16)])
         start = self.position
-        self.uplink.send(SpeechStarted(utterance_id, start, STARTED_AZIMUTH_DEG, 0.8))
+        self.uplink.send(SpeechStarted(utterance_id, start, started_azimuth_deg, 0.8))
         for k, i in enumerate(range(0, len(audio) - FRAME + 1, FRAME)):
             self.uplink.send(SpeechChunk(utterance_id, Frame(audio[i:i + FRAME, None].copy(), start + i, 16000)))
             if on_chunk:
@@ -39,7 +40,7 @@ class Talker:
             time.sleep(FRAME / 16000 / self.speed)
         self.position += len(audio)
         self.uplink.send(SpeechEnded(utterance_id, self.position, 1000 * len(audio) / 16000, "silence",
-                                     ENDED_AZIMUTH_DEG, 0.9))
+                                     ended_azimuth_deg, 0.9))
         return utterance_id
 
 

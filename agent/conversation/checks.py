@@ -1,0 +1,119 @@
+"""Config checks of the ``conversation`` section, each naming the file line of the key at fault.
+
+``conversation_issues`` runs at load (seats, names, who can talk to whom); ``offered_language_issues``
+asks a running gateway's ``/languages`` which languages it recognizes and translates, so a party
+language it lacks is reported before start rather than as an empty result per utterance.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import urllib.error
+import urllib.request
+from urllib.parse import urlsplit, urlunsplit
+
+from agent.conversation.config import ConversationConfig, base_language
+from agent.conversation.router import Seat
+
+log = logging.getLogger("parley.conversation")
+
+BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+LANGUAGES_TIMEOUT_S = 3.0
+
+
+def _seat_text(seat: Seat) -> str:
+    return f"{seat.from_deg:g}°–{seat.to_deg:g}°"
+
+
+def conversation_issues(conversation: ConversationConfig, spatial: bool, lines) -> list:
+    issues = []
+    parties = conversation.parties
+    key = "conversation.parties"
+    names = [p.name for p in parties]
+    for i, party in enumerate(parties):
+        where = f"{key}[{i}]"
+        if names.index(party.name) != i:
+            issues.append(lines.issue(f"{where}.name", f"party name {party.name!r} is used twice; names must differ"))
+        for lang_key, code in [("language", party.language)] + [("hears", h) for h in party.hears]:
+            if not BCP47.match(code):
+                issues.append(lines.issue(f"{where}.{lang_key}", f"{code!r} is not a BCP-47 language tag; allowed: e.g. en-US, es-ES, es"))
+        if party.seated and party.from_deg == party.to_deg:
+            issues.append(lines.issue(f"{where}.from_deg", f"the seat {party.from_deg:g}°–{party.to_deg:g}° is empty; "
+                                                           "allowed: different angles (0 -> 360 is the whole circle)"))
+    seats = [(i, Seat(p.name, p.from_deg, p.to_deg)) for i, p in enumerate(parties) if p.seated and p.from_deg != p.to_deg]
+    for n, (i, seat) in enumerate(seats):
+        for j, other in seats[:n]:
+            if seat.overlaps(other):
+                issues.append(lines.issue(f"{key}[{i}].from_deg", (
+                    f"the seat {_seat_text(seat)} of {seat.party!r} overlaps the seat {_seat_text(other)} of "
+                    f"{other.party!r} ({key}[{j}]); seats must not overlap (sharing an edge is fine)")))
+    default = conversation.default_party
+    if default is not None and default not in names:
+        allowed = ", ".join(names) if names else "none (no parties are configured)"
+        issues.append(lines.issue("conversation.default_party", f"no party is named {default!r}; allowed: {allowed}"))
+    if not conversation.multi_party:
+        return issues
+    if not spatial:
+        issues.append(lines.issue("conversation.parties", (
+            "route_by direction needs a multi-mic array to tell seats apart, and this array has one mic; "
+            "allowed: one party, or an array profile with several mics")))
+    for i, party in enumerate(parties):
+        if not conversation.targets(party):
+            issues.append(lines.issue(f"{key}[{i}].language", (
+                f"{party.name!r} has nobody to talk to: every other party reads only {party.base_language!r}, "
+                f"the language {party.name!r} speaks; allowed: parties that read another language")))
+        if not party.seated and party.name != default:
+            issues.append(lines.issue(f"{key}[{i}]", (
+                f"{party.name!r} has no seat (from_deg/to_deg) and is not conversation.default_party, so no "
+                "utterance would ever be routed to them")))
+    return issues
+
+
+def languages_url(service_url: str) -> str:
+    parts = urlsplit(service_url)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    return urlunsplit((scheme, parts.netloc, "/languages", "api-version=1.0&scope=speech,text", ""))
+
+
+def fetch_offered_languages(service_url: str, timeout_s: float = LANGUAGES_TIMEOUT_S) -> dict | None:
+    """The gateway's ``/languages`` document, or None (with a log line) when it cannot be asked."""
+    url = languages_url(service_url)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return json.loads(response.read())
+    except (OSError, urllib.error.URLError, ValueError) as exc:
+        log.warning("could not ask %s which languages it offers (%s); the parties' languages are not checked", url, exc)
+        return None
+
+
+def offered_language_issues(uplink, conversation: ConversationConfig, lines, fetch=fetch_offered_languages) -> list:
+    """Party languages the gateway does not recognize, and listener languages it cannot translate into."""
+    if not conversation.parties or uplink.backend != "gateway":
+        return []
+    from agent.uplink.translator_v1 import GATEWAY_DEFAULT_URL
+
+    document = fetch(uplink.url or GATEWAY_DEFAULT_URL)
+    if document is None:
+        return []
+    speech = document.get("speech", {})
+    by_base = {entry.get("language", base_language(code)): (code, entry) for code, entry in speech.items()}
+    offered = ", ".join(speech) or "none"
+    issues = []
+    for i, party in enumerate(conversation.parties):
+        where = f"conversation.parties[{i}]"
+        if party.base_language not in by_base:
+            issues.append(lines.issue(f"{where}.language", (
+                f"the gateway does not recognize {party.language!r}; it recognizes: {offered}")))
+            continue
+        if not conversation.multi_party:
+            continue
+        code, entry = by_base[party.base_language]
+        translations = entry.get("translations", [])
+        missing = [t for t in conversation.targets(party) if base_language(t) not in translations]
+        if missing:
+            issues.append(lines.issue(f"{where}.language", (
+                f"the gateway cannot translate what {party.name!r} says ({party.base_language}) into {', '.join(missing)} "
+                f"(what the other parties read); from {party.base_language} it offers: {', '.join(translations) or 'nothing'}")))
+    return issues

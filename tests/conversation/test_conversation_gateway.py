@@ -1,0 +1,90 @@
+"""Two parties, two languages, the real gateway: every utterance recognized in its seat's language
+and translated the right way, one connection per language, through a gateway restart mid-scene."""
+
+from __future__ import annotations
+
+import json
+import queue
+import urllib.request
+
+import pytest
+
+from agent.audio.synth import speak
+from agent.conversation.config import ConversationConfig, PartyConfig
+from agent.conversation.uplinks import ConversationUplink
+from agent.events import LinkStatus, SynthesizedSpeech
+from agent.uplink.config import ReconnectConfig, UplinkConfig
+from gateway.config import GatewayConfig
+from gateway.server import GatewayThread
+from tests.support.data import shared_data_dir
+from tests.support.speech import english_samples
+from tests.support.talker import Talker, finals_by_id, wait_for_finals
+
+FAST_RECONNECT = ReconnectConfig(initial_backoff_ms=100, max_backoff_ms=1000, auth_backoff_ms=2000,
+                                 ping_interval_s=1.0, ping_timeout_s=5.0, connect_timeout_s=2.0)
+SPANISH = ("Buenos días a todos.", "Muchas gracias por su ayuda.")
+ANN_DEG, BEA_DEG = 60.0, 240.0
+CONVERSATION = ConversationConfig(
+    parties=(PartyConfig("Ann", "en-US", from_deg=0, to_deg=120), PartyConfig("Bea", "es-ES", from_deg=180, to_deg=300)),
+    decide_after_ms=300)
+
+
+@pytest.fixture(scope="module")
+def speech():
+    english = [pcm for _, pcm in english_samples(shared_data_dir(), limit=2)]
+    return {"Ann": english, "Bea": [speak(text, voice="es") for text in SPANISH]}
+
+
+def sessions(gateway) -> int:
+    with urllib.request.urlopen(gateway.base_url.replace("ws://", "http://") + "/healthz", timeout=5) as response:
+        return json.load(response)["sessions"]
+
+
+def test_two_seats_two_languages_through_a_gateway_restart(speech):
+    first = GatewayThread(GatewayConfig(port=0)).start()
+    port = first.port
+    results: queue.Queue = queue.Queue(maxsize=2000)
+    seat = {"deg": ANN_DEG}  # the front end's running estimate, as the pipeline thread would read it
+    uplink = ConversationUplink(UplinkConfig(backend="gateway", url=first.base_url, reconnect=FAST_RECONNECT),
+                                CONVERSATION, results, direction=lambda: seat["deg"])
+    uplink.start()
+    talker = Talker(uplink, speed=4.0)
+    said: dict[int, str] = {}
+    second = None
+    try:
+        def say(party: str, index: int, started_deg: float) -> None:
+            seat["deg"] = ANN_DEG if party == "Ann" else BEA_DEG
+            said[talker.say(speech[party][index], started_azimuth_deg=started_deg, ended_azimuth_deg=seat["deg"])] = party
+
+        say("Ann", 0, started_deg=150.0)  # the first guess is nobody's seat; the settled direction corrects it
+        say("Bea", 0, started_deg=BEA_DEG)
+        events = wait_for_finals(results, set(said))
+        assert sessions(first) == 2  # one connection per language
+        first.close()
+        say("Bea", 1, started_deg=BEA_DEG)  # spoken while the gateway is down: kept, each in its own outbox
+        say("Ann", 1, started_deg=ANN_DEG)
+        second = GatewayThread(GatewayConfig(port=port)).start()
+        events += wait_for_finals(results, set(said), timeout_s=90.0)
+        # each language's own connection came back (the gateway may since have closed idle ones)
+        assert all(link.connects >= 2 for link in uplink.uplinks.values())
+    finally:
+        uplink.close()
+        first.close()
+        if second is not None:
+            second.close()
+
+    finals = finals_by_id(events)
+    assert set(finals) == set(said)
+    for utterance_id, party in said.items():
+        [final] = finals[utterance_id]  # nothing lost, nothing doubled
+        spoken, heard = ("en-US", "es") if party == "Ann" else ("es-ES", "en")
+        assert (final.party, final.language) == (party, spoken), final
+        assert set(final.translations) == {heard} and final.source_text and final.translations[heard], final
+    bea_first = finals[[i for i, p in said.items() if p == "Bea"][0]][0]
+    assert "buenos" in bea_first.source_text.lower() and "good morning" in bea_first.translations["en"].lower()
+    spoken_languages = {e.utterance_id: e.language for e in events if isinstance(e, SynthesizedSpeech)}
+    assert spoken_languages == {i: ("es" if p == "Ann" else "en") for i, p in said.items()}
+    links = [e for e in events if isinstance(e, LinkStatus)]
+    assert links[-1].connected and any(not e.connected for e in links)
+    assert uplink.router.corrected == 1 and uplink.router.dropped == 0
+    assert {e.utterance_id for e in events if hasattr(e, "utterance_id")} <= set(said)  # nothing made up
