@@ -58,7 +58,13 @@ from parley_common.protocols.usp_messages import (
     SynthesisStart,
     check_object,
 )
-from parley_common.protocols.wav import TICKS_PER_SAMPLE, AudioBudget, WavHeaderError, pcm_after_header
+from parley_common.protocols.wav import (
+    TICKS_PER_SAMPLE,
+    WIRE_BYTES_PER_SAMPLE,
+    AudioBudget,
+    WavHeaderError,
+    pcm_after_header,
+)
 
 log = logging.getLogger("parley.gateway.usp")
 CLOSE_PROTOCOL = 1002
@@ -94,6 +100,7 @@ class _Turn:
         self.header_seen = False
         self.finals = 0
         self.done = False
+        self.pcm_samples = 0  # audio received in this turn: where its speech can have ended at most
 
     @property
     def speech_only(self) -> bool:
@@ -175,7 +182,8 @@ class UspConnection:
             if not turn.done:
                 if turn.single_shot and not turn.finals:
                     await self._send_final(turn, Result(True, 0, "", end_sample=0))  # NoMatch, as the service
-                if not turn.done:
+                if not turn.done:  # continuous: the end of speech is the end of the client's audio
+                    await self._send(turn, SPEECH_END_DETECTED, {"Offset": turn.pcm_samples * TICKS_PER_SAMPLE})
                     await self._end_turn(turn)
             return
         if not turn.header_seen:
@@ -188,6 +196,7 @@ class UspConnection:
             await self.ws.close(1000, "maximum audio duration reached")
             return
         if payload:
+            turn.pcm_samples += len(payload) // WIRE_BYTES_PER_SAMPLE
             await self._send_results(turn, await turn.session.feed(payload))
 
     async def _start_turn(self, request_id: str) -> _Turn:
@@ -217,7 +226,9 @@ class UspConnection:
             elif not result.final:
                 await self.ws.send(self._hypothesis(turn, result))
             else:
-                await self._send(turn, SPEECH_END_DETECTED, {"Offset": result.end_sample * TICKS_PER_SAMPLE})
+                if turn.single_shot:  # its one phrase ends the speech; in continuous mode the SDK would
+                    # take a per-phrase end for the end of the turn and open a new one mid-sentence
+                    await self._send(turn, SPEECH_END_DETECTED, {"Offset": result.end_sample * TICKS_PER_SAMPLE})
                 await self._send_final(turn, result)
 
     async def _send_final(self, turn: _Turn, result: Result) -> None:

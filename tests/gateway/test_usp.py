@@ -12,7 +12,7 @@ import websocket
 from parley_common.protocols.usp import build_binary, build_text, new_request_id, parse_binary, parse_text
 from parley_common.protocols.wav import streaming_header
 from tests.support.data import shared_data_dir
-from tests.support.speech import english_samples, wer_bound, word_errors
+from tests.support.speech import english_samples
 
 speechsdk = pytest.importorskip("azure.cognitiveservices.speech")
 
@@ -129,12 +129,8 @@ def test_official_sdk_continuous_recognition_over_several_utterances(gateway, tw
     assert stopped.wait(60)
     recognizer.stop_continuous_recognition()
     translated = [r for r in events["recognized"] if r[0] == speechsdk.ResultReason.TranslatedSpeech]
-    # A pause inside a sentence may end a phrase there (as the service's segmentation does), so the
-    # check is on what was heard, in order, not on the number of phrases.
-    errors, words = word_errors(" ".join(references), " ".join(r[1] for r in translated))
-    assert errors / words <= wer_bound(shared_data_dir()), [r[1] for r in translated]
-    assert len(references) <= len(translated) <= 2 * len(references)
+    assert len(translated) == len(references)
     assert all(set(r[2]) == {"es", "ca"} and r[2]["es"] for r in translated)
-    assert len([n for n in events["synthesizing"] if n > 0]) == len(translated)
+    assert len([n for n in events["synthesizing"] if n > 0]) == len(references)
     assert len(events["recognizing"]) >= len(references)
     assert events["canceled"] == [speechsdk.CancellationReason.EndOfStream]

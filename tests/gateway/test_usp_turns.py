@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from parley_common.protocols.usp import build_binary, build_text, new_request_id, parse_binary, parse_text
-from parley_common.protocols.wav import WavHeaderError, pcm_after_header, streaming_header
+from parley_common.protocols.wav import TICKS_PER_SAMPLE, WavHeaderError, pcm_after_header, streaming_header
 
 from tests.support.data import shared_data_dir
 from tests.support.speech import english_samples
@@ -115,7 +115,10 @@ def test_v2_without_targets_is_speech_to_text(connect, utterance):
     assert "speech.hypothesis" in paths and not any(p.startswith("translation") for p in paths)
     phrase = messages[paths.index("speech.phrase")].json()
     assert phrase["RecognitionStatus"] == "Success" and phrase["NBest"][0]["Display"] == phrase["DisplayText"]
-    assert messages[paths.index("speech.phrase") - 1].json()["Offset"] == phrase["Offset"] + phrase["Duration"]
+    # continuous: no end per phrase (the SDK would take it for the end of the turn), one at the end
+    # of the client's audio, just before turn.end
+    assert paths.count("speech.endDetected") == 1 and paths[-2] == "speech.endDetected"
+    assert messages[-2].json()["Offset"] == len(pcm) * TICKS_PER_SAMPLE >= phrase["Offset"] + phrase["Duration"]
 
 
 @pytest.mark.parametrize("body, field", [
