@@ -14,6 +14,7 @@ from agent.hardware import load_array_profile
 from tests.support.data import shared_data_dir
 from tests.support.signals import plane_wave
 from tests.support.speech import english_samples
+from tests.support.wavfiles import write_wav
 
 
 def test_the_ring_keeps_the_last_chunks_of_raw_and_beamformed_audio_with_the_segment_log(tmp_path):
@@ -22,11 +23,7 @@ def test_the_ring_keeps_the_last_chunks_of_raw_and_beamformed_audio_with_the_seg
     talk = np.concatenate([np.zeros(16000 * 8), sentence, np.zeros(16000 * 2)])
     x = plane_wave(talk, geometry.mic_positions_m, 60.0) + np.random.default_rng(0).normal(0, 30, (len(talk), 4))
     recording = tmp_path / "in.wav"
-    with wave.open(str(recording), "wb") as out:
-        out.setnchannels(4)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes(np.round(x).astype("<i2").tobytes())
+    write_wav(recording, x)
     ring = tmp_path / "ring"
     ring.mkdir()
     for suffix in ("-raw.wav", "-beam.wav", "-segments.jsonl"):  # left by an earlier run

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import wave
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ from parley_common.vad.engines import VadConfig
 from tests.support.data import shared_data_dir
 from tests.support.signals import plane_wave, to_frames
 from tests.support.speech import english_samples
+from tests.support.wavfiles import write_wav
 
 SPEECH_DBFS = -55.0   # RMS while speaking; with the 1 s pauses the recording is about -57 dBFS overall
 MIC_NOISE_DBFS = -75.0
@@ -84,11 +84,7 @@ def test_loud_input_is_untouched_and_quiet_input_is_raised_without_lifting_the_f
 
 def test_near_silent_input_is_warned_about_at_start(tmp_path, caplog):
     path = tmp_path / "quiet.wav"
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(4)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes(np.full((32000, 4), 6, dtype="<i2").tobytes())  # about -75 dBFS
+    write_wav(path, np.full((32000, 4), 6, dtype=np.int16))  # about -75 dBFS
     source = open_capture(CaptureConfig(source="wav", wav=WavSourceConfig(path=str(path), realtime=False)),
                           load_array_profile("respeaker-4mic-hat"))
     source.start()

@@ -13,6 +13,7 @@ from agent.hardware import load_array_profile
 from tests.support.data import shared_data_dir
 from tests.support.signals import plane_wave
 from tests.support.speech import english_samples
+from tests.support.wavfiles import write_wav
 
 
 @pytest.fixture(scope="module")
@@ -25,11 +26,7 @@ def two_talkers(tmp_path_factory):
     x = np.concatenate([a, b])
     x = x + np.random.default_rng(0).normal(0, 30, x.shape)
     path = tmp_path_factory.mktemp("analyze") / "two.wav"
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(4)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes(np.round(x).astype("<i2").tobytes())
+    write_wav(path, x)
     return path, len(first) / 16000, len(second) / 16000
 
 

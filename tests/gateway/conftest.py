@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import wave
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.support.data import shared_data_dir
 from tests.support.speech import english_samples
-
-
-def write_wav_file(path: Path, pcm: np.ndarray) -> Path:
-    """16 kHz mono 16-bit WAV with the plain 44-byte header the SDK clients read."""
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes(pcm.astype("<i2").tobytes())
-    return path
+from tests.support.wavfiles import write_wav
 
 
 @pytest.fixture(scope="session")
 def wav_file(tmp_path_factory):
     """``wav_file(name, pcm)``: a WAV file of ``pcm`` in a temporary folder."""
     folder = tmp_path_factory.mktemp("wav")
-    return lambda name, pcm: write_wav_file(folder / name, pcm)
+    return lambda name, pcm: write_wav(folder / name, pcm)  # 16 kHz mono, the plain 44-byte header the SDKs read
 
 
 @pytest.fixture(scope="session")

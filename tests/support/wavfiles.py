@@ -1,18 +1,21 @@
-"""Small multichannel WAV files whose samples say which channel they came from."""
+"""WAV files for tests, written by the product's own writer (mono or multichannel int16)."""
 
 from __future__ import annotations
 
-import wave
+from pathlib import Path
 
 import numpy as np
 
+from agent.demo import write_multichannel_wav
 
-def write_wav(path, samples: np.ndarray, rate_hz: int) -> None:
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(samples.shape[1])
-        wav.setsampwidth(2)
-        wav.setframerate(rate_hz)
-        wav.writeframes(samples.astype("<i2").tobytes())
+
+def write_wav(path, samples: np.ndarray, rate_hz: int = 16000):
+    """``samples``: (n,) mono or (n, channels); floats are rounded to int16. Returns ``path``."""
+    samples = np.asarray(samples)
+    if samples.dtype.kind == "f":
+        samples = np.round(samples)
+    write_multichannel_wav(Path(path), samples.reshape(len(samples), -1), rate_hz)
+    return path
 
 
 def channel_identity_signal(n: int, channels: int) -> np.ndarray:

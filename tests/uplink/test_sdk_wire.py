@@ -22,20 +22,19 @@ import os
 import queue
 import re
 import threading
-import wave
 
 import numpy as np
 import pytest
 
 from agent.uplink import make_uplink
 from agent.uplink.config import UplinkConfig
-from gateway.server import GatewayThread
 from parley_common.protocols.usp import USP_V1_PATH
 
 from tests.support.data import shared_data_dir
 from tests.support.talker import Talker, wait_for_finals
 from tests.support.speech import english_samples
 from tests.support.usp_proxy import UspLoggingProxy
+from tests.support.wavfiles import write_wav
 
 speechsdk = pytest.importorskip("azure.cognitiveservices.speech")
 VOICE = "es-ES-ElviraNeural"
@@ -43,16 +42,12 @@ HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 
 @pytest.fixture(scope="module")
-def captures(tmp_path_factory):
+def captures(tmp_path_factory, gateway):
     """(sdk proxy, agent proxy) after each sent the same utterance through the gateway."""
     pcm = english_samples(shared_data_dir(), limit=1)[0][1]
     path = tmp_path_factory.mktemp("wire") / "one.wav"
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes(np.concatenate([np.zeros(4800, np.int16), pcm, np.zeros(8000, np.int16)]).tobytes())
-    with GatewayThread() as gw, UspLoggingProxy(gw.base_url) as sdk, UspLoggingProxy(gw.base_url) as ours:
+    write_wav(path, np.concatenate([np.zeros(4800, np.int16), pcm, np.zeros(8000, np.int16)]))
+    with UspLoggingProxy(gateway.base_url) as sdk, UspLoggingProxy(gateway.base_url) as ours:
         config = speechsdk.translation.SpeechTranslationConfig(endpoint=sdk.base_url + USP_V1_PATH,
                                                                subscription="the-key")
         config.speech_recognition_language = "en-US"
