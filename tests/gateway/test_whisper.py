@@ -8,14 +8,11 @@ import urllib.request
 import wave
 
 import numpy as np
-import pytest
 import websocket
 
 from agent.audio.synth import speak
-from gateway.config import GatewayConfig
 from gateway.engines.whisper_asr import DecodeOptions, WhisperRecognizer, is_repetitive
 from gateway.engines.whisper_models import BASE_SHA256, resolve_model
-from gateway.server import GatewayThread
 from parley_common.protocols.usp import build_binary, build_text, new_request_id, parse_binary, parse_text
 from parley_common.protocols.wav import streaming_header
 
@@ -25,12 +22,6 @@ from tests.support.speech import SYNTH_SENTENCES, english_samples, word_errors
 # Measured pooled WER: 0.09 on the ARCTIC recordings, 0.07 on espeak (bench/asr.py); pocketsphinx 0.5-0.6.
 WHISPER_WER_BOUND = 0.2
 SILENCE = np.zeros(16000, dtype=np.int16)
-
-
-@pytest.fixture(scope="module")
-def gateway():
-    with GatewayThread(GatewayConfig(port=0)) as gw:
-        yield gw
 
 
 def noise(seconds: float) -> np.ndarray:

@@ -17,7 +17,6 @@ from agent.demo import write_multichannel_wav
 from agent.hardware import load_array_profile
 from agent.outputs.transcript import read_transcript
 from agent.simulation import simulate_scene
-from gateway.server import GatewayThread
 
 from tests.support.data import shared_data_dir
 from tests.support.speech import english_samples
@@ -33,12 +32,6 @@ def recordings(tmp_path_factory):
     write_multichannel_wav(folder / "utterance.wav", scene.mixture, 16000)
     write_multichannel_wav(folder / "quiet.wav", np.zeros((16000 * 8, geometry.n_mics), np.int16), 16000)
     return folder
-
-
-@pytest.fixture(scope="module")
-def gateway():
-    with GatewayThread() as gw:
-        yield gw
 
 
 def start_agent(tmp_path: Path, wav: Path, url: str) -> tuple[subprocess.Popen, list[str]]:

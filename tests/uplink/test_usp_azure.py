@@ -13,7 +13,6 @@ import pytest
 from agent.events import FinalResult, SynthesizedSpeech, UplinkError
 from agent.uplink import make_uplink
 from agent.uplink.config import ReconnectConfig, UplinkConfig
-from gateway.server import GatewayThread
 from parley_common.protocols.usp import USP_V1_PATH, USP_V2_PATH
 from parley_common.protocols.wav import TICKS_PER_SAMPLE, WIRE_BYTES_PER_SAMPLE
 
@@ -176,14 +175,13 @@ def test_a_refused_token_is_refreshed_once_then_the_key_is_used(speech, monkeypa
     assert finals_by_id(events)[ids[0]][0].source_text == "phrase 1"
 
 
-def test_the_v2_endpoint_end_to_end_against_the_gateway(speech):
+def test_the_v2_endpoint_end_to_end_against_the_gateway(speech, gateway):
     """The real thing behind v2: languages from speech.context, translation.response, audio.start/audio/audio.end."""
-    with GatewayThread() as gw:
-        uplink, results = start(gw.base_url + USP_V2_PATH, to_languages=("es", "ca"))
-        talker = Talker(uplink, speed=4.0)
-        ids = [talker.say(pcm) for pcm in speech[:2]]
-        events = wait_for_finals(results, set(ids))
-        uplink.close()
+    uplink, results = start(gateway.base_url + USP_V2_PATH, to_languages=("es", "ca"))
+    talker = Talker(uplink, speed=4.0)
+    ids = [talker.say(pcm) for pcm in speech[:2]]
+    events = wait_for_finals(results, set(ids))
+    uplink.close()
     finals = finals_by_id(events)
     assert set(finals) == set(ids) and all(len(f) == 1 for f in finals.values())
     assert all(f[0].source_text and set(f[0].translations) == {"es", "ca"} for f in finals.values())
