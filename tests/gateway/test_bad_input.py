@@ -29,9 +29,12 @@ USP = "/speech/translation/cognitiveservices/v1?from=en-US&to=es"
 
 @pytest.fixture(scope="module")
 def gateway():
-    config = GatewayConfig(port=0, subscription_key=KEY, limits=LimitsConfig(max_sessions=3, max_message_bytes=65536))
-    with GatewayThread(config) as gw:
+    with GatewayThread(gateway_config()) as gw:
         yield gw
+
+
+def gateway_config() -> GatewayConfig:
+    return GatewayConfig(port=0, subscription_key=KEY, limits=LimitsConfig(max_sessions=3, max_message_bytes=65536))
 
 
 def handshake_status(url: str, headers=()) -> tuple[int, str]:
@@ -138,26 +141,29 @@ def test_a_client_vanishing_mid_utterance_does_not_disturb_the_next(gateway):
     assert (host, port) == (gateway.host, gateway.port)
 
 
-def test_a_dead_recognizer_closes_its_session_with_1011_and_the_next_session_works(gateway):
-    reference, pcm = english_samples(shared_data_dir(), limit=1)[0]
-    audio = streaming_header() + np.concatenate([pcm, np.zeros(24000, np.int16)]).astype("<i2").tobytes()
-    half = len(streaming_header()) + len(pcm) // 2 * 2  # the talker is mid-sentence here
-    ws = websocket.create_connection(gateway.base_url + V1 + "&features=partial", header=key_header(), timeout=30)
-    ws.send_binary(audio[:half])
-    opcode, data = ws.recv_data()
-    assert json.loads(data)["type"] == "partial"  # so a recognizer stream is open in a worker
-    for pid in gateway.gateway.engines.recognizer.worker_pids:
-        os.kill(pid, signal.SIGKILL)
-    for i in range(half, len(audio), 32000):
-        ws.send_binary(audio[i:i + 32000])
-    code, reason = close_frame(ws)
-    assert code == 1011 and "recognizer failed" in reason
-    ws = websocket.create_connection(gateway.base_url + V1, header=key_header(), timeout=30)
-    for i in range(0, len(audio), 32000):
-        ws.send_binary(audio[i:i + 32000])
-    opcode, data = ws.recv_data()
-    assert json.loads(data)["type"] == "final"
-    ws.close()
+def test_a_dead_recognizer_closes_its_session_with_1011_and_the_next_session_works():
+    """On a gateway of its own: the module's shared one has served sessions the earlier tests left
+    behind, and this test kills every recognizer worker."""
+    with GatewayThread(gateway_config()) as gateway:
+        reference, pcm = english_samples(shared_data_dir(), limit=1)[0]
+        audio = streaming_header() + np.concatenate([pcm, np.zeros(24000, np.int16)]).astype("<i2").tobytes()
+        half = len(streaming_header()) + len(pcm) // 2 * 2  # the talker is mid-sentence here
+        ws = websocket.create_connection(gateway.base_url + V1 + "&features=partial", header=key_header(), timeout=30)
+        ws.send_binary(audio[:half])
+        opcode, data = ws.recv_data()
+        assert json.loads(data)["type"] == "partial"  # so a recognizer stream is open in a worker
+        for pid in gateway.gateway.engines.recognizer.worker_pids:
+            os.kill(pid, signal.SIGKILL)
+        for i in range(half, len(audio), 32000):
+            ws.send_binary(audio[i:i + 32000])
+        code, reason = close_frame(ws)
+        assert code == 1011 and "recognizer failed" in reason, (code, reason)
+        ws = websocket.create_connection(gateway.base_url + V1, header=key_header(), timeout=30)
+        for i in range(0, len(audio), 32000):
+            ws.send_binary(audio[i:i + 32000])
+        opcode, data = ws.recv_data()
+        assert json.loads(data)["type"] == "final"
+        ws.close()
 
 
 def test_languages_and_health_endpoints(gateway):
