@@ -67,6 +67,29 @@ def _succeeded(speech: dict) -> bool:
 
 
 @dataclass(frozen=True)
+class DetectedLanguage:
+    """Language identification's verdict on a phrase: ``PrimaryLanguage`` in the phrase's speech part.
+
+    ``confidence`` is the service's word for it (``High``, ``Normal``, ``Low``, ``Unknown``).
+    """
+
+    language: str
+    confidence: str = "Unknown"
+
+    @classmethod
+    def decode(cls, speech: dict) -> "DetectedLanguage | None":
+        primary = speech.get("PrimaryLanguage")
+        if not isinstance(primary, dict) or not primary.get("Language"):
+            return None
+        return cls(str(primary["Language"]), str(primary.get("Confidence") or "Unknown"))
+
+
+def _primary_language(language: DetectedLanguage | None) -> dict:
+    return {} if language is None else {"PrimaryLanguage": {"Language": language.language,
+                                                            "Confidence": language.confidence}}
+
+
+@dataclass(frozen=True)
 class Hypothesis:
     """A partial recognition with its translations; offsets in 100 ns ticks from the turn's start."""
 
@@ -74,13 +97,15 @@ class Hypothesis:
     translations: dict[str, str] = field(default_factory=dict)
     offset_ticks: int = 0
     duration_ticks: int = 0
+    language: DetectedLanguage | None = None
 
     def encode(self, request_id: str, flavour: str) -> str:
-        timing = {"Offset": self.offset_ticks, "Duration": self.duration_ticks}
+        speech = {"Text": self.text, "Offset": self.offset_ticks, "Duration": self.duration_ticks,
+                  **_primary_language(self.language)}
         translated = {"TranslationStatus": "Success", "Translations": _translation_list(self.translations)}
         if flavour == "v2":
-            return build_text(RESPONSE, request_id, {"SpeechHypothesis": {"Text": self.text, **timing}, **translated})
-        return build_text(HYPOTHESIS, request_id, {"Text": self.text, **timing, "Translation": translated})
+            return build_text(RESPONSE, request_id, {"SpeechHypothesis": speech, **translated})
+        return build_text(HYPOTHESIS, request_id, {**speech, "Translation": translated})
 
     @classmethod
     def decode(cls, path: str, body: dict) -> "Hypothesis":
@@ -92,7 +117,8 @@ class Hypothesis:
             speech = body
             text = body.get("Text", "") if _succeeded(body) else ""
             translations = body.get("Translation", {}).get("Translations", [])
-        return cls(text, _translations_from(translations), _ticks(speech.get("Offset")), _ticks(speech.get("Duration")))
+        return cls(text, _translations_from(translations), _ticks(speech.get("Offset")), _ticks(speech.get("Duration")),
+                   DetectedLanguage.decode(speech))
 
 
 @dataclass(frozen=True)
@@ -110,9 +136,10 @@ class Phrase:
     duration_ticks: int = 0
     translation_error: str | None = None
     status: str = "Success"
+    language: DetectedLanguage | None = None
 
     def encode(self, request_id: str, flavour: str) -> str:
-        timing = {"Offset": self.offset_ticks, "Duration": self.duration_ticks}
+        timing = {"Offset": self.offset_ticks, "Duration": self.duration_ticks, **_primary_language(self.language)}
         status = self.status if self.status != "Success" else ("Success" if self.text else "NoMatch")
         translated = ({"TranslationStatus": "Error", "FailureReason": self.translation_error}
                       if self.translation_error else
@@ -137,7 +164,8 @@ class Phrase:
             translated = body.get("Translation", {}) if text else {}
         error = translated.get("FailureReason") if translated.get("TranslationStatus") == "Error" else None
         return cls(text, _translations_from(translated.get("Translations")), _ticks(speech.get("Offset")),
-                   _ticks(speech.get("Duration")), error, str(speech.get("RecognitionStatus", "Success")))
+                   _ticks(speech.get("Duration")), error, str(speech.get("RecognitionStatus", "Success")),
+                   DetectedLanguage.decode(speech))
 
     @property
     def end_ticks(self) -> int:
@@ -221,6 +249,17 @@ class SpeechContext:
     continuation: tuple[str, int] | None = None  # (previous turn's serviceTag, where the replay starts in ticks)
     output_format: str | None = None  # phraseOutput.format, lower-case: simple | detailed
     profanity: str | None = None  # phraseDetection.enrichment.profanity: masked | removed | raw
+    candidates: tuple[str, ...] = ()  # languageId.languages: identify the spoken one among these
+    expected_language: str | None = None  # languageId.expectedLanguage (Parley's): the one a seat predicts
+    voices: tuple[tuple[str, str], ...] = ()  # synthesis.defaultVoices as (language, voice), beyond ``voice``
+    speak_passthrough: bool = True  # translation.onPassthrough: synthesize a target in the spoken language
+
+    @property
+    def voice_map(self) -> dict[str, str]:
+        """Target language -> voice: ``voices`` as given, else the one ``voice`` for its language."""
+        if self.voices:
+            return dict(self.voices)
+        return {_voice_language(self.targets, self.voice): self.voice} if self.voice else {}
 
     def encode(self, request_id: str) -> str:
         """The body SDK 1.53 sends (B.5.2): ``phraseDetection`` only when a source or mode is given (v2)."""
@@ -230,11 +269,18 @@ class SpeechContext:
             body["phraseDetection"].update({"onSuccess": {"action": "Translate"}, "onInterim": {"action": "Translate"}})
             if self.profanity:
                 body["phraseDetection"]["enrichment"] = {"profanity": self.profanity}
+        if self.candidates:
+            body["languageId"] = {"languages": list(self.candidates), "mode": "DetectContinuous",
+                                  "onSuccess": {"action": "Recognize"}, "onUnknown": {"action": "None"},
+                                  "priority": "PrioritizeLatency"}
+            if self.expected_language:
+                body["languageId"]["expectedLanguage"] = self.expected_language
         body["translation"] = {"targetLanguages": list(self.targets), "output": {"includePassThroughResults": True}}
-        if self.voice:
-            language = _voice_language(self.targets, self.voice)
-            body["translation"].update({"onSuccess": {"action": "Synthesize"}, "onPassthrough": {"action": "Synthesize"}})
-            body["synthesis"] = {"synthesizedLanguages": [language], "defaultVoices": {language: self.voice}}
+        voices = self.voice_map
+        if voices:
+            passthrough = "Synthesize" if self.speak_passthrough else "None"
+            body["translation"].update({"onSuccess": {"action": "Synthesize"}, "onPassthrough": {"action": passthrough}})
+            body["synthesis"] = {"synthesizedLanguages": list(voices), "defaultVoices": voices}
         if self.stream_id is not None:
             body["audio"] = {"streams": {self.stream_id: None}}
         if self.continuation is not None:
@@ -261,9 +307,14 @@ class SpeechContext:
             offsets = [s.get("offset") for s in (context.continuation.audio or {}).get("streams", {}).values()
                        if isinstance(s, dict)]
             continuation = (str(context.continuation.previousServiceTag), _ticks(offsets[0] if offsets else 0))
+        identify = context.languageId or _LanguageId()
+        passthrough = translation.onPassthrough.action if translation.onPassthrough else None
         return cls(tuple(targets), next(iter(voices.values()), None), next(iter(streams), None), detection.language,
                    detection.mode.upper() if detection.mode else None, continuation,
-                   output.lower() if output else None, profanity.lower() if profanity else None)
+                   output.lower() if output else None, profanity.lower() if profanity else None,
+                   tuple(identify.languages or ()), identify.expectedLanguage,
+                   tuple(voices.items()) if len(voices) > 1 else (),
+                   (passthrough or "Synthesize").lower() == "synthesize")
 
 
 class _Lenient(BaseModel):
@@ -282,8 +333,18 @@ class _PhraseDetection(_Lenient):
     enrichment: _Enrichment | None = None
 
 
+class _Action(_Lenient):
+    action: StrictStr | None = None
+
+
 class _TranslationSection(_Lenient):
     targetLanguages: list[StrictStr] | None = None
+    onPassthrough: _Action | None = None
+
+
+class _LanguageId(_Lenient):
+    languages: list[StrictStr] | None = None
+    expectedLanguage: StrictStr | None = None
 
 
 class _OldTranslationContext(_Lenient):
@@ -315,6 +376,7 @@ class _ContextBody(_Lenient):
     audio: _AudioSection | None = None
     phraseOutput: _PhraseOutput | None = None
     continuation: _Continuation | None = None
+    languageId: _LanguageId | None = None
 
 
 class _AnyObject(_Lenient):

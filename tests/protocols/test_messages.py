@@ -22,7 +22,9 @@ from parley_common.protocols.usp import (
     parse_text,
 )
 from parley_common.protocols.usp_messages import (
+    FLAVOURS,
     Audio,
+    DetectedLanguage,
     Hypothesis,
     Phrase,
     SpeechContext,
@@ -71,6 +73,15 @@ def test_no_match_is_a_final_without_text(flavour):
     assert isinstance(decoded, Phrase) and decoded.text == ""
 
 
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_identified_language_round_trips(flavour):
+    spanish = DetectedLanguage("es-ES", "High")
+    for result in (Phrase("Hola.", {"en": "Hello."}, 0, 10, language=spanish),
+                   Hypothesis("Hola", {"en": "Hello"}, 0, 5, language=spanish)):
+        message = text_message(result.encode(TURN, flavour))
+        assert decode_result(message.path.lower(), message.json()) == result
+
+
 def test_decoders_take_azures_field_variants():
     v2_display = {"SpeechPhrase": {"RecognitionStatus": "Success", "Text": "raw", "DisplayText": "Shown."},
                   "Translations": [{"Language": "es", "DisplayText": "Mostrado."}]}
@@ -90,6 +101,9 @@ def test_decoders_take_azures_field_variants():
     SpeechContext(("es", "ca"), "es-ES-ElviraNeural", "3"),
     SpeechContext(("de",), None, "1", source="en-GB", mode="INTERACTIVE"),
     SpeechContext(("de",), "de-DE-KatjaNeural", "1", continuation=("0f" * 16, 17_000_000)),
+    SpeechContext(("en", "es"), "es-ES-ElviraNeural", "1", mode="CONVERSATION", candidates=("en-US", "es-ES"),
+                  voices=(("es", "es-ES-ElviraNeural"), ("en", "en-US-JennyNeural")), speak_passthrough=False),
+    SpeechContext(("en", "es"), None, "1", candidates=("en-US", "es-ES"), expected_language="es-ES"),
 ])
 def test_speech_context_round_trips(context):
     message = text_message(context.encode(TURN))
