@@ -70,10 +70,21 @@ class RecognitionConfig:
         default=1000, metadata={"min": 50, "help": "at most one partial per interval, and only from an idle worker"})
     vad: VadConfig = field(default_factory=VadConfig, metadata={"help": "the agent's VAD, for endpointing"})
     max_phrase_s: float = field(default=30.0, metadata={"min": 2.0, "max": 120.0, "help": "a phrase is finalised after this long"})
+    language_id_model: str = field(
+        default="base", metadata={"help": "multilingual Whisper model that identifies the language when a client "
+                                          "gives candidates (languageId); tiny.en cannot"})
+    language_override_probability: float = field(
+        default=0.9, metadata={"min": 0.5, "max": 1.0,
+                               "help": "a client's expected language stands unless another is at least this probable"})
 
     def __post_init__(self) -> None:
         if not self.languages:
             raise ValueError("recognition.languages: at least one source language is needed")
+        if self.language_id_model.endswith(".en"):
+            raise ValueError(f"language_id_model: {self.language_id_model} knows only English; use a multilingual model (base)")
+        if self.language_id_model not in PACKAGED and not Path(self.language_id_model).expanduser().is_dir():
+            raise ValueError(f"language_id_model {self.language_id_model!r} is not a packaged model "
+                             f"({', '.join(PACKAGED)}) nor an existing CTranslate2 Whisper directory")
         for code, language in self.languages.items():
             english_only = language.engine == "pocketsphinx" or language.model.endswith(".en")
             if english_only and not code.lower().startswith("en"):

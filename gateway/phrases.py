@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gateway.config import RecognitionConfig
+from gateway.engines.language_id import LanguageChoice
 from parley_common.frames import Frame
 from parley_common.vad.engines import make_vad
 from parley_common.vad.events import SpeechChunk, SpeechEnded, SpeechStarted
@@ -36,6 +37,7 @@ class PhrasePartial:
     text: str
     start_sample: int
     end_sample: int
+    language: LanguageChoice | None = None  # identified among a client's candidates; None: the session's
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class PhraseFinal:
     text: str
     start_sample: int
     end_sample: int
+    language: LanguageChoice | None = None
 
 
 PhraseEvent = PhraseStarted | PhrasePartial | PhraseFinal
@@ -135,10 +138,11 @@ class PhraseDetector:
         if not text or text == self._last_partial_text:
             return []
         self._last_partial_text = text
-        return [PhrasePartial(self._phrase, text, self._start, self._position)]
+        return [PhrasePartial(self._phrase, text, self._start, self._position, self._stream.identified)]
 
     def _finish(self) -> PhraseFinal:
         text = self._stream.finish()
+        language = self._stream.identified
         self._stream.close()
         self._stream = None
-        return PhraseFinal(self._phrase, text, self._start, max(self._last_speech_end, self._start))
+        return PhraseFinal(self._phrase, text, self._start, max(self._last_speech_end, self._start), language)

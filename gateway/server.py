@@ -189,7 +189,7 @@ class Gateway:
         installed = self.engines.recognizer.languages
         if base_language(source) not in installed:
             raise LanguageError(f"unsupported language {source!r}; installed: {', '.join(installed.values())}")
-        return LanguageRequest(source, (), None)
+        return LanguageRequest(source, ())
 
     # -- WebSocket phase -----------------------------------------------------------------------
 
@@ -209,7 +209,7 @@ class Gateway:
                 endpoint = UspEndpoint(flavour, RECOGNITION_PATHS.get(url.path), ws.parley_format, ws.parley_profanity)
                 connection = UspConnection(
                     ws, endpoint, lambda req, mode: self._new_session(req, True, mode), self.resolve,
-                    request, self.config.limits, slot)
+                    self.engines.resolve_identified, request, self.config.limits, slot)
                 await connection.serve()
         except RecognizerError as exc:
             log.warning("closing a session: %s", exc)

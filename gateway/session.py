@@ -12,6 +12,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from gateway import profanity
+from gateway.engines.language_id import LanguageChoice
 from gateway.engines.registry import Engines, LanguageRequest
 from gateway.phrases import PhraseDetector, PhraseFinal, PhrasePartial, PhraseStarted
 
@@ -29,6 +30,10 @@ class Result:
     start_sample: int = 0
     end_sample: int = 0
     translation_error: str | None = None
+    language: LanguageChoice | None = None  # identified among the request's candidates; None: its source
+
+    def source(self, request: LanguageRequest) -> str:
+        return self.language.language if self.language else request.source
 
 
 class TranslationSession:
@@ -39,8 +44,13 @@ class TranslationSession:
         self.partials = partials
         self.profanity_mode = profanity_mode
         self._executor = executor
-        self._detector = PhraseDetector(lambda: engines.recognizer.open_stream(request.source),
-                                        engines.config.recognition)
+        if request.candidates:
+            def open_stream():
+                return engines.recognizer.open_identifying_stream(request.candidates, request.expected)
+        else:
+            def open_stream():
+                return engines.recognizer.open_stream(request.source)
+        self._detector = PhraseDetector(open_stream, engines.config.recognition)
 
     async def _run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -51,12 +61,16 @@ class TranslationSession:
     async def flush(self) -> list[PhraseStarted | Result]:
         return await self._results(await self._run(self._detector.flush))
 
-    async def speak(self, result: Result) -> bytes | None:
-        """The synthesized translation of a final, or None when speech was not asked for or failed."""
-        language = self.request.speak
-        text = result.translations.get(language, "") if language else ""
-        if not text:
-            return None
+    async def speak(self, result: Result) -> list[tuple[str, bytes | None]]:
+        """The synthesized translations of a final, per language (None where synthesis failed)."""
+        spoken = []
+        for language in self.request.spoken_for(result.source(self.request)):
+            text = result.translations.get(language, "")
+            if text:
+                spoken.append((language, await self._synthesize(text, language)))
+        return spoken
+
+    async def _synthesize(self, text: str, language: str) -> bytes | None:
         try:
             return await self._run(self.engines.synthesizer.synthesize, text, language)
         except Exception as exc:  # an engine failure costs this audio, never the session
@@ -76,14 +90,12 @@ class TranslationSession:
         for event in events:
             if isinstance(event, PhraseStarted):
                 out.append(event)
-            elif isinstance(event, PhrasePartial) and self.partials:
-                translations, _ = await self._translate(event.text)
-                out.append(Result(False, event.phrase, self._clean(event.text), self._clean_all(translations),
-                                  event.start_sample, event.end_sample))
-            elif isinstance(event, PhraseFinal):
-                translations, error = await self._translate(event.text)
-                out.append(Result(True, event.phrase, self._clean(event.text), self._clean_all(translations),
-                                  event.start_sample, event.end_sample, error))
+            elif isinstance(event, (PhrasePartial, PhraseFinal)) and (self.partials or isinstance(event, PhraseFinal)):
+                source = event.language.language if event.language else self.request.source
+                translations, error = await self._translate(event.text, source)
+                out.append(Result(isinstance(event, PhraseFinal), event.phrase, self._clean(event.text),
+                                  self._clean_all(translations), event.start_sample, event.end_sample,
+                                  error if isinstance(event, PhraseFinal) else None, event.language))
         return out
 
     def _clean(self, text: str) -> str:
@@ -93,12 +105,11 @@ class TranslationSession:
     def _clean_all(self, translations: dict[str, str]) -> dict[str, str]:
         return {language: self._clean(text) for language, text in translations.items()}
 
-    async def _translate(self, text: str) -> tuple[dict[str, str], str | None]:
+    async def _translate(self, text: str, source: str) -> tuple[dict[str, str], str | None]:
         if not text:
             return {t: "" for t in self.request.targets}, None
         try:
-            pairs = await self._run(self.engines.translate, text, self.request)
-            return pairs, None
+            return await self._run(self.engines.translate, text, source, self.request.targets), None
         except Exception as exc:
             log.warning("translation failed: %s", exc)
             return {}, str(exc)

@@ -58,9 +58,9 @@ async def _send(ws, session: TranslationSession, result, timing: bool, speech: b
         return  # v1 has no "no match": a phrase that was noise gets no final
     await ws.send(_result_message(result, session.request.targets, timing).encode())
     if result.final and speech:
-        audio = await session.speak(result)
-        if audio:
-            await ws.send(audio)
+        for _language, audio in await session.speak(result):
+            if audio:
+                await ws.send(audio)
 
 
 def _result_message(result: Result, targets: tuple[str, ...], timing: bool) -> V1Result:

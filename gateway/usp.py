@@ -47,6 +47,7 @@ from parley_common.protocols.usp import (
 )
 from parley_common.protocols.usp_messages import (
     Audio,
+    DetectedLanguage,
     Hypothesis,
     MessageError,
     Phrase,
@@ -108,12 +109,13 @@ class _Turn:
 
 
 class UspConnection:
-    def __init__(self, ws, endpoint: UspEndpoint, make_session, resolve_languages,
+    def __init__(self, ws, endpoint: UspEndpoint, make_session, resolve_languages, resolve_identified,
                  query_request: LanguageRequest | None, limits, slot: Slot):
         self.ws = ws
         self.endpoint = endpoint
         self._make_session = make_session  # (LanguageRequest, profanity mode) -> TranslationSession
         self._resolve = resolve_languages  # (source, targets, voice, speech_wanted) -> LanguageRequest
+        self._resolve_identified = resolve_identified  # (candidates, targets, voices, expected, passthrough) -> ...
         self._query_request = query_request
         self._limits = limits
         self._slot = slot
@@ -214,7 +216,11 @@ class UspConnection:
         return self._turn
 
     def _request_from_context(self, context: SpeechContext) -> LanguageRequest:
-        """v2 clients put the languages in speech.context, not the query; no targets is speech-to-text."""
+        """v2 clients put the languages in speech.context, not the query; no targets is speech-to-text;
+        candidates (``languageId``) ask for each phrase's language to be identified."""
+        if context.candidates:
+            return self._resolve_identified(list(context.candidates), list(context.targets), context.voice_map,
+                                            context.expected_language, context.speak_passthrough)
         return self._resolve(context.source or "en-US", list(context.targets), context.voice, bool(context.voice))
 
     async def _send_results(self, turn: _Turn, results) -> None:
@@ -252,28 +258,27 @@ class UspConnection:
     def _hypothesis(self, turn: _Turn, result: Result) -> str:
         if turn.speech_only:
             return SpeechHypothesis(result.text, *_ticks(result)).encode(turn.request_id)
-        return Hypothesis(result.text, _translations(result, turn.session.request), *_ticks(result)).encode(
-            turn.request_id, self.endpoint.flavour)
+        return Hypothesis(result.text, _translations(result, turn.session.request), *_ticks(result),
+                          _detected(result)).encode(turn.request_id, self.endpoint.flavour)
 
     def _phrase(self, turn: _Turn, result: Result) -> str:
         if turn.speech_only:
             return SpeechPhrase(result.text, *_ticks(result), detailed=turn.detailed).encode(turn.request_id)
         return Phrase(result.text, _translations(result, turn.session.request), *_ticks(result),
-                      result.translation_error).encode(turn.request_id, self.endpoint.flavour)
+                      result.translation_error, language=_detected(result)).encode(turn.request_id, self.endpoint.flavour)
 
     async def _synthesis(self, turn: _Turn, result: Result) -> None:
-        language = turn.session.request.speak
-        if not language or not result.text:
+        if not result.text:
             return
-        audio = await turn.session.speak(result)
-        stream = None
-        if self.endpoint.flavour == "v2":
-            self._stream_id += 1
-            stream = str(self._stream_id)
-            await self.ws.send(SynthesisStart(language, stream).encode(turn.request_id))
-        if audio:
-            await self.ws.send(SynthesisAudio(audio, stream).encode(turn.request_id))
-        await self.ws.send(SynthesisEnd(None if audio else "synthesis failed", stream).encode(turn.request_id))
+        for language, audio in await turn.session.speak(result):
+            stream = None
+            if self.endpoint.flavour == "v2":
+                self._stream_id += 1
+                stream = str(self._stream_id)
+                await self.ws.send(SynthesisStart(language, stream).encode(turn.request_id))
+            if audio:
+                await self.ws.send(SynthesisAudio(audio, stream).encode(turn.request_id))
+            await self.ws.send(SynthesisEnd(None if audio else "synthesis failed", stream).encode(turn.request_id))
 
 
 def _json(message: UspMessage):
@@ -290,6 +295,10 @@ def _close_reason(reason: str) -> str:
 
 def _translations(result: Result, request: LanguageRequest) -> dict[str, str]:
     return {t: result.translations.get(t, "") for t in request.targets}
+
+
+def _detected(result: Result) -> DetectedLanguage | None:
+    return DetectedLanguage(result.language.language, result.language.confidence) if result.language else None
 
 
 def _ticks(result: Result) -> tuple[int, int]:

@@ -42,6 +42,8 @@ class PocketsphinxRecognizer:
 class RecognitionStream:
     """One phrase at a time: ``feed`` audio, read ``hypothesis()``, ``finish()`` for the final text."""
 
+    identified = None  # one language, the session's: nothing to identify
+
     def __init__(self, worker, stream_id: int, detach):
         self._worker = worker
         self._id = stream_id

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.config import RecognitionConfig
+from gateway.engines.language_id import LanguageIdStream, LanguageRule
 from gateway.engines.pocketsphinx_asr import PocketsphinxRecognizer
 from gateway.engines.whisper_asr import DecodeOptions, WhisperRecognizer
 from gateway.engines.whisper_models import resolve_model
@@ -31,12 +32,27 @@ class Recognizers:
                     chosen.no_speech_threshold, chosen.log_prob_threshold, chosen.compression_ratio_threshold)
         wants_pocketsphinx = any(chosen.engine == "pocketsphinx" for chosen in config.languages.values())
         self.whisper = WhisperRecognizer(config.processes) if self._whisper_options else None
+        self._language_id_model = str(resolve_model(config.language_id_model, cache_dir)) if self.whisper else None
+        self._language_rule = LanguageRule(config.language_override_probability)
         self.pocketsphinx = PocketsphinxRecognizer(config.processes) if wants_pocketsphinx else None
 
     def open_stream(self, source: str):
         """A stream for one phrase in ``source`` (a configured language, any region)."""
         options = self._whisper_options.get(base_language(source))
         return self.whisper.open_stream(options) if options else self.pocketsphinx.open_stream()
+
+    def open_identifying_stream(self, candidates: tuple[str, ...], expected: str | None) -> LanguageIdStream:
+        """A stream for one phrase in whichever of ``candidates`` (configured languages) it turns out to be."""
+        if self.whisper is None:
+            raise ValueError("language identification needs a Whisper language in recognition.languages")
+        by_base = {base_language(code): code for code in candidates}
+        detector = self.whisper.open_detector(self._language_id_model, tuple(by_base))
+
+        def detect(pcm: bytes, wait: bool) -> dict[str, float] | None:
+            found = detector.probabilities(pcm, wait)
+            return None if found is None else {by_base[base]: p for base, p in found.items()}
+
+        return LanguageIdStream(detect, self.open_stream, expected, self._language_rule, detector.close)
 
     @property
     def worker_pids(self) -> list[int]:

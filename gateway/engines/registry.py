@@ -16,9 +16,17 @@ LANGUAGE_NAMES = {"en": "English", "es": "Spanish", "ca": "Catalan", "fr": "Fren
 
 @dataclass(frozen=True)
 class LanguageRequest:
-    source: str
+    source: str  # with candidates: the first of them, until a phrase says otherwise
     targets: tuple[str, ...]
-    speak: str | None  # the target whose translation is synthesized, if any
+    speak: tuple[str, ...] = ()  # the targets whose translations are synthesized
+    candidates: tuple[str, ...] = ()  # identify each phrase's language among these (source languages)
+    expected: str | None = None  # the candidate the client expects; see gateway.engines.language_id
+    speak_passthrough: bool = True  # also synthesize a target in the phrase's own language
+
+    def spoken_for(self, source: str) -> tuple[str, ...]:
+        """What to synthesize for a phrase in ``source``."""
+        own = base_language(source)
+        return tuple(t for t in self.speak if self.speak_passthrough or t != own)
 
 
 class LanguageError(ValueError):
@@ -31,9 +39,30 @@ class Engines:
         self.recognizer = Recognizers(config.recognition)
         self.translator = ApertiumTranslator()
         spoken = {t for source in self.recognizer.languages for t in self.translator.targets(source)}
+        spoken |= set(self.recognizer.languages)  # passthrough: a target in the phrase's own language
         self.synthesizer = EspeakSynthesizer({lang: voice for lang, voice in config.voices.items() if lang in spoken})
 
     def resolve(self, source: str, targets: list[str], voice: str | None, speech_wanted: bool) -> LanguageRequest:
+        wanted = self._targets_from(source, targets)
+        speak: tuple[str, ...] = ()
+        if speech_wanted:
+            speak = (base_language(voice) if voice else wanted[0],)
+            self._check_voices(speak, wanted, voice)
+        return LanguageRequest(source, wanted, speak)
+
+    def resolve_identified(self, candidates: list[str], targets: list[str], voices: dict[str, str],
+                           expected: str | None, speak_passthrough: bool) -> LanguageRequest:
+        """Language identification: every candidate must be recognized and translate into every target."""
+        wanted: tuple[str, ...] = ()
+        for candidate in candidates:
+            wanted = self._targets_from(candidate, targets)
+        if expected is not None and expected not in candidates:
+            raise LanguageError(f"expected language {expected!r} is not one of the candidates {', '.join(candidates)}")
+        speak = tuple(dict.fromkeys(base_language(language) for language in voices))
+        self._check_voices(speak, wanted, None)
+        return LanguageRequest(candidates[0], wanted, speak, tuple(candidates), expected, speak_passthrough)
+
+    def _targets_from(self, source: str, targets: list[str]) -> tuple[str, ...]:
         if base_language(source) not in self.recognizer.languages:
             raise LanguageError(
                 f"unsupported source language {source!r}; installed: {', '.join(self.recognizer.languages.values())}")
@@ -41,22 +70,22 @@ class Engines:
         wanted = tuple(dict.fromkeys(base_language(t) for t in targets if t))
         if not wanted:
             raise LanguageError(f"no target language given; installed from {source}: {', '.join(installed)}")
-        missing = [t for t in wanted if t not in installed]
+        missing = [t for t in wanted if t not in installed and t != base_language(source)]
         if missing:
             raise LanguageError(f"unsupported target language(s) {', '.join(missing)} from {source}; "
                                 f"installed: {', '.join(installed)}")
-        speak = None
-        if speech_wanted:
-            speak = base_language(voice) if voice else wanted[0]
-            if speak not in wanted or speak not in self.synthesizer.voices:
-                raise LanguageError(
-                    f"no voice {voice!r} for the requested targets; voices: {', '.join(sorted(self.synthesizer.voices))}")
-        return LanguageRequest(source, wanted, speak)
+        return wanted
 
-    def translate(self, text: str, request: LanguageRequest) -> dict[str, str]:
-        """``text`` in every target of ``request``."""
-        source = base_language(request.source)
-        return {t: self.translator.translate(text, source, t) for t in request.targets}
+    def _check_voices(self, speak: tuple[str, ...], targets: tuple[str, ...], voice: str | None) -> None:
+        if any(language not in targets or language not in self.synthesizer.voices for language in speak):
+            asked = voice or ", ".join(speak)
+            raise LanguageError(
+                f"no voice {asked!r} for the requested targets; voices: {', '.join(sorted(self.synthesizer.voices))}")
+
+    def translate(self, text: str, source: str, targets: tuple[str, ...]) -> dict[str, str]:
+        """``text`` (in ``source``) in every target; a target in the source language gets the text itself."""
+        own = base_language(source)
+        return {t: text if t == own else self.translator.translate(text, own, t) for t in targets}
 
     def languages_document(self, scopes: list[str]) -> dict:
         """The Translator Languages API answer for what is installed; each speech language also lists

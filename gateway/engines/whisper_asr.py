@@ -27,6 +27,7 @@ SAMPLE_RATE_HZ = 16000
 PARTIAL_MIN_WINDOW_S = 10
 PARTIAL_MIN_AUDIO_S = 0.5
 PARTIAL_TOKENS_PER_S = 6
+DETECT_MIN_WINDOW_S = 5
 FULL_WINDOW_S = 30
 FRAMES_PER_S = 100
 
@@ -56,6 +57,9 @@ class WhisperRecognizer:
     def worker_pids(self) -> list[int]:
         return self._pool.pids
 
+    def open_detector(self, model_path: str, languages: tuple[str, ...]) -> "LanguageDetector":
+        return LanguageDetector(self._pool, model_path, languages)
+
     def warm_up(self, model_paths: list[str]) -> None:
         """Load the models in every worker before the first session (0.3-1 s each)."""
         for path in model_paths:
@@ -67,6 +71,8 @@ class WhisperRecognizer:
 
 class WhisperStream:
     """One phrase at a time: ``feed`` audio, ``hypothesis()`` (None when skipped), ``finish()``."""
+
+    identified = None  # one language, the session's: nothing to identify
 
     def __init__(self, pool: WorkerPool, options: DecodeOptions):
         self._pool = pool
@@ -106,9 +112,36 @@ class WhisperStream:
             self._pool.detach(self._worker)
 
 
+class LanguageDetector:
+    """Which of ``languages`` (base codes) a phrase is in, from a multilingual model's language tokens.
+
+    One encoder pass with the window cut to the audio (at least ``DETECT_MIN_WINDOW_S``): 0.1-0.3 s
+    for base on one core, against 1.3 s for faster-whisper's full 30 s window, with the same verdicts
+    on 1-4 s phrases. Probabilities are renormalised over ``languages``: p(es) / (p(en) + p(es)).
+    """
+
+    def __init__(self, pool: WorkerPool, model_path: str, languages: tuple[str, ...]):
+        self._pool = pool
+        self._worker = pool.attach()
+        self._request = (model_path, languages)
+        self._closed = False
+
+    def probabilities(self, pcm: bytes, wait: bool = True) -> dict[str, float] | None:
+        """None when ``wait`` is False and the worker is busy."""
+        window_s = min(FULL_WINDOW_S, max(DETECT_MIN_WINDOW_S, math.ceil(len(pcm) / (2 * SAMPLE_RATE_HZ) + 1)))
+        try:
+            return self._worker.call("detect", None, (*self._request, pcm, window_s), wait=wait)
+        except WorkerBusy:
+            return None
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._pool.detach(self._worker)
+
+
 def _serve(conn) -> None:
     """The worker process: models by path, loaded on first use, one 1-thread int8 model each."""
-    import numpy as np
     from faster_whisper import WhisperModel
 
     models: dict[str, WhisperModel] = {}
@@ -122,8 +155,11 @@ def _serve(conn) -> None:
         if op == "load":
             model(payload)
             return None
+        if op == "detect":
+            model_path, languages, pcm, window_s = payload
+            return detect_language(model(model_path), _float_audio(pcm), languages, window_s)
         options, pcm = payload[:2]
-        audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+        audio = _float_audio(pcm)
         if op == "transcribe":
             return transcribe(model(options.model_path), audio, options)
         if op == "partial":
@@ -131,6 +167,23 @@ def _serve(conn) -> None:
         raise ValueError(f"unknown request {op!r}")
 
     serve_requests(conn, handle)
+
+
+def _float_audio(pcm: bytes):
+    import numpy as np
+
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+
+
+def detect_language(model, audio, languages: tuple[str, ...], window_s: int) -> dict[str, float]:
+    """P(language | audio) over ``languages`` only, from the decoder's first token after one encoder pass."""
+    from faster_whisper.audio import pad_or_trim
+
+    features = pad_or_trim(model.feature_extractor(audio), window_s * FRAMES_PER_S)
+    scores = {token.strip("<|>"): p for token, p in model.model.detect_language(model.encode(features))[0]}
+    wanted = {language: scores.get(language, 0.0) for language in languages}
+    total = sum(wanted.values())
+    return {language: (p / total if total else 1 / len(wanted)) for language, p in wanted.items()}
 
 
 def transcribe(model, audio, options: DecodeOptions) -> str:

@@ -1,0 +1,93 @@
+"""Language identification among candidate languages (USP v2 ``languageId``), as Azure offers it:
+a raw protocol client and the official Speech SDK's auto-detect against the real gateway."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import websocket
+
+from agent.audio.synth import speak
+from gateway.engines.language_id import LanguageRule, choose_language
+from parley_common.protocols.usp import build_binary, build_text, new_request_id
+from parley_common.protocols.wav import streaming_header
+from tests.gateway.test_bad_input import close_frame
+from tests.gateway.test_usp import run_turn
+from tests.support.wavfiles import write_wav
+
+speechsdk = pytest.importorskip("azure.cognitiveservices.speech")
+
+SPANISH = "Buenos días. La estación de tren está muy cerca de aquí."
+ENGLISH = "Good morning. Where is the train station?"
+SILENCE = np.zeros(16000, np.int16)
+
+
+@pytest.fixture(scope="module")
+def spanish_then_english() -> np.ndarray:
+    return np.concatenate([SILENCE, speak(SPANISH, voice="es"), SILENCE, speak(ENGLISH, voice="en-us"), SILENCE])
+
+
+def test_each_phrase_is_recognized_and_translated_in_the_language_it_was_spoken_in(gateway, spanish_then_english):
+    context = {"phraseDetection": {"mode": "CONVERSATION"},
+               "languageId": {"languages": ["en-US", "es-ES"], "mode": "DetectContinuous",
+                              "onSuccess": {"action": "Recognize"}, "onUnknown": {"action": "None"}},
+               "translation": {"targetLanguages": ["en", "es"], "onPassthrough": {"action": "None"},
+                               "onSuccess": {"action": "Synthesize"}},
+               "synthesis": {"defaultVoices": {"en": "en-US-JennyNeural", "es": "es-ES-ElviraNeural"}}}
+    messages = run_turn(f"{gateway.base_url}/stt/speech/universal/v2", spanish_then_english, context)
+    finals = [m.json() for m in messages if m.path == "translation.response" and "SpeechPhrase" in m.json()]
+    assert [f["SpeechPhrase"]["PrimaryLanguage"]["Language"] for f in finals] == ["es-ES", "en-US"]
+    spanish, english = ({t["Language"]: t["Text"] for t in f["Translations"]} for f in finals)
+    assert spanish["es"] == finals[0]["SpeechPhrase"]["DisplayText"]  # passthrough: the recognized text itself
+    assert "good morning" in spanish["en"].lower()  # espeak-ng Spanish: Whisper base gets the greeting right
+    assert "station" in english["en"].lower() and english["es"] != english["en"]
+    # spoken: only the other language each time (onPassthrough None), one audio stream per phrase
+    assert [m.json()["TranslationLanguage"] for m in messages if m.path == "audio.start"] == ["en", "es"]
+
+
+def test_a_candidate_without_a_recognizer_is_refused_by_name(gateway):
+    ws = websocket.create_connection(f"{gateway.base_url}/stt/speech/universal/v2", timeout=30, subprotocols=["USP"])
+    turn = new_request_id()
+    ws.send(build_text("speech.context", turn, {"languageId": {"languages": ["en-US", "xx-YY"]},
+                                                 "translation": {"targetLanguages": ["es"]}}))
+    ws.send_binary(build_binary("audio", turn, streaming_header(), {"Content-Type": "audio/x-wav"}))
+    code, reason = close_frame(ws)
+    assert code == 1007 and "xx-YY" in reason and "en-US" in reason
+
+
+def test_the_official_sdk_auto_detects_the_source_language(gateway, spanish_then_english, tmp_path):
+    path = tmp_path / "two-languages.wav"
+    write_wav(path, spanish_then_english)
+    config = speechsdk.translation.SpeechTranslationConfig(host=gateway.base_url)
+    for target in ("en", "es"):
+        config.add_target_language(target)
+    detect = speechsdk.languageconfig.AutoDetectSourceLanguageConfig(languages=["en-US", "es-ES"])
+    config.set_property(speechsdk.PropertyId.SpeechServiceConnection_LanguageIdMode, "Continuous")
+    recognizer = speechsdk.translation.TranslationRecognizer(
+        translation_config=config, audio_config=speechsdk.audio.AudioConfig(filename=str(path)),
+        auto_detect_source_language_config=detect)
+    recognized, stopped = [], threading.Event()
+    recognizer.recognized.connect(lambda e: recognized.append(e.result))
+    recognizer.session_stopped.connect(lambda e: stopped.set())
+    recognizer.canceled.connect(lambda e: stopped.set())
+    recognizer.start_continuous_recognition()
+    assert stopped.wait(90)
+    recognizer.stop_continuous_recognition()
+    translated = [r for r in recognized if r.reason == speechsdk.ResultReason.TranslatedSpeech]
+    languages = [r.properties.get(speechsdk.PropertyId.SpeechServiceConnection_AutoDetectSourceLanguageResult)
+                 for r in translated]
+    assert languages == ["es-ES", "en-US"]
+    assert "station" in translated[1].translations["en"].lower()
+
+
+@pytest.mark.parametrize("probabilities, expected, speech_s, chosen", [
+    ({"en-US": 0.97, "es-ES": 0.03}, None, 0.7, "en-US"),  # no seat: the detector decides
+    ({"en-US": 0.97, "es-ES": 0.03}, "es-ES", 0.7, "es-ES"),  # "Sí.": too short to overrule the seat
+    ({"en-US": 0.97, "es-ES": 0.03}, "es-ES", 2.0, "en-US"),  # sure, over enough speech: the seat was wrong
+    ({"en-US": 0.80, "es-ES": 0.20}, "es-ES", 3.0, "es-ES"),  # not sure enough to overrule
+    ({"en-US": 0.10, "es-ES": 0.90}, "es-ES", 0.2, "es-ES"),  # agreement
+])
+def test_an_expected_language_stands_unless_the_detector_is_sure_of_another(probabilities, expected, speech_s, chosen):
+    assert choose_language(probabilities, expected, speech_s, LanguageRule(0.9, 1.0)).language == chosen
