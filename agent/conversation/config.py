@@ -48,8 +48,11 @@ class PartyConfig:
 class ConversationConfig:
     parties: tuple[PartyConfig, ...] = field(
         default=(), metadata={"help": "two or more: each utterance is recognized in its talker's language and translated into the others'; one: its language replaces uplink.from_language"})
-    route_by: Literal["direction"] = field(
-        default="direction", metadata={"help": "direction: the seat the utterance comes from picks the party"})
+    route_by: Literal["direction", "language", "both"] = field(
+        default="direction", metadata={"help": (
+            "direction: the seat the utterance comes from picks the party (one connection per language); "
+            "language: the service identifies the language among the parties' (one connection, USP v2); "
+            "both: the seat predicts the language and the gateway's identification overrules it only when sure")})
     default_party: str | None = field(
         default=None, metadata={"help": "party for speech from outside every seat; null: such speech is dropped with a log line"})
     decide_after_ms: int = field(
@@ -59,6 +62,18 @@ class ConversationConfig:
     @property
     def multi_party(self) -> bool:
         return len(self.parties) >= 2
+
+    @property
+    def identifies_language(self) -> bool:
+        return self.multi_party and self.route_by != "direction"
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """The spoken languages, each once, in party order."""
+        return tuple(dict.fromkeys(p.language for p in self.parties))
+
+    def parties_speaking(self, language: str) -> list[PartyConfig]:
+        return [p for p in self.parties if p.base_language == base_language(language)]
 
     def party(self, name: str) -> PartyConfig:
         return next(p for p in self.parties if p.name == name)
@@ -94,6 +109,17 @@ def frontend_for(frontend, conversation: ConversationConfig):
 
 def base_language(code: str) -> str:
     return code.split("-")[0].lower()
+
+
+def identifying_uplink_config(uplink, conversation: ConversationConfig):
+    """One connection for every party: the service identifies each utterance's language among the
+    parties' and translates it into every language anyone reads; each listener's voice speaks theirs."""
+    reads = tuple(dict.fromkeys(lang for party in conversation.parties for lang in party.reads))
+    voices = {party.reads[0]: party.voice for party in conversation.parties if party.voice}
+    spool = spool_dir(uplink)
+    return dataclasses.replace(uplink, from_language=conversation.languages[0], to_languages=reads, voice=None,
+                               identify_languages=conversation.languages, voices=voices,
+                               spool_dir=os.path.join(spool, "identified") if spool else None)
 
 
 def uplink_config_for(uplink, conversation: ConversationConfig, party: PartyConfig | None):

@@ -62,9 +62,9 @@ class SeatMap:
 
 @dataclass(frozen=True)
 class Delivery:
-    """Send ``event`` on ``party``'s connection."""
+    """Send ``event`` on ``party``'s connection (None: a seatless utterance, kept for language identification)."""
 
-    party: str
+    party: str | None
     event: SegmentEvent
 
 
@@ -99,9 +99,10 @@ class UtteranceRouter:
     """
 
     def __init__(self, seats: SeatMap, decide_after_ms: float,
-                 on_decision: Callable[[RouteDecision], None] | None = None):
+                 on_decision: Callable[[RouteDecision], None] | None = None, keep_unseated: bool = False):
         self.seats = seats
         self.decide_after_ms = decide_after_ms
+        self.keep_unseated = keep_unseated  # deliver seatless utterances too (party None): the language decides
         self._on_decision = on_decision or (lambda decision: None)
         self._open: dict[int, _Open] = {}
         self.routed: dict[str, int] = {}
@@ -144,7 +145,9 @@ class UtteranceRouter:
     def _decide(self, state: _Open, azimuth_deg: float | None, how) -> list[Delivery]:
         party = self.seats.party_at(azimuth_deg)
         decision = state.decision = RouteDecision(state.started.utterance_id, party, state.first_guess, azimuth_deg, how)
-        if party is None:
+        if party is None and self.keep_unseated:
+            log.info("utterance %d has no seat; its language decides", decision.utterance_id)
+        elif party is None:
             self.dropped += 1
             where = "no direction" if azimuth_deg is None else f"{azimuth_deg:.0f}°"
             log.warning("utterance %d dropped: %s is outside every seat and there is no default_party",
@@ -158,4 +161,6 @@ class UtteranceRouter:
 
     def _deliver(self, state: _Open, events: list[SegmentEvent]) -> list[Delivery]:
         party = state.decision.party
-        return [] if party is None else [Delivery(party, event) for event in events]
+        if party is None and not self.keep_unseated:
+            return []
+        return [Delivery(party, event) for event in events]

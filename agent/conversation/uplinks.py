@@ -1,11 +1,12 @@
-"""One uplink per party language, owned by a router: the conversation's face to the daemon.
+"""The parties' connections, owned by a router: the conversation's face to the daemon.
 
-Built by composition: each language gets a plain ``Uplink`` from ``make_uplink`` (its own
-socket, outbox, replay and reconnect), so every guarantee of the one-language box holds on every
-connection. An utterance is handed to exactly one connection, the one of the language its seat
-decided; a connection replays only what it was given, so a reconnect cannot send an utterance to
-another language. Results come back through a small adapter per connection that stamps them with
-the party and the language, so the outputs can say who said what in which language.
+Built by composition: each connection is a plain ``Uplink`` from ``make_uplink`` (its own socket,
+outbox, replay and reconnect), so every guarantee of the one-language box holds on every one.
+Routed by direction, each party language has a connection and an utterance is handed to exactly
+the one its seat decided; a connection replays only what it was given, so a reconnect cannot send
+an utterance to another language. Routed by language, one connection asks the service to identify
+each utterance's language among the parties'. Results come back through a small adapter that
+stamps them with the party and the language, so the outputs can say who said what in which language.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import threading
 from collections import OrderedDict
 from typing import Callable
 
-from agent.conversation.config import ConversationConfig, PartyConfig, uplink_config_for
+from agent.conversation.config import ConversationConfig, PartyConfig, identifying_uplink_config, uplink_config_for
 from agent.conversation.router import Seat, SeatMap, UtteranceRouter
 from agent.events import FinalResult, LinkStatus, PartialResult, SegmentEvent, UplinkError
 from agent.uplink import make_uplink
@@ -42,69 +43,101 @@ class _Links:
 class PartyResults:
     """What one connection emits, stamped with party and language, onto the shared results queue.
 
-    Quacks like the ``queue.Queue`` an ``Uplink`` writes to (``put_nowait``/``put``).
+    ``language`` is the connection's (route_by direction); None keeps the language the service
+    identified. ``party_of(utterance_id, language)`` names the talker. Quacks like the
+    ``queue.Queue`` an ``Uplink`` writes to (``put_nowait``/``put``).
     """
 
-    def __init__(self, results: queue.Queue, language: str, party_of: Callable[[int], str | None],
-                 links: _Links | None = None):
+    def __init__(self, results: queue.Queue, language: str | None,
+                 party_of: Callable[[int, str | None], str | None], links: _Links | None = None):
         self.results = results
         self.language = language
         self._party_of = party_of
         self._links = links
+        self._label = language or "identified"
 
     def put_nowait(self, event) -> None:
         self.put(event, block=False)
 
     def put(self, event, block: bool = True, timeout: float | None = None) -> None:
         if isinstance(event, (PartialResult, FinalResult)):
-            event = dataclasses.replace(event, party=self._party_of(event.utterance_id), language=self.language)
+            language = self.language or event.language
+            event = dataclasses.replace(event, party=self._party_of(event.utterance_id, language), language=language)
         elif isinstance(event, UplinkError) and self._links is not None:
-            event = dataclasses.replace(event, message=f"{self.language}: {event.message}")
+            event = dataclasses.replace(event, message=f"{self._label}: {event.message}")
         if isinstance(event, LinkStatus) and self._links is not None:
             with self._links.lock:  # the verdict and its place in the queue stay in step across threads
-                self.results.put(LinkStatus(self._links.all_up, f"{self.language}: {event.detail}"), block, timeout)
+                self.results.put(LinkStatus(self._links.all_up, f"{self._label}: {event.detail}"), block, timeout)
             return
         self.results.put(event, block, timeout)
 
 
 class ConversationUplink:
-    """Same face as ``Uplink`` (start, send, close, idle, connected, ...) over one uplink per language.
+    """Same face as ``Uplink`` (start, send, close, idle, connected, ...) over the parties' connections.
 
-    ``direction()`` is the front end's current azimuth estimate, read on the pipeline thread that
-    calls ``send``.
+    ``route_by: direction``: one uplink per party language, the seat picks it. ``language``/``both``:
+    one uplink whose service identifies each utterance's language among the parties'; the seat only
+    names the talker among parties sharing a language and, with ``both``, tells the gateway which
+    language to expect. ``direction()`` is the front end's current azimuth estimate, read on the
+    pipeline thread that calls ``send``.
     """
 
     def __init__(self, uplink_config, conversation: ConversationConfig, results: queue.Queue,
                  direction: Callable[[], float | None], make=make_uplink):
         self.conversation = conversation
         self._direction = direction
-        self._party_of: OrderedDict[int, str] = OrderedDict()
+        self._seated: OrderedDict[int, str | None] = OrderedDict()  # utterance -> the party its seat decided
         self._links = _Links()
         self.language_of = {party.name: party.language for party in conversation.parties}
         self.uplinks = {}
+        identifying = conversation.identifies_language
         try:
-            for party in conversation.parties:
-                if party.language not in self.uplinks:
-                    stamp = PartyResults(results, party.language, self._party_of.get, self._links)
-                    self.uplinks[party.language] = make(uplink_config_for(uplink_config, conversation, party), stamp)
+            if identifying:
+                expected = self._expected_language if conversation.route_by == "both" else None
+                stamp = PartyResults(results, None, self._party_speaking, self._links)
+                self.uplinks[None] = make(identifying_uplink_config(uplink_config, conversation), stamp, expected)
+            else:
+                for party in conversation.parties:
+                    if party.language not in self.uplinks:
+                        stamp = PartyResults(results, party.language, self._seat_party, self._links)
+                        self.uplinks[party.language] = make(uplink_config_for(uplink_config, conversation, party), stamp)
         except BaseException:
             self.close(0.1)
             raise
         self._links.uplinks = list(self.uplinks.values())
         seats = [Seat(p.name, p.from_deg, p.to_deg) for p in conversation.parties if p.seated]
-        self.router = UtteranceRouter(SeatMap(seats, conversation.default_party), conversation.decide_after_ms,
-                                      on_decision=self._decided)
+        # language alone: the route is the one connection, so nothing is held (decided at speech start)
+        decide_after_ms = 0 if conversation.route_by == "language" else conversation.decide_after_ms
+        self.router = UtteranceRouter(SeatMap(seats, conversation.default_party), decide_after_ms,
+                                      on_decision=self._decided, keep_unseated=identifying)
 
     def _decided(self, decision) -> None:
+        self._seated[decision.utterance_id] = decision.party
+        while len(self._seated) > PARTY_MEMORY:
+            self._seated.popitem(last=False)
         if decision.party is None:
             return
-        self._party_of[decision.utterance_id] = decision.party
-        while len(self._party_of) > PARTY_MEMORY:
-            self._party_of.popitem(last=False)
         guess = "" if not decision.corrected else f" (first guess {decision.first_guess or 'nobody'})"
         where = "?" if decision.azimuth_deg is None else f"{decision.azimuth_deg:.0f}°"
-        log.info("utterance %d from %s: %s, %s%s", decision.utterance_id, where, decision.party,
+        log.info("utterance %d from %s: seat of %s, %s%s", decision.utterance_id, where, decision.party,
                  self.language_of[decision.party], guess)
+
+    def _seat_party(self, utterance_id: int, _language: str | None) -> str | None:
+        return self._seated.get(utterance_id)
+
+    def _expected_language(self, utterance_id: int) -> str | None:
+        party = self._seated.get(utterance_id)
+        return self.language_of[party] if party else None
+
+    def _party_speaking(self, utterance_id: int, language: str | None) -> str | None:
+        """The party speaking the identified language; among several, the one in whose seat it was said."""
+        seated = self._seated.get(utterance_id)
+        if language is None:
+            return seated
+        speakers = [p.name for p in self.conversation.parties_speaking(language)]
+        if not speakers:
+            return seated
+        return seated if seated in speakers else speakers[0]
 
     def start(self) -> None:
         for uplink in self.uplinks.values():
@@ -112,7 +145,8 @@ class ConversationUplink:
 
     def send(self, event: SegmentEvent) -> None:
         for delivery in self.router.route(event, self._direction()):
-            self.uplinks[self.language_of[delivery.party]].send(delivery.event)
+            language = None if self.conversation.identifies_language else self.language_of[delivery.party]
+            self.uplinks[language].send(delivery.event)
 
     def close(self, timeout_s: float = 2.0) -> None:
         for uplink in self.uplinks.values():
@@ -159,4 +193,4 @@ def make_party_uplink(uplink_config, conversation: ConversationConfig, results: 
     party: PartyConfig | None = conversation.parties[0] if conversation.parties else None
     config = uplink_config_for(uplink_config, conversation, party)
     name = party.name if party else None
-    return make_uplink(config, PartyResults(results, config.from_language, lambda _id: name))
+    return make_uplink(config, PartyResults(results, config.from_language, lambda _id, _language: name))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import queue
+from typing import Callable
 
 from agent.uplink.config import UplinkConfig
 from agent.uplink.connection import Uplink
@@ -12,10 +13,13 @@ from agent.uplink.translator_v1 import TranslatorV1Protocol
 from agent.uplink.usp_client import UspProtocol
 
 
-def make_uplink(config: UplinkConfig, results: queue.Queue) -> Uplink:
-    """The configured backend: ``gateway``/``translator-v1`` speak Translator v1, ``azure`` speaks USP."""
-    if config.backend == "azure":
-        protocol = UspProtocol(config, azure_credentials(config))
+def make_uplink(config: UplinkConfig, results: queue.Queue,
+                expected_language: Callable[[int], str | None] | None = None) -> Uplink:
+    """The configured backend: ``gateway``/``translator-v1`` speak Translator v1, ``azure`` speaks USP, and
+    so does the gateway when each utterance's language is to be identified (``identify_languages``).
+    ``expected_language(utterance_id)``: the language a seat predicts, for the gateway to weigh."""
+    if config.backend == "azure" or config.identify_languages:
+        protocol = UspProtocol(config, azure_credentials(config), expected_language)
     else:
         protocol = TranslatorV1Protocol(config, load_key(config))
     return Uplink(config, results, protocol, spool_dir=spool_dir(config))

@@ -52,11 +52,11 @@ def with_query(url: str, params: list[tuple[str, str]]) -> str:
     return urlunsplit(parts._replace(query=query))
 
 
-def endpoint_url(url: str) -> str:
-    """A configured endpoint: a bare ``scheme://host[:port]`` gets the v1 path; any other path is kept."""
+def endpoint_url(url: str, default_path: str = USP_V1_PATH) -> str:
+    """A configured endpoint: a bare ``scheme://host[:port]`` gets ``default_path``; any other path is kept."""
     parts = urlsplit(url)
     if parts.path in ("", "/"):
-        parts = parts._replace(path=USP_V1_PATH)
+        parts = parts._replace(path=default_path)
     return urlunsplit(parts)
 
 

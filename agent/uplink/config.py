@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
+from parley_common.protocols.usp import USP_V2_PATH
+
 URL_SCHEMES = ("ws", "wss")
 
 
@@ -24,7 +26,8 @@ def url_problem(url: str) -> str | None:
         return f"{url!r} has no host; allowed: ws://HOST[:PORT][/PATH] or wss://..."
     return None
 
-from agent.uplink.azure_endpoints import token_url as derived_token_url
+from agent.uplink.azure_endpoints import endpoint_url, is_v2  # noqa: E402
+from agent.uplink.azure_endpoints import token_url as derived_token_url  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,12 @@ class UplinkConfig:
     from_language: str = "en-US"
     to_languages: tuple[str, ...] = ("es", "ca")
     voice: str | None = field(default=None, metadata={"help": "voice for speech output (default: the service's for the first target)"})
+    identify_languages: tuple[str, ...] = field(
+        default=(), metadata={"help": "speech may be in any of these (BCP-47): the service identifies each utterance's "
+                                      "language and from_language is unused; needs USP v2 (the gateway, or azure v2)"})
+    voices: dict[str, str] = field(
+        default_factory=dict, metadata={"help": "with identify_languages: target language -> voice; each target but "
+                                                "the talker's own is spoken (default: the service's per language)"})
     partial_results: bool = True
     speech_output: bool = field(default=True, metadata={"help": "ask for synthesized speech of the translation"})
     silence_tail_ms: int = field(
@@ -81,6 +90,13 @@ class UplinkConfig:
             raise ValueError("to_languages needs at least one language")
         if self.backend == "translator-v1" and not self.url:
             raise ValueError("backend translator-v1 needs url")
+        if self.identify_languages and self.backend == "translator-v1":
+            raise ValueError("identify_languages needs the Speech USP v2 protocol: backend gateway or azure, "
+                             "not translator-v1 (Translator Speech v1 fixes one source language per connection)")
+        if (self.identify_languages and self.backend == "azure"
+                and not (is_v2(endpoint_url(self.url, USP_V2_PATH)) if self.url else self.endpoint_version == "v2")):
+            raise ValueError("identify_languages with azure needs the v2 endpoint: endpoint_version: v2, "
+                             "or a url ending in /stt/speech/universal/v2")
         if self.backend == "azure" and not (self.url or self.region):
             raise ValueError("backend azure needs region or url")
         if self.backend == "azure" and self.use_token and not (self.token_url or derived_token_url(self.region, self.url)):

@@ -336,7 +336,7 @@ class Outbox:
             return
         if not event.final:
             self._emit(PartialResult(utterance.id, _join(utterance.pieces + [event]),
-                                     _join_translations(utterance.pieces + [event])))
+                                     _join_translations(utterance.pieces + [event]), language=event.language))
             return
         utterance.pieces.append(event)
         self._last_final_utterance = utterance.id  # v1 audio follows its final
@@ -413,7 +413,8 @@ class Outbox:
     def _finalize(self, utterance: Utterance, speech_follows: bool = False) -> None:
         utterance.finalized, utterance.finalized_at = True, self._clock()
         self._emit(FinalResult(utterance.id, _join(utterance.pieces), _join_translations(utterance.pieces),
-                               _azimuth(utterance), utterance.started.start_sample, _duration(utterance)))
+                               _azimuth(utterance), utterance.started.start_sample, _duration(utterance),
+                               language=_identified_language(utterance.pieces)))
         if self._spool:
             self._spool.remove(utterance.id)  # delivered: a restart must not send it again (its speech would be stale)
         if self.turns:
@@ -441,6 +442,15 @@ def _join(pieces: list[ServiceResult]) -> str:
 def _join_translations(pieces: list[ServiceResult]) -> dict[str, str]:
     languages = dict.fromkeys(lang for p in pieces for lang in p.translations)
     return {lang: " ".join(p.translations[lang] for p in pieces if p.translations.get(lang)) for lang in languages}
+
+
+def _identified_language(pieces: list[ServiceResult]) -> str | None:
+    """The language the service identified, by the most speech; None when it identified none."""
+    lengths: dict[str, int] = {}
+    for piece in pieces:
+        if piece.language:
+            lengths[piece.language] = lengths.get(piece.language, 0) + len(piece.text)
+    return max(lengths, key=lengths.get) if lengths else None
 
 
 def _azimuth(utterance: Utterance) -> float | None:

@@ -20,6 +20,7 @@ class ServiceResult:
     turn: str | None = None
     stream_position: int | None = None  # v1 timing info: byte offset of the recognized span
     end_ticks: int | None = None  # USP final: where it ends from the turn's first sample (acknowledged audio)
+    language: str | None = None  # USP with identify_languages: the language the service heard
 
 
 @dataclass(frozen=True)

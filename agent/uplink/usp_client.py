@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import logging
 import platform
+from typing import Callable
 
 from agent import __version__
 from agent.uplink.azure_endpoints import endpoint_url, is_v2, region_url, with_query
+from agent.uplink.translator_v1 import GATEWAY_DEFAULT_URL
 from agent.uplink.config import UplinkConfig
 from agent.uplink.credentials import AzureCredentials
 from agent.uplink.protocol import (
@@ -39,6 +41,8 @@ from parley_common.protocols.usp import (
     TELEMETRY,
     TURN_END,
     TURN_START,
+    USP_V1_PATH,
+    USP_V2_PATH,
     FramingError,
     build_text,
     new_request_id,
@@ -75,6 +79,14 @@ def _base_language(code: str) -> str:
     return code.split("-")[0].lower()
 
 
+def identified_voices(config: UplinkConfig) -> dict[str, str]:
+    """With language identification any target may be spoken: each gets its configured or a real default voice."""
+    if not config.speech_output:
+        return {}
+    voices = {t: config.voices.get(t) or DEFAULT_VOICES.get(_base_language(t)) for t in config.to_languages}
+    return {language: voice for language, voice in voices.items() if voice}
+
+
 def default_voice(config: UplinkConfig) -> str | None:
     """The configured voice, a real default for the first target's language, or None (no synthesis)."""
     if not config.speech_output:
@@ -87,14 +99,22 @@ class UspProtocol:
     max_in_flight = 1  # one turn at a time
     subprotocols = ["USP"]
 
-    def __init__(self, config: UplinkConfig, credentials: AzureCredentials):
+    def __init__(self, config: UplinkConfig, credentials: AzureCredentials,
+                 expected_language: Callable[[int], str | None] | None = None):
         self.config = config
         self.credentials = credentials
         self.connection_id = new_request_id()  # kept across reconnects, like the SDK
-        self.voice = default_voice(config)
-        if config.speech_output and self.voice is None:
+        self.identifying = bool(config.identify_languages)
+        self._expected_language = expected_language or (lambda utterance_id: None)
+        self.voice = None if self.identifying else default_voice(config)
+        self.voices = identified_voices(config) if self.identifying else {}
+        if config.speech_output and not (self.voice or self.voices):
             log.warning("no Azure voice known for %s: set uplink.voice for speech output", config.to_languages[0])
-        self._base_url = endpoint_url(config.url) if config.url else region_url(config.region, config.endpoint_version)
+        if config.url or config.backend == "gateway":  # the gateway speaks USP on the same paths as Azure
+            default_path = USP_V2_PATH if self.identifying else USP_V1_PATH
+            self._base_url = endpoint_url(config.url or GATEWAY_DEFAULT_URL, default_path)
+        else:
+            self._base_url = region_url(config.region, config.endpoint_version)
         self.v2 = is_v2(self._base_url)
         self._next_stream = 1
         self._stream_ids: dict[str, str] = {}
@@ -151,9 +171,11 @@ class UspProtocol:
         self._received[turn] = {}
         # CONVERSATION on both paths: a turn that names no mode is single-shot to our gateway (as
         # recognize_once is to the service), which would end an utterance at its first phrase
-        source = self.config.from_language if self.v2 else None
+        source = self.config.from_language if self.v2 and not self.identifying else None
         ws.send(SpeechContext(tuple(self.config.to_languages), self.voice, CONTEXT_STREAM, source, "CONVERSATION",
-                              self._continuation(utterance)).encode(turn))
+                              self._continuation(utterance), candidates=tuple(self.config.identify_languages),
+                              expected_language=self._expected_language(utterance.id) if self.identifying else None,
+                              voices=tuple(self.voices.items()), speak_passthrough=not self.identifying).encode(turn))
         ws.send_binary(Audio(streaming_header(), stream, wav_header=True).encode(turn))
         return Opened(turn=turn)
 
@@ -231,7 +253,8 @@ class UspProtocol:
             return [_recognition_failure(turn, result.status, body)]
         final = isinstance(result, Phrase)
         return [ServiceResult(final, result.text, result.translations, turn,
-                              end_ticks=result.end_ticks if final else None)]
+                              end_ticks=result.end_ticks if final else None,
+                              language=result.language.language if result.language else None)]
 
     def _synthesis_end(self, turn: str, end: SynthesisEnd) -> list[ServiceEvent]:
         """The pieces of one synthesis, joined: the WAV as the service streamed it."""

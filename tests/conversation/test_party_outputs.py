@@ -24,7 +24,7 @@ def test_results_are_stamped_with_party_and_language_and_links_report_all_up_onl
     links = _Links()
     es, en = FakeLink(True), FakeLink(False)
     links.uplinks = [es, en]
-    stamp = PartyResults(results, "es-ES", {7: "Sofía"}.get, links)
+    stamp = PartyResults(results, "es-ES", lambda utterance_id, _language: {7: "Sofía"}.get(utterance_id), links)
     stamp.put_nowait(FinalResult(7, "hola", {"en": "hello"}))
     stamp.put(PartialResult(7, "ho"), timeout=1.0)
     stamp.put_nowait(LinkStatus(True, "connected"))
