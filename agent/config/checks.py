@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from agent.conversation.checks import conversation_issues, offered_language_issues
+from agent.conversation.checks import conversation_issues, offered_language_issues, route_issues
 from agent.uplink.config import url_problem
 from parley_common.typedyaml import ConfigIssue
 
@@ -83,6 +83,7 @@ def cross_field_issues(config, lines: KeyLines) -> list[ConfigIssue]:
         issues.append(lines.issue("frontend.segmenter.min_utterance_ms", (
             f"{seg.min_utterance_ms} is not below max_utterance_ms {seg.max_utterance_ms}")))
     issues += conversation_issues(config.conversation, config.geometry.is_spatial, lines)
+    issues += route_issues(config.uplink, config.conversation, lines)
     return issues
 
 

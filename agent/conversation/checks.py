@@ -55,20 +55,38 @@ def conversation_issues(conversation: ConversationConfig, spatial: bool, lines) 
         issues.append(lines.issue("conversation.default_party", f"no party is named {default!r}; allowed: {allowed}"))
     if not conversation.multi_party:
         return issues
-    if not spatial:
+    if not spatial and conversation.route_by != "language":
         issues.append(lines.issue("conversation.parties", (
-            "route_by direction needs a multi-mic array to tell seats apart, and this array has one mic; "
-            "allowed: one party, or an array profile with several mics")))
+            f"route_by {conversation.route_by} needs a multi-mic array to tell seats apart, and this array has one "
+            "mic; allowed: one party, route_by language, or an array profile with several mics")))
     for i, party in enumerate(parties):
         if not conversation.targets(party):
             issues.append(lines.issue(f"{key}[{i}].language", (
                 f"{party.name!r} has nobody to talk to: every other party reads only {party.base_language!r}, "
                 f"the language {party.name!r} speaks; allowed: parties that read another language")))
-        if not party.seated and party.name != default:
+        if not party.seated and party.name != default and conversation.route_by == "direction":
             issues.append(lines.issue(f"{key}[{i}]", (
                 f"{party.name!r} has no seat (from_deg/to_deg) and is not conversation.default_party, so no "
                 "utterance would ever be routed to them")))
     return issues
+
+
+def route_issues(uplink, conversation: ConversationConfig, lines) -> list:
+    """What the chosen routing needs from the service."""
+    if conversation.route_by == "both" and conversation.multi_party and uplink.backend != "gateway":
+        return [lines.issue("conversation.route_by", (
+            f"route_by both needs the gateway: it weighs the seat's language against what it hears, and "
+            f"{uplink.backend} takes no expected language; allowed here: direction, language"))]
+    if (conversation.route_by == "language" and conversation.multi_party and uplink.backend == "azure"
+            and not (uplink.url or uplink.endpoint_version == "v2")):
+        return [lines.issue("uplink.endpoint_version", (
+            "route_by language asks Azure to identify the language, which it does on the v2 endpoint only; "
+            "allowed here: v2 (or a url ending in /stt/speech/universal/v2)"))]
+    if conversation.route_by != "direction" and conversation.multi_party and uplink.backend == "translator-v1":
+        return [lines.issue("conversation.route_by", (
+            f"route_by {conversation.route_by} needs language identification (Speech USP v2), which the "
+            "Translator Speech v1 protocol lacks; allowed here: direction"))]
+    return []
 
 
 def languages_url(service_url: str) -> str:

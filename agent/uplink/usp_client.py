@@ -68,8 +68,9 @@ log = logging.getLogger("parley.uplink")
 AUDIO_MESSAGE_BYTES = 3200  # 100 ms of wire audio per message, as the SDK sends
 CONTEXT_STREAM = "1"  # the audio source in speech.context; the SDK keeps it while X-StreamId counts turns
 # Real Azure neural voices for a target's language; other targets get none unless uplink.voice is set.
-DEFAULT_VOICES = {"es": "es-ES-ElviraNeural", "ca": "ca-ES-JoanaNeural", "de": "de-DE-KatjaNeural",
-                  "fr": "fr-FR-DeniseNeural", "it": "it-IT-ElsaNeural", "pt": "pt-PT-RaquelNeural"}
+DEFAULT_VOICES = {"en": "en-US-JennyNeural", "es": "es-ES-ElviraNeural", "ca": "ca-ES-JoanaNeural",
+                  "de": "de-DE-KatjaNeural", "fr": "fr-FR-DeniseNeural", "it": "it-IT-ElsaNeural",
+                  "pt": "pt-PT-RaquelNeural"}
 # RecognitionStatus errors worth sending the utterance again for (after a back-off); others cancel it.
 RETRY_STATUSES = ("TooManyRequests", "ServiceUnavailable", "Error")
 THROTTLED_STATUS = "TooManyRequests"

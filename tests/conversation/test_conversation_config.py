@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from agent.config.schema import AgentConfig, check_environment, load_agent_config
-from agent.conversation.config import uplink_config_for
+from agent.conversation.config import identifying_uplink_config, uplink_config_for
 from parley_common.typedyaml import ConfigError
 
 TWO = """\
@@ -110,6 +110,29 @@ def test_half_a_seat_and_a_mono_array_are_refused(tmp_path):
 def test_a_mono_array_cannot_tell_seats_apart(tmp_path):
     found = problems(tmp_path, "array:\n  profile: mono\n" + TWO)
     assert any("conversation.parties: route_by direction needs a multi-mic array" in p for p in found)
+
+
+def test_route_by_language_is_one_identifying_connection_for_every_party(tmp_path):
+    config, _ = load(tmp_path, TWO.replace("conversation:\n", "conversation:\n  route_by: language\n"))
+    one = identifying_uplink_config(config.uplink, config.conversation)
+    assert one.identify_languages == ("en-US", "es-ES") and one.to_languages == ("en", "es")
+    assert one.voices == {"es": "es-espeak"}  # Bea's voice speaks what she hears
+    # no seats needed, and a single mic will do: the language, not the direction, picks the party
+    unseated = "array:\n  profile: mono\nconversation:\n  route_by: language\n  parties:\n" \
+               "    - {name: Ann, language: en-US}\n    - {name: Bea, language: es-ES}\n"
+    assert load(tmp_path, unseated)[0].conversation.route_by == "language"
+
+
+def test_routing_a_service_cannot_do_is_refused_with_what_it_can(tmp_path):
+    both_on_azure = "uplink:\n  backend: azure\n  region: westeurope\n  endpoint_version: v2\n" + \
+        TWO.replace("conversation:\n", "conversation:\n  route_by: both\n")
+    assert any(":6: conversation.route_by: route_by both needs the gateway" in p and "allowed here: direction, language" in p
+               for p in problems(tmp_path, both_on_azure))
+    language_on_v1 = both_on_azure.replace("route_by: both", "route_by: language").replace("  endpoint_version: v2\n", "")
+    assert any("uplink.endpoint_version: route_by language asks Azure" in p for p in problems(tmp_path, language_on_v1))
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, "uplink:\n  backend: translator-v1\n  url: ws://h\n  identify_languages: [en-US, es-ES]\n")
+    assert "identify_languages needs the Speech USP v2 protocol" in str(caught.value)
 
 
 def test_languages_the_gateway_does_not_offer_are_named_at_start(tmp_path, gateway):

@@ -3,6 +3,7 @@ and translated the right way, one connection per language, through a gateway res
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import queue
 import urllib.request
@@ -88,3 +89,35 @@ def test_two_seats_two_languages_through_a_gateway_restart(speech):
     assert links[-1].connected and any(not e.connected for e in links)
     assert uplink.router.corrected == 1 and uplink.router.dropped == 0
     assert {e.utterance_id for e in events if hasattr(e, "utterance_id")} <= set(said)  # nothing made up
+
+
+@pytest.mark.parametrize("route_by, misleading_deg", [("language", 150.0), ("both", BEA_DEG)],
+                         ids=["language-from-no-seat", "both-from-the-wrong-seat"])
+def test_identified_language_picks_the_party_on_one_connection(gateway, speech, route_by, misleading_deg):
+    """Ann speaks English from outside every seat (language) or from Bea's seat (both: the seat
+    predicts Spanish, and the gateway, sure of English over seconds of speech, overrules it)."""
+    conversation = dataclasses.replace(CONVERSATION, route_by=route_by)
+    results: queue.Queue = queue.Queue(maxsize=2000)
+    seat = {"deg": misleading_deg}
+    uplink = ConversationUplink(UplinkConfig(backend="gateway", url=gateway.base_url, reconnect=FAST_RECONNECT),
+                                conversation, results, direction=lambda: seat["deg"])
+    uplink.start()
+    talker = Talker(uplink, speed=4.0)
+    try:
+        said = {talker.say(speech["Ann"][0], started_azimuth_deg=misleading_deg, ended_azimuth_deg=misleading_deg): "Ann"}
+        seat["deg"] = BEA_DEG
+        said[talker.say(speech["Bea"][0], started_azimuth_deg=BEA_DEG, ended_azimuth_deg=BEA_DEG)] = "Bea"
+        events = wait_for_finals(results, set(said))
+        assert list(uplink.uplinks) == [None] and uplink.uplinks[None].connects == 1  # one connection for both
+    finally:
+        uplink.close()
+    finals = finals_by_id(events)
+    for utterance_id, party in said.items():
+        [final] = finals[utterance_id]
+        spoken, heard = ("en-US", "es") if party == "Ann" else ("es-ES", "en")
+        assert (final.party, final.language) == (party, spoken), final
+        assert final.translations[heard] and final.translations[heard] != final.source_text, final
+    assert "good morning" in finals[[i for i, p in said.items() if p == "Bea"][0]][0].translations["en"].lower()
+    spoken_languages = {e.utterance_id: e.language for e in events if isinstance(e, SynthesizedSpeech)}
+    assert spoken_languages == {i: ("es" if p == "Ann" else "en") for i, p in said.items()}  # never the talker's own
+    assert uplink.router.dropped == 0
