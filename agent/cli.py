@@ -50,6 +50,8 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--fast", action="store_true", help="feed the recording faster than real time")
     demo.add_argument("--conversation", action="store_true",
                       help="an English talker at 60 deg and a Spanish one at 240 deg take turns; each is translated for the other")
+    demo.add_argument("--route-by", choices=("direction", "language", "both"), default="direction",
+                      help="--conversation: how each utterance finds its party (see conversation.route_by)")
     demo.set_defaults(handler=_cmd_demo)
 
     check = sub.add_parser("check-config", help="validate a config file and print the effective config")
@@ -208,7 +210,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from agent.demo import run_demo
 
-    return run_demo(out_dir=args.out, shared_data=args.shared_data, realtime=not args.fast, conversation=args.conversation)
+    return run_demo(out_dir=args.out, shared_data=args.shared_data, realtime=not args.fast, conversation=args.conversation,
+                    route_by=args.route_by)
 
 
 if __name__ == "__main__":

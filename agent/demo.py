@@ -96,7 +96,7 @@ def write_multichannel_wav(path: Path, samples: np.ndarray, sample_rate_hz: int)
 
 
 def demo_config_text(scene_path: Path, gateway_url: str, out_dir: Path, realtime: bool,
-                     conversation: bool = False) -> str:
+                     conversation: bool = False, route_by: str = "direction") -> str:
     """The agent config the demo runs with, as YAML, so it is validated like any user's file."""
     spoken = ("en", "es") if conversation else DEMO_TARGETS
     return f"""\
@@ -122,10 +122,11 @@ outputs:
     path: {json.dumps(str(out_dir / "transcript.jsonl"))}
   leds:
     backend: log
-""" + (CONVERSATION_PARTIES if conversation else "")
+""" + (CONVERSATION_PARTIES.replace("conversation:\n", f"conversation:\n  route_by: {route_by}\n") if conversation else "")
 
 
-def run_demo(out_dir: Path, shared_data: Path | None = None, realtime: bool = True, conversation: bool = False) -> int:
+def run_demo(out_dir: Path, shared_data: Path | None = None, realtime: bool = True, conversation: bool = False,
+             route_by: str = "direction") -> int:
     from agent.config.schema import load_agent_config
     from agent.daemon import Agent, configure_logging
     from agent.outputs.transcript import read_transcript
@@ -148,7 +149,7 @@ def run_demo(out_dir: Path, shared_data: Path | None = None, realtime: bool = Tr
         old.unlink()
     with GatewayThread() as gateway:
         config_path = out_dir / "agent.yaml"
-        config_path.write_text(demo_config_text(scene_path, gateway.base_url, out_dir, realtime, conversation))
+        config_path.write_text(demo_config_text(scene_path, gateway.base_url, out_dir, realtime, conversation, route_by))
         config = load_agent_config(config_path)
         agent = Agent(config)
         agent.start()

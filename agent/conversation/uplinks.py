@@ -18,7 +18,13 @@ import threading
 from collections import OrderedDict
 from typing import Callable
 
-from agent.conversation.config import ConversationConfig, PartyConfig, identifying_uplink_config, uplink_config_for
+from agent.conversation.config import (
+    ConversationConfig,
+    PartyConfig,
+    base_language,
+    identifying_uplink_config,
+    uplink_config_for,
+)
 from agent.conversation.router import Seat, SeatMap, UtteranceRouter
 from agent.events import FinalResult, LinkStatus, PartialResult, SegmentEvent, UplinkError
 from agent.uplink import make_uplink
@@ -62,7 +68,11 @@ class PartyResults:
     def put(self, event, block: bool = True, timeout: float | None = None) -> None:
         if isinstance(event, (PartialResult, FinalResult)):
             language = self.language or event.language
-            event = dataclasses.replace(event, party=self._party_of(event.utterance_id, language), language=language)
+            translations = event.translations
+            if self.language is None and language:  # identified: the talker's own language is no translation
+                translations = {t: text for t, text in translations.items() if base_language(t) != base_language(language)}
+            event = dataclasses.replace(event, party=self._party_of(event.utterance_id, language), language=language,
+                                        translations=translations)
         elif isinstance(event, UplinkError) and self._links is not None:
             event = dataclasses.replace(event, message=f"{self._label}: {event.message}")
         if isinstance(event, LinkStatus) and self._links is not None:
