@@ -7,11 +7,15 @@ The beamformed output lags the input by one STFT hop (10 ms); output frames carr
 sample index, so timestamps stay exact. The VAD decision of the previous frame gates which hops
 update the DOA (speech) and the noise statistics of the DOA and MVDR (non-speech, but not within
 ``noise_guard_ms`` after speech: the room's reverberant tail of the talker is not noise, and
-learning it would teach both to suppress the talker).
+learning it would teach both to suppress the talker). The DOA also learns a non-speech hop only
+``onset_guard_ms`` later, once no speech has begun since: the VAD calls a talker's first syllables
+speech a couple of hundred milliseconds late at low SNR, and whitening with a noise covariance that
+holds them erases the talker's direction and leaves its mirror image (θ + 180°) as the peak.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,6 +43,9 @@ class FrontendConfig:
     noise_guard_ms: float = field(
         default=300.0, metadata={"min": 0.0, "max": 2000.0,
                                  "help": "non-speech this soon after speech (its reverberation) is not learned as noise"})
+    onset_guard_ms: float = field(
+        default=300.0, metadata={"min": 0.0, "max": 2000.0,
+                                 "help": "non-speech this soon before speech (an onset the VAD has not caught yet) is not learned as noise by the DOA"})
 
 
 class FrontEnd:
@@ -58,9 +65,11 @@ class FrontEnd:
         self._speech = False
         self._noise_guard_hops = int(round(config.noise_guard_ms / HOP_MS))
         self._hops_since_speech = self._noise_guard_hops
+        self._onset_guard_hops = int(round(config.onset_guard_ms / HOP_MS))
+        self._doa_noise_pending: deque[np.ndarray] = deque()  # noise hops waiting out the onset guard
         forget_ms = config.doa.forget_after_silence_ms
         self._forget_hops = int(round(forget_ms / HOP_MS)) if forget_ms is not None else None
-        self.noise_hops: tuple[bool, ...] = ()  # which hops of the last frame were learned as noise
+        self.noise_hops: tuple[bool, ...] = ()  # which hops of the last frame the MVDR learned as noise
         self.last_output: Frame | None = None  # the last beamformed (and levelled) mono frame
 
     @property
@@ -101,9 +110,12 @@ class FrontEnd:
             is_noise = not muted and self._hops_since_speech > self._noise_guard_hops
             noise_hops.append(is_noise)
             if self._speech:
+                self._doa_noise_pending.clear()
                 self._doa.add_speech(spectrum)
             elif is_noise:
-                self._doa.add_noise(spectrum)
+                self._doa_noise_pending.append(spectrum)
+                if len(self._doa_noise_pending) > self._onset_guard_hops:
+                    self._doa.add_noise(self._doa_noise_pending.popleft())
             beam = self._beamformer.process(spectrum, self._doa.azimuth_deg, is_noise=is_noise)
             out[start:start + self.hop] = self._stft.synthesize(beam)
         self.noise_hops = tuple(noise_hops)

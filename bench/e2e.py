@@ -1,7 +1,7 @@
 """End-to-end latency over the demo scene: the real agent, the real gateway, real-time capture.
 
     python bench/e2e.py [--backend gateway|azure]
-    python bench/e2e.py --conversation [--quick]
+    python bench/e2e.py --conversation [--quick] [--routing-only]
 
 Measures, per utterance: end of speech (ground truth of the simulated scene) -> final text on the
 console, and -> first TTS byte reaching the speaker; and, per audio frame, the latency the agent
@@ -100,6 +100,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="default bench/results/e2e.json (e2e-azure.json for azure)")
     parser.add_argument("--conversation", action="store_true", help="two seats, two languages (see above)")
     parser.add_argument("--quick", action="store_true", help="--conversation: one seed per cell instead of three")
+    parser.add_argument("--routing-only", action="store_true",
+                        help="--conversation: the routing grid only, without the gateway latency run")
     args = parser.parse_args()
     if args.conversation:
         return conversation_main(args)
@@ -158,23 +160,31 @@ def routing_grid(args) -> list[dict]:
     for separation in SEPARATIONS_DEG:
         for rt60 in (0.3, 0.6):
             for snr in (10.0, 5.0):
-                right = total = extra = 0
+                right = guessed = total = extra = 0
+                held_ms = []
                 for seed, first in enumerate(FIRST_SEATS_DEG[:1] if args.quick else FIRST_SEATS_DEG):
                     routed = route_conversation(geometry, first, (first + separation) % 360, rt60, snr, seed=seed,
                                                 noise_dir=noise_dir, speech=speech)
                     total += len(TURNS)
                     right += sum(d.party == t for d, t in zip(routed.decisions, routed.truth))
+                    guessed += sum(d.first_guess == t for d, t in zip(routed.decisions, routed.truth))
+                    held_ms += [d.held_ms for d in routed.decisions]
                     extra += abs(len(routed.decisions) - len(TURNS))
                 rows.append({"separation_deg": separation, "rt60_s": rt60, "snr_db": snr, "utterances": total,
-                             "routed_right": right, "accuracy": right / total, "segmentation_mismatch": extra})
+                             "routed_right": right, "accuracy": right / total, "first_guess_right": guessed,
+                             "held_ms_median": float(np.median(held_ms)), "held_ms_max": float(max(held_ms)),
+                             "segmentation_mismatch": extra})
                 print(f"{separation:>6}°{rt60:>7.1f} s{snr:>6.0f} dB{right:>5}/{total:<3}{100 * right / total:>7.1f} %"
-                      f"{extra:>6}", flush=True)
+                      f"{guessed:>6}/{total:<3}{np.median(held_ms):>6.0f}{max(held_ms):>6.0f}{extra:>6}", flush=True)
     return rows
 
 
 def conversation_main(args) -> int:
-    print(f"{'apart':>7}{'RT60':>9}{'SNR':>9}{'right':>9}{'accuracy':>9}{'seg±':>6}")
+    print(f"{'apart':>7}{'RT60':>9}{'SNR':>9}{'right':>9}{'accuracy':>9}{'guess':>8}{'held ms med/max':>16}{'seg±':>5}")
     rows = routing_grid(args)
+    if args.routing_only:
+        return write_report(args, {"when": datetime.now(timezone.utc).isoformat(), "routing": rows},
+                            "e2e-conversation-routing.json")
     work = Path("/tmp/parley-bench-e2e-conversation")
     lines = CONVERSATION_LINES
     scene_path, scene = make_scene(work, args.shared_data if args.shared_data.is_dir() else None, lines=lines,
@@ -196,8 +206,12 @@ def conversation_main(args) -> int:
     for direction, entry in sorted(latency.items()):
         tts = f"{np.median(entry['end_to_tts_ms']):>10.0f}ms" if entry["end_to_tts_ms"] else f"{'-':>12}"
         print(f"{direction:12}{np.median(entry['end_to_final_ms']):>12.0f}ms{tts}")
-    report = {"when": datetime.now(timezone.utc).isoformat(), "routing": rows, "latency": latency}
-    args.out = args.out or REPO / "bench" / "results" / "e2e-conversation.json"
+    return write_report(args, {"when": datetime.now(timezone.utc).isoformat(), "routing": rows, "latency": latency},
+                        "e2e-conversation.json")
+
+
+def write_report(args, report: dict, default_name: str) -> int:
+    args.out = args.out or REPO / "bench" / "results" / default_name
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
     print(f"wrote {args.out}")

@@ -3,10 +3,14 @@
 Pure units, no threads and no sockets, so they are tested directly. Audio streams while the
 person is still talking, so the decision is made early and in two steps: a first guess from the
 direction at speech start, then the route is fixed once ``decide_after_ms`` of speech has
-refined the front end's estimate (confirming or correcting the guess), or at the end of a
-shorter utterance from its whole-utterance direction. Until the route is fixed the utterance's
-events are held here, so a corrected utterance goes only to the right connection. Once fixed,
-every later event of the utterance follows it: an utterance is never split between languages.
+refined the front end's estimate: at once if the estimate still points at the first guess's seat
+(confirmed), else once it has stayed in one seat for the last ``settle_ms`` (corrected), or at
+the end of an utterance that never settled, from its whole-utterance direction. A correction has
+to settle because at low SNR in a reverberant room, a few hundred milliseconds into a new
+talker's speech, the estimate can still jump to the talker's mirror image (θ + 180° on a small
+array) and back. Until the route is fixed the utterance's events are held here, so a corrected
+utterance goes only to the right connection. Once fixed, every later event of the utterance
+follows it: an utterance is never split between languages.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from typing import Callable, Literal
 from agent.events import SegmentEvent, SpeechChunk, SpeechEnded, SpeechStarted
 
 log = logging.getLogger("parley.conversation")
+
+SETTLE_MS = 300.0  # longer than the mirror-image excursions measured at RT60 0.6 s and 5 dB (up to 200 ms)
 
 
 def sector_width_deg(from_deg: float, to_deg: float) -> float:
@@ -75,6 +81,7 @@ class RouteDecision:
     first_guess: str | None
     azimuth_deg: float | None
     how: Literal["at start", "after decide_after_ms", "at the end"]
+    held_ms: float = 0.0  # audio held before the decision: what it cost the partials
 
     @property
     def corrected(self) -> bool:
@@ -87,6 +94,8 @@ class _Open:
     first_guess: str | None
     held: list[SegmentEvent]
     held_ms: float = 0.0
+    seat_party: str | None = None  # the party whose seat the estimate points at now ...
+    seat_since_ms: float | None = None  # ... since this much held audio; None: never left the first guess's
     decision: RouteDecision | None = None
 
 
@@ -94,14 +103,16 @@ class UtteranceRouter:
     """Segment events in (with the front end's current direction), deliveries out.
 
     ``route(event, azimuth_now_deg)`` returns what to send where now; ``on_decision`` hears each
-    utterance's decision, and ``on_disagreement`` an utterance whose whole-utterance direction
-    points at another seat than the route already fixed (it is logged, not re-sent).
+    utterance's decision. An utterance whose whole-utterance direction points at another seat than
+    the route already fixed is counted in ``late_disagreements`` and logged, not re-sent.
     """
 
     def __init__(self, seats: SeatMap, decide_after_ms: float,
-                 on_decision: Callable[[RouteDecision], None] | None = None, keep_unseated: bool = False):
+                 on_decision: Callable[[RouteDecision], None] | None = None, settle_ms: float = SETTLE_MS,
+                 keep_unseated: bool = False):
         self.seats = seats
         self.decide_after_ms = decide_after_ms
+        self.settle_ms = settle_ms
         self.keep_unseated = keep_unseated  # deliver seatless utterances too (party None): the language decides
         self._on_decision = on_decision or (lambda decision: None)
         self._open: dict[int, _Open] = {}
@@ -113,7 +124,7 @@ class UtteranceRouter:
     def route(self, event: SegmentEvent, azimuth_now_deg: float | None = None) -> list[Delivery]:
         if isinstance(event, SpeechStarted):
             first_guess = self.seats.party_at(event.azimuth_deg)
-            self._open[event.utterance_id] = _Open(event, first_guess, [event])
+            self._open[event.utterance_id] = _Open(event, first_guess, [event], seat_party=first_guess)
             if self.decide_after_ms <= 0:
                 return self._decide(self._open[event.utterance_id], event.azimuth_deg, "at start")
             return []
@@ -129,22 +140,27 @@ class UtteranceRouter:
             if state.decision.party is not None and self.seats.party_at(azimuth) not in (state.decision.party, None):
                 self.late_disagreements += 1
                 log.warning("utterance %d went to %s after %.0f ms, but its whole-utterance direction %.0f° is %s's seat",
-                            event.utterance_id, state.decision.party, self.decide_after_ms, azimuth,
+                            event.utterance_id, state.decision.party, state.decision.held_ms, azimuth,
                             self.seats.party_at(azimuth))
             return self._deliver(state, [event])
         if state.decision is None:
             state.held.append(event)
+            azimuth = azimuth_now_deg if azimuth_now_deg is not None else state.started.azimuth_deg
+            party_now = self.seats.party_at(azimuth)
+            if party_now != state.seat_party:
+                state.seat_party, state.seat_since_ms = party_now, state.held_ms
             if isinstance(event, SpeechChunk):
                 state.held_ms += event.frame.duration_ms
-            if state.held_ms >= self.decide_after_ms:
-                azimuth = azimuth_now_deg if azimuth_now_deg is not None else state.started.azimuth_deg
+            settled = state.seat_since_ms is None or state.held_ms - state.seat_since_ms >= self.settle_ms
+            if state.held_ms >= self.decide_after_ms and settled:
                 return self._decide(state, azimuth, "after decide_after_ms")
             return []
         return self._deliver(state, [event])
 
     def _decide(self, state: _Open, azimuth_deg: float | None, how) -> list[Delivery]:
         party = self.seats.party_at(azimuth_deg)
-        decision = state.decision = RouteDecision(state.started.utterance_id, party, state.first_guess, azimuth_deg, how)
+        decision = state.decision = RouteDecision(state.started.utterance_id, party, state.first_guess, azimuth_deg, how,
+                                                  state.held_ms)
         if party is None and self.keep_unseated:
             log.info("utterance %d has no seat; its language decides", decision.utterance_id)
         elif party is None:

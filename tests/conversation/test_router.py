@@ -45,21 +45,43 @@ def feed(router, events_with_azimuth):
 
 def test_audio_is_held_until_the_direction_settles_then_a_wrong_first_guess_is_corrected():
     decisions = []
-    router = UtteranceRouter(SEATS, decide_after_ms=100, on_decision=decisions.append)
+    router = UtteranceRouter(SEATS, decide_after_ms=100, on_decision=decisions.append, settle_ms=60)
     started = SpeechStarted(1, 0, 100.0, 0.3)  # the early estimate is off (nobody's seat)...
     assert router.route(started, 100.0) == []
-    held = [chunk(1) for _ in range(4)]
-    for c in held:
+    held = [chunk(1) for _ in range(6)]
+    for c in held[:4]:
         assert router.route(c, 150.0) == []  # 80 ms: still held
-    fifth = chunk(1)
-    out = router.route(fifth, 210.0)  # ...100 ms in, the estimate says Ben
-    assert [d.party for d in out] == ["Ben"] * 6
-    assert [d.event for d in out] == [started, *held, fifth]
+    for c in held[4:]:
+        assert router.route(c, 210.0) == []  # ...80 ms in, the estimate says Ben: a correction, not settled yet
+    seventh = chunk(1)
+    out = router.route(seventh, 210.0)  # Ben's seat for 60 ms: settled
+    assert [d.party for d in out] == ["Ben"] * 8
+    assert [d.event for d in out] == [started, *held, seventh]
     assert router.route(chunk(1), 20.0)[0].party == "Ben"  # the route is fixed: never split
     end = SpeechEnded(1, 9000, 500.0, "silence", 205.0, 0.9)
     assert [d.event for d in router.route(end, 205.0)] == [end]
     assert decisions[0].party == "Ben" and decisions[0].first_guess is None and decisions[0].corrected
+    assert decisions[0].held_ms == 140
     assert router.corrected == 1 and router.routed == {"Ben": 1}
+
+
+def test_a_jump_to_the_mirror_image_at_decision_time_is_waited_out():
+    """The failure measured at RT60 0.6 s and 5 dB: Ann at 0°, the estimate at the decision time
+    briefly at 180° (her mirror image, Ben's seat) before coming back."""
+    decisions = []
+    router = UtteranceRouter(SEATS, decide_after_ms=100, on_decision=decisions.append, settle_ms=60)
+    directions = [355.0] * 4 + [180.0] * 2 + [358.0] * 3  # 20 ms chunks: the jump lasts 40 ms
+    out = feed(router, [(SpeechStarted(8, 0, 355.0, 0.3), 355.0)] + [(chunk(8), az) for az in directions])
+    assert {d.party for d in out} == {"Ann"} and len(out) == 10
+    assert decisions[0].held_ms == 180 and not decisions[0].corrected
+
+
+def test_an_estimate_that_never_settles_is_routed_at_the_end_by_the_whole_utterance():
+    router = UtteranceRouter(SEATS, decide_after_ms=40, settle_ms=60)
+    flapping = [(chunk(9), az) for az in [200.0, 10.0] * 5]
+    assert feed(router, [(SpeechStarted(9, 0, 10.0, 0.3), 10.0)] + flapping) == []
+    out = router.route(SpeechEnded(9, 3200, 220.0, "silence", 20.0, 0.9), 200.0)
+    assert {d.party for d in out} == {"Ann"} and len(out) == 12
 
 
 def test_a_short_utterance_is_routed_by_its_whole_utterance_direction():
