@@ -9,9 +9,11 @@ adds between a frame leaving capture and its bytes going onto the socket (target
 frame). Baseline, side by side in the same process: a bare Translator v1 client streaming mic 0
 of the same scene in real time to the same gateway, so the ratio shows what the agent adds.
 
-``--conversation``: routing accuracy of two talkers taking turns (English and Spanish, espeak-ng)
-over seatings 30°-180° apart, RT60 0.3/0.6 s, SNR 10/5 dB (front end + router, no gateway: routing
-does not depend on it); then the demo's two-seat scene through the real agent and gateway, with
+``--conversation``: routing accuracy of two talkers taking turns (English and Spanish, espeak-ng,
+four sentences and two short replies) over seatings 30°-180° apart, RT60 0.3/0.6 s, SNR 10/5 dB,
+for each ``route_by``: direction (front end + router), language (the gateway's identification code
+on each routed utterance's beamformed audio), both (the seat's language unless the identification
+is sure of the other); then the demo's two-seat scene through the real agent and gateway, with
 end of speech -> final and -> first TTS byte per direction (en->es, es->en).
 """
 
@@ -34,6 +36,7 @@ from agent.daemon import Agent  # noqa: E402
 from agent.demo import CONVERSATION_GAP_S, CONVERSATION_LINES, demo_config_text, make_scene  # noqa: E402
 from gateway.server import GatewayThread  # noqa: E402
 from gateway_bench_client import stream_once  # noqa: E402
+from tests.support.conversation import TURNS  # noqa: E402
 
 
 def instrument(agent: Agent) -> dict:
@@ -149,38 +152,84 @@ SEPARATIONS_DEG = (30, 60, 90, 120, 180)
 FIRST_SEATS_DEG = (0.0, 45.0, 100.0)  # where talker A sits; B sits SEPARATION further round
 
 
+BENCH_TURNS = TURNS + (("en-us", "Yes, okay."), ("es", "Sí, claro."))  # short replies: where language is weakest
+PARTY_LANGUAGE = {"A": "en-US", "B": "es-ES"}  # route_conversation's parties
+
+
+class LanguageJudge:
+    """What route_by language and both would decide, from the gateway's own identification code run on
+    each routed utterance's beamformed audio (Whisper base, one worker, candidates en/es)."""
+
+    def __init__(self):
+        from gateway.engines.whisper_asr import WhisperRecognizer
+        from gateway.engines.whisper_models import resolve_model
+
+        self._whisper = WhisperRecognizer(1)
+        self._detector = self._whisper.open_detector(str(resolve_model("base")), ("en", "es"))
+
+    def parties(self, pcm: bytes, seat_party: str | None) -> tuple[str, str]:
+        """(party by language, party by both) for one utterance."""
+        from gateway.engines.language_id import LanguageRule, choose_language
+
+        found = self._detector.probabilities(pcm)
+        probabilities = {"en-US": found["en"], "es-ES": found["es"]}
+        by_party = {language: party for party, language in PARTY_LANGUAGE.items()}
+        language = choose_language(probabilities, None, len(pcm) / 32000).language
+        both = choose_language(probabilities, PARTY_LANGUAGE.get(seat_party), len(pcm) / 32000, LanguageRule()).language
+        return by_party[language], by_party[both]
+
+    def close(self) -> None:
+        self._detector.close()
+        self._whisper.close()
+
+
 def routing_grid(args) -> list[dict]:
     from agent.hardware import load_array_profile
-    from tests.support.conversation import TURNS, route_conversation, speech_for
+    from tests.support.conversation import route_conversation, speech_for
 
     geometry = load_array_profile("respeaker-4mic-hat")
-    speech = speech_for()
+    speech = speech_for(BENCH_TURNS)
     noise_dir = args.shared_data / "noise" if (args.shared_data / "noise").is_dir() else None
+    judge = LanguageJudge()
     rows = []
-    for separation in SEPARATIONS_DEG:
-        for rt60 in (0.3, 0.6):
-            for snr in (10.0, 5.0):
-                right = guessed = total = extra = 0
-                held_ms = []
-                for seed, first in enumerate(FIRST_SEATS_DEG[:1] if args.quick else FIRST_SEATS_DEG):
-                    routed = route_conversation(geometry, first, (first + separation) % 360, rt60, snr, seed=seed,
-                                                noise_dir=noise_dir, speech=speech)
-                    total += len(TURNS)
-                    right += sum(d.party == t for d, t in zip(routed.decisions, routed.truth))
-                    guessed += sum(d.first_guess == t for d, t in zip(routed.decisions, routed.truth))
-                    held_ms += [d.held_ms for d in routed.decisions]
-                    extra += abs(len(routed.decisions) - len(TURNS))
-                rows.append({"separation_deg": separation, "rt60_s": rt60, "snr_db": snr, "utterances": total,
-                             "routed_right": right, "accuracy": right / total, "first_guess_right": guessed,
-                             "held_ms_median": float(np.median(held_ms)), "held_ms_max": float(max(held_ms)),
-                             "segmentation_mismatch": extra})
-                print(f"{separation:>6}°{rt60:>7.1f} s{snr:>6.0f} dB{right:>5}/{total:<3}{100 * right / total:>7.1f} %"
-                      f"{guessed:>6}/{total:<3}{np.median(held_ms):>6.0f}{max(held_ms):>6.0f}{extra:>6}", flush=True)
+    try:
+        for separation in SEPARATIONS_DEG:
+            for rt60 in (0.3, 0.6):
+                for snr in (10.0, 5.0):
+                    right = {"direction": 0, "language": 0, "both": 0}
+                    short_right = dict.fromkeys(right, 0)
+                    guessed = total = extra = 0
+                    held_ms = []
+                    for seed, first in enumerate(FIRST_SEATS_DEG[:1] if args.quick else FIRST_SEATS_DEG):
+                        routed = route_conversation(geometry, first, (first + separation) % 360, rt60, snr, seed=seed,
+                                                    noise_dir=noise_dir, turns=BENCH_TURNS, speech=speech)
+                        total += len(BENCH_TURNS)
+                        for turn, (decision, truth, pcm) in enumerate(zip(routed.decisions, routed.truth, routed.audio)):
+                            by_language, by_both = judge.parties(pcm, decision.party)
+                            for mode, party in (("direction", decision.party), ("language", by_language), ("both", by_both)):
+                                right[mode] += party == truth
+                                short_right[mode] += party == truth and turn >= len(TURNS)
+                        guessed += sum(d.first_guess == t for d, t in zip(routed.decisions, routed.truth))
+                        held_ms += [d.held_ms for d in routed.decisions]
+                        extra += abs(len(routed.decisions) - len(BENCH_TURNS))
+                    shorts = total // len(BENCH_TURNS) * (len(BENCH_TURNS) - len(TURNS))
+                    rows.append({"separation_deg": separation, "rt60_s": rt60, "snr_db": snr, "utterances": total,
+                                 "routed_right": right["direction"], "accuracy": right["direction"] / total,
+                                 "language_right": right["language"], "both_right": right["both"],
+                                 "short_replies": shorts, "short_right": short_right, "first_guess_right": guessed,
+                                 "held_ms_median": float(np.median(held_ms)), "held_ms_max": float(max(held_ms)),
+                                 "segmentation_mismatch": extra})
+                    cells = "".join(f"{right[m]:>6}/{total:<3}{short_right[m]:>3}/{shorts:<2}" for m in right)
+                    print(f"{separation:>5}°{rt60:>5.1f} s{snr:>4.0f} dB{cells}{np.median(held_ms):>6.0f}"
+                          f"{max(held_ms):>6.0f}{extra:>5}", flush=True)
+    finally:
+        judge.close()
     return rows
 
 
 def conversation_main(args) -> int:
-    print(f"{'apart':>7}{'RT60':>9}{'SNR':>9}{'right':>9}{'accuracy':>9}{'guess':>8}{'held ms med/max':>16}{'seg±':>5}")
+    print("right per route_by (all utterances, then the short replies among them); audio held by direction")
+    print(f"{'apart':>6}{'RT60':>7}{'SNR':>6}{'direction':>15}{'language':>15}{'both':>15}{'held ms med/max':>16}{'seg±':>5}")
     rows = routing_grid(args)
     if args.routing_only:
         return write_report(args, {"when": datetime.now(timezone.utc).isoformat(), "routing": rows},

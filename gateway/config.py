@@ -74,7 +74,7 @@ class RecognitionConfig:
         default="base", metadata={"help": "multilingual Whisper model that identifies the language when a client "
                                           "gives candidates (languageId); tiny.en cannot"})
     language_override_probability: float = field(
-        default=0.9, metadata={"min": 0.5, "max": 1.0,
+        default=0.97, metadata={"min": 0.5, "max": 1.0,
                                "help": "a client's expected language stands unless another is at least this probable"})
 
     def __post_init__(self) -> None:

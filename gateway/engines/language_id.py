@@ -23,7 +23,7 @@ BYTES_PER_S = 32000  # 16 kHz 16-bit mono, the recognizers' input
 
 @dataclass(frozen=True)
 class LanguageRule:
-    override_probability: float = 0.9
+    override_probability: float = 0.97
     min_override_speech_s: float = 1.0
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from agent.audio.synth import speak
 from agent.conversation.config import ConversationConfig, PartyConfig, frontend_for
 from agent.conversation.router import Seat, SeatMap, UtteranceRouter
-from agent.events import SpeechEnded, SpeechStarted
+from agent.events import SpeechChunk, SpeechEnded, SpeechStarted
 from agent.frontend import FrontEnd, FrontendConfig
 from agent.simulation import RATE_HZ, simulate_scene
 from parley_common.frames import Frame
@@ -35,6 +35,7 @@ class Routed:
     decisions: list  # RouteDecision per detected utterance, in order
     started_deg: list[float | None]
     ended_deg: list[float | None]
+    audio: list[bytes]  # each detected utterance's wire PCM (beamformed, pre-roll included), in order
 
 
 def route_conversation(geometry, first_deg: float, second_deg: float, rt60_s: float, snr_db: float,
@@ -53,16 +54,25 @@ def route_conversation(geometry, first_deg: float, second_deg: float, rt60_s: fl
     seats = SeatMap([Seat(p.name, p.from_deg, p.to_deg) for p in conversation.parties])
     router = UtteranceRouter(seats, conversation.decide_after_ms, on_decision=decisions.append)
     started, ended = [], []
+    audio: dict[int, bytearray] = {}
+
+    def route(event) -> None:
+        router.route(event, frontend.azimuth_deg)
+        if isinstance(event, SpeechStarted):
+            started.append(event.azimuth_deg)
+            audio[event.utterance_id] = bytearray()
+        elif isinstance(event, SpeechChunk):
+            audio[event.utterance_id] += event.frame.samples[:, 0].astype("<i2").tobytes()
+        elif isinstance(event, SpeechEnded):
+            ended.append(event.azimuth_deg)
+
     for i in range(0, len(scene.mixture) - FRAME + 1, FRAME):
         for event in frontend.process(Frame(scene.mixture[i:i + FRAME], i, RATE_HZ)):
-            router.route(event, frontend.azimuth_deg)
-            if isinstance(event, SpeechStarted):
-                started.append(event.azimuth_deg)
-            elif isinstance(event, SpeechEnded):
-                ended.append(event.azimuth_deg)
+            route(event)
     for event in frontend.flush():
-        router.route(event, frontend.azimuth_deg)
-    return Routed(["A" if i % 2 == 0 else "B" for i in range(len(speech))], decisions, started, ended)
+        route(event)
+    return Routed(["A" if i % 2 == 0 else "B" for i in range(len(speech))], decisions, started, ended,
+                  [bytes(pcm) for pcm in audio.values()])
 
 
 def speech_for(turns=TURNS) -> list[np.ndarray]:
