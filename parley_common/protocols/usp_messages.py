@@ -272,7 +272,7 @@ class SpeechContext:
         if self.candidates:
             body["languageId"] = {"languages": list(self.candidates), "mode": "DetectContinuous",
                                   "onSuccess": {"action": "Recognize"}, "onUnknown": {"action": "None"},
-                                  "priority": "PrioritizeLatency"}
+                                  "Priority": "PrioritizeLatency"}  # capitalised, as SDK 1.53 (C++) sends it
             if self.expected_language:
                 body["languageId"]["expectedLanguage"] = self.expected_language
         body["translation"] = {"targetLanguages": list(self.targets), "output": {"includePassThroughResults": True}}
