@@ -197,10 +197,12 @@ class ConversationUplink:
 def make_party_uplink(uplink_config, conversation: ConversationConfig, results: queue.Queue,
                       direction: Callable[[], float | None]):
     """Two or more parties: a ``ConversationUplink``; otherwise one plain uplink (in the one party's
-    language, if one is configured), its results stamped with that language."""
+    language, if one is configured), its results stamped with that language, or with the language the
+    service identified (``uplink.identify_languages``: a kiosk whose visitors speak either of two)."""
     if conversation.multi_party:
         return ConversationUplink(uplink_config, conversation, results, direction)
     party: PartyConfig | None = conversation.parties[0] if conversation.parties else None
     config = uplink_config_for(uplink_config, conversation, party)
     name = party.name if party else None
-    return make_uplink(config, PartyResults(results, config.from_language, lambda _id, _language: name))
+    language = None if config.identify_languages else config.from_language  # None: the identified one
+    return make_uplink(config, PartyResults(results, language, lambda _id, _language: name))

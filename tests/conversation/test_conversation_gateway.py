@@ -12,7 +12,7 @@ import pytest
 
 from agent.audio.synth import speak
 from agent.conversation.config import ConversationConfig, PartyConfig
-from agent.conversation.uplinks import ConversationUplink
+from agent.conversation.uplinks import ConversationUplink, make_party_uplink
 from agent.events import LinkStatus, SynthesizedSpeech
 from agent.uplink.config import ReconnectConfig, UplinkConfig
 from gateway.config import GatewayConfig
@@ -121,3 +121,23 @@ def test_identified_language_picks_the_party_on_one_connection(gateway, speech, 
     spoken_languages = {e.utterance_id: e.language for e in events if isinstance(e, SynthesizedSpeech)}
     assert spoken_languages == {i: ("es" if p == "Ann" else "en") for i, p in said.items()}  # never the talker's own
     assert uplink.router.dropped == 0
+
+
+def test_a_kiosk_without_parties_hears_either_language(gateway, speech):
+    """uplink.identify_languages alone: each visitor is answered in the other language, the result
+    naming the language heard, and the own-language passthrough dropped."""
+    results: queue.Queue = queue.Queue(maxsize=2000)
+    config = UplinkConfig(backend="gateway", url=gateway.base_url, to_languages=("en", "es"),
+                          identify_languages=("en-US", "es-ES"), reconnect=FAST_RECONNECT)
+    uplink = make_party_uplink(config, ConversationConfig(), results, direction=lambda: None)
+    uplink.start()
+    talker = Talker(uplink, speed=4.0)
+    try:
+        said = {talker.say(speech["Bea"][0]): "es-ES", talker.say(speech["Ann"][1]): "en-US"}
+        finals = finals_by_id(wait_for_finals(results, set(said)))
+    finally:
+        uplink.close()
+    for utterance_id, language in said.items():
+        [final] = finals[utterance_id]
+        other = "en" if language == "es-ES" else "es"
+        assert final.language == language and set(final.translations) == {other} and final.translations[other], final
