@@ -167,16 +167,16 @@ class LanguageJudge:
         self._whisper = WhisperRecognizer(1)
         self._detector = self._whisper.open_detector(str(resolve_model("base")), ("en", "es"))
 
-    def parties(self, pcm: bytes, seat_party: str | None) -> tuple[str, str]:
-        """(party by language, party by both) for one utterance."""
-        from gateway.engines.language_id import LanguageRule, choose_language
+    def parties(self, pcm: bytes, seat_party: str | None) -> tuple[str, str, float]:
+        """(party by language, party by both, p(es)) for one utterance."""
+        from gateway.engines.language_id import choose_language
 
         found = self._detector.probabilities(pcm)
         probabilities = {"en-US": found["en"], "es-ES": found["es"]}
         by_party = {language: party for party, language in PARTY_LANGUAGE.items()}
         language = choose_language(probabilities, None, len(pcm) / 32000).language
-        both = choose_language(probabilities, PARTY_LANGUAGE.get(seat_party), len(pcm) / 32000, LanguageRule()).language
-        return by_party[language], by_party[both]
+        both = choose_language(probabilities, PARTY_LANGUAGE.get(seat_party), len(pcm) / 32000).language
+        return by_party[language], by_party[both], found["es"]
 
     def close(self) -> None:
         self._detector.close()
@@ -199,13 +199,15 @@ def routing_grid(args) -> list[dict]:
                     right = {"direction": 0, "language": 0, "both": 0}
                     short_right = dict.fromkeys(right, 0)
                     guessed = total = extra = 0
-                    held_ms = []
+                    held_ms, heard = [], []
                     for seed, first in enumerate(FIRST_SEATS_DEG[:1] if args.quick else FIRST_SEATS_DEG):
                         routed = route_conversation(geometry, first, (first + separation) % 360, rt60, snr, seed=seed,
                                                     noise_dir=noise_dir, turns=BENCH_TURNS, speech=speech)
                         total += len(BENCH_TURNS)
                         for turn, (decision, truth, pcm) in enumerate(zip(routed.decisions, routed.truth, routed.audio)):
-                            by_language, by_both = judge.parties(pcm, decision.party)
+                            by_language, by_both, p_spanish = judge.parties(pcm, decision.party)
+                            heard.append({"truth": truth, "seat": decision.party, "audio_s": round(len(pcm) / 32000, 2),
+                                          "p_es": round(p_spanish, 4)})
                             for mode, party in (("direction", decision.party), ("language", by_language), ("both", by_both)):
                                 right[mode] += party == truth
                                 short_right[mode] += party == truth and turn >= len(TURNS)
@@ -218,7 +220,7 @@ def routing_grid(args) -> list[dict]:
                                  "language_right": right["language"], "both_right": right["both"],
                                  "short_replies": shorts, "short_right": short_right, "first_guess_right": guessed,
                                  "held_ms_median": float(np.median(held_ms)), "held_ms_max": float(max(held_ms)),
-                                 "segmentation_mismatch": extra})
+                                 "segmentation_mismatch": extra, "utterances_heard": heard})
                     cells = "".join(f"{right[m]:>6}/{total:<3}{short_right[m]:>3}/{shorts:<2}" for m in right)
                     print(f"{separation:>5}°{rt60:>5.1f} s{snr:>4.0f} dB{cells}{np.median(held_ms):>6.0f}"
                           f"{max(held_ms):>6.0f}{extra:>5}", flush=True)
@@ -235,28 +237,37 @@ def conversation_main(args) -> int:
         return write_report(args, {"when": datetime.now(timezone.utc).isoformat(), "routing": rows},
                             "e2e-conversation-routing.json")
     work = Path("/tmp/parley-bench-e2e-conversation")
-    lines = CONVERSATION_LINES
-    scene_path, scene = make_scene(work, args.shared_data if args.shared_data.is_dir() else None, lines=lines,
-                                   gap_s=CONVERSATION_GAP_S)
+    scene_path, scene = make_scene(work, args.shared_data if args.shared_data.is_dir() else None,
+                                   lines=CONVERSATION_LINES, gap_s=CONVERSATION_GAP_S)
+    print(f"\n{'route_by':11}{'direction':11}{'end -> final':>14}{'end -> TTS':>12}  (median over the demo's turns, real time)")
+    latency = {route_by: demo_latency(work, scene_path, scene, route_by) for route_by in ROUTE_BY}
+    return write_report(args, {"when": datetime.now(timezone.utc).isoformat(), "routing": rows, "latency": latency},
+                        "e2e-conversation.json")
+
+
+ROUTE_BY = ("direction", "language", "both")
+
+
+def demo_latency(work: Path, scene_path: Path, scene, route_by: str) -> dict:
+    """The demo's two-seat scene through the real agent and gateway: end of speech -> final and -> first
+    TTS byte, per translation direction."""
     with GatewayThread() as gw:
-        text = demo_config_text(scene_path, gw.base_url, work, True, conversation=True)
+        text = demo_config_text(scene_path, gw.base_url, work, True, conversation=True, route_by=route_by)
         marks, ends = run_instrumented(work, text, scene, timeout_s=180)
     latency: dict = {}
     for utterance_id, (at, start_sample) in sorted(marks["final"].items()):
         truth = next((i for i, (a, b) in enumerate(scene.utterances) if start_sample < b), None)
         if truth is None:
             continue
-        direction = "en->es" if lines[truth].voice.startswith("en") else "es->en"
+        direction = "en->es" if CONVERSATION_LINES[truth].voice.startswith("en") else "es->en"
         entry = latency.setdefault(direction, {"end_to_final_ms": [], "end_to_tts_ms": []})
         entry["end_to_final_ms"].append(1000 * (at - ends[truth]))
         if utterance_id in marks["tts"]:
             entry["end_to_tts_ms"].append(1000 * (marks["tts"][utterance_id] - ends[truth]))
-    print(f"\n{'direction':12}{'end -> final':>14}{'end -> TTS':>12}  (median over the demo's turns, real time)")
     for direction, entry in sorted(latency.items()):
         tts = f"{np.median(entry['end_to_tts_ms']):>10.0f}ms" if entry["end_to_tts_ms"] else f"{'-':>12}"
-        print(f"{direction:12}{np.median(entry['end_to_final_ms']):>12.0f}ms{tts}")
-    return write_report(args, {"when": datetime.now(timezone.utc).isoformat(), "routing": rows, "latency": latency},
-                        "e2e-conversation.json")
+        print(f"{route_by:11}{direction:11}{np.median(entry['end_to_final_ms']):>12.0f}ms{tts}", flush=True)
+    return latency
 
 
 def write_report(args, report: dict, default_name: str) -> int:

@@ -75,7 +75,7 @@ class RecognitionConfig:
                                           "gives candidates (languageId); tiny.en cannot"})
     language_override_probability: float = field(
         default=0.97, metadata={"min": 0.5, "max": 1.0,
-                               "help": "a client's expected language stands unless another is at least this probable"})
+                               "help": "a client's expected language stands unless another is at least this probable (over 2.5 s of audio)"})
 
     def __post_init__(self) -> None:
         if not self.languages:

@@ -58,6 +58,17 @@ def close_frame(ws) -> tuple[int, str]:
             return int.from_bytes(data[:2], "big"), data[2:].decode()
 
 
+def final_or_close(ws) -> str | tuple[int, str]:
+    """"final" when a final result arrives first, else the close code and reason."""
+    while True:
+        opcode, data = ws.recv_data(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            ws.shutdown()
+            return int.from_bytes(data[:2], "big"), data[2:].decode()
+        if opcode == websocket.ABNF.OPCODE_TEXT and json.loads(data)["type"] == "final":
+            return "final"
+
+
 def close_code(ws) -> int:
     return close_frame(ws)[0]
 
@@ -141,9 +152,12 @@ def test_a_client_vanishing_mid_utterance_does_not_disturb_the_next(gateway):
     assert (host, port) == (gateway.host, gateway.port)
 
 
-def test_a_dead_recognizer_closes_its_session_with_1011_and_the_next_session_works():
-    """On a gateway of its own: the module's shared one has served sessions the earlier tests left
-    behind, and this test kills every recognizer worker."""
+def test_a_dead_recognizer_costs_at_most_its_session_and_the_next_session_works():
+    """Every recognizer worker killed mid-sentence. Whisper holds no state in a worker, so a worker
+    found dead before a request is restarted and the session goes on to its final; one that dies
+    under a request closes the session with 1011 for the client to reconnect and resend. Which of
+    the two happens is a race with the kill; either way nothing hangs and the next session works.
+    On a gateway of its own: this test kills every worker."""
     with GatewayThread(gateway_config()) as gateway:
         reference, pcm = english_samples(shared_data_dir(), limit=1)[0]
         audio = streaming_header() + np.concatenate([pcm, np.zeros(24000, np.int16)]).astype("<i2").tobytes()
@@ -156,8 +170,9 @@ def test_a_dead_recognizer_closes_its_session_with_1011_and_the_next_session_wor
             os.kill(pid, signal.SIGKILL)
         for i in range(half, len(audio), 32000):
             ws.send_binary(audio[i:i + 32000])
-        code, reason = close_frame(ws)
-        assert code == 1011 and "recognizer failed" in reason, (code, reason)
+        outcome = final_or_close(ws)
+        assert outcome == "final" or (outcome[0] == 1011 and "recognizer failed" in outcome[1]), outcome
+        ws.close()
         ws = websocket.create_connection(gateway.base_url + V1, header=key_header(), timeout=30)
         for i in range(0, len(audio), 32000):
             ws.send_binary(audio[i:i + 32000])

@@ -82,12 +82,12 @@ def test_the_official_sdk_auto_detects_the_source_language(gateway, spanish_then
     assert "station" in translated[1].translations["en"].lower()
 
 
-@pytest.mark.parametrize("probabilities, expected, speech_s, chosen", [
+@pytest.mark.parametrize("probabilities, expected, audio_s, chosen", [
     ({"en-US": 0.97, "es-ES": 0.03}, None, 0.7, "en-US"),  # no seat: the detector decides
     ({"en-US": 0.97, "es-ES": 0.03}, "es-ES", 0.7, "es-ES"),  # "Sí.": too short to overrule the seat
-    ({"en-US": 0.97, "es-ES": 0.03}, "es-ES", 2.0, "en-US"),  # sure, over enough speech: the seat was wrong
+    ({"en-US": 0.97, "es-ES": 0.03}, "es-ES", 2.0, "en-US"),  # sure, over enough audio: the seat was wrong
     ({"en-US": 0.80, "es-ES": 0.20}, "es-ES", 3.0, "es-ES"),  # not sure enough to overrule
     ({"en-US": 0.10, "es-ES": 0.90}, "es-ES", 0.2, "es-ES"),  # agreement
 ])
-def test_an_expected_language_stands_unless_the_detector_is_sure_of_another(probabilities, expected, speech_s, chosen):
-    assert choose_language(probabilities, expected, speech_s, LanguageRule(0.9, 1.0)).language == chosen
+def test_an_expected_language_stands_unless_the_detector_is_sure_of_another(probabilities, expected, audio_s, chosen):
+    assert choose_language(probabilities, expected, audio_s, LanguageRule(0.9, 1.0)).language == chosen
