@@ -56,7 +56,7 @@ class ConversationConfig:
     default_party: str | None = field(
         default=None, metadata={"help": "party for speech from outside every seat; null: such speech is dropped with a log line"})
     decide_after_ms: int = field(
-        default=800, metadata={"min": 0, "max": 30000,
+        default=1000, metadata={"min": 0, "max": 30000,
                                "help": "audio is held this long while the direction settles, then the route is fixed (a correction of the first guess once the direction has stayed 300 ms in the new seat); a shorter utterance is routed by its whole-utterance direction; with route_by language nothing is held"})
 
     @property
