@@ -90,12 +90,12 @@ class TranslationSession:
         for event in events:
             if isinstance(event, PhraseStarted):
                 out.append(event)
-            elif isinstance(event, (PhrasePartial, PhraseFinal)) and (self.partials or isinstance(event, PhraseFinal)):
+            elif isinstance(event, PhraseFinal) or (isinstance(event, PhrasePartial) and self.partials):
+                final = isinstance(event, PhraseFinal)
                 source = event.language.language if event.language else self.request.source
                 translations, error = await self._translate(event.text, source)
-                out.append(Result(isinstance(event, PhraseFinal), event.phrase, self._clean(event.text),
-                                  self._clean_all(translations), event.start_sample, event.end_sample,
-                                  error if isinstance(event, PhraseFinal) else None, event.language))
+                out.append(Result(final, event.phrase, self._clean(event.text), self._clean_all(translations),
+                                  event.start_sample, event.end_sample, error if final else None, event.language))
         return out
 
     def _clean(self, text: str) -> str:
