@@ -8,6 +8,7 @@ import json
 import queue
 import urllib.request
 
+import numpy as np
 import pytest
 
 from agent.audio.synth import speak
@@ -95,7 +96,8 @@ def test_two_seats_two_languages_through_a_gateway_restart(speech):
                          ids=["language-from-no-seat", "both-from-the-wrong-seat"])
 def test_identified_language_picks_the_party_on_one_connection(gateway, speech, route_by, misleading_deg):
     """Ann speaks English from outside every seat (language) or from Bea's seat (both: the seat
-    predicts Spanish, and the gateway, sure of English over seconds of speech, overrules it)."""
+    predicts Spanish, and the gateway, sure of English over seconds of speech, overrules it; two
+    sentences in one breath, so the phrase is long enough to overrule a seat whatever the recordings)."""
     conversation = dataclasses.replace(CONVERSATION, route_by=route_by)
     results: queue.Queue = queue.Queue(maxsize=2000)
     seat = {"deg": misleading_deg}
@@ -104,7 +106,8 @@ def test_identified_language_picks_the_party_on_one_connection(gateway, speech, 
     uplink.start()
     talker = Talker(uplink, speed=4.0)
     try:
-        said = {talker.say(speech["Ann"][0], started_azimuth_deg=misleading_deg, ended_azimuth_deg=misleading_deg): "Ann"}
+        long_english = np.concatenate(speech["Ann"])
+        said = {talker.say(long_english, started_azimuth_deg=misleading_deg, ended_azimuth_deg=misleading_deg): "Ann"}
         seat["deg"] = BEA_DEG
         said[talker.say(speech["Bea"][0], started_azimuth_deg=BEA_DEG, ended_azimuth_deg=BEA_DEG)] = "Bea"
         events = wait_for_finals(results, set(said))
