@@ -119,7 +119,8 @@ def _serve(conn, sample_rate_hz: int) -> None:
                 idle.append(new_decoder())
         elif op == "open":
             decoder = idle.pop() if idle else new_decoder()
-            decoder.set_cmn(initial_cmn[0])
+            decoder.reinit_feat()  # its noise-removal estimate too: a decoder after a noise session heard
+            decoder.set_cmn(initial_cmn[0])  # espeak's "please open" as "he's opened" with the CMN reset alone
             streams[stream_id] = _DecoderStream(decoder)
         elif op == "feed":
             streams[stream_id].feed(payload)

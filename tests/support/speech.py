@@ -10,7 +10,7 @@ import numpy as np
 
 from agent.audio.synth import speak
 
-SYNTH_SENTENCES = ("Where is the train station?", "Please open the door for our guests.", "Good morning everyone.")
+SYNTH_SENTENCES = ("Please open the door for our guests.", "Where is the train station?", "Good morning everyone.")
 
 
 # pocketsphinx's US-English model was trained on human speech: on the CMU ARCTIC recordings its word

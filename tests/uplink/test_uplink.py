@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import logging
+import math
 import queue
 import time
 
@@ -288,7 +289,8 @@ def test_a_backlog_after_an_outage_is_sent_at_the_services_pace_and_every_uttera
     uplink, results = start_uplink(config_for("gateway", proxy.url, final_timeout_s=8.0, outbox_max_audio_s=35.0,
                                               reconnect=LENIENT_PINGS))
     talker = Talker(uplink, speed=50.0)
-    ids = [talker.say(pcm) for pcm in speech * 4]  # 12 utterances, about 45 s of speech: the oldest go
+    copies = math.ceil(45 * 16000 / sum(len(pcm) for pcm in speech))  # about 45 s of speech: the oldest go
+    ids = [talker.say(pcm) for pcm in speech * copies]
     dropped = {int(e.message.split()[1]) for e in collect(results, 0.5) if isinstance(e, UplinkError)}
     assert dropped and dropped == set(ids[:len(dropped)])
     kept = ids[len(dropped):]
