@@ -72,20 +72,19 @@ def conversation_issues(conversation: ConversationConfig, spatial: bool, lines) 
 
 
 def route_issues(uplink, conversation: ConversationConfig, lines) -> list:
-    """What the chosen routing needs from the service."""
-    if conversation.route_by == "both" and conversation.multi_party and uplink.backend != "gateway":
+    """What the chosen routing needs from the service (the uplink's own rule for language identification)."""
+    if not conversation.multi_party or conversation.route_by == "direction":
+        return []
+    if conversation.route_by == "both" and uplink.backend != "gateway":
         return [lines.issue("conversation.route_by", (
             f"route_by both needs the gateway: it weighs the seat's language against what it hears, and "
             f"{uplink.backend} takes no expected language; allowed here: direction, language"))]
-    if (conversation.route_by == "language" and conversation.multi_party and uplink.backend == "azure"
-            and not (uplink.url or uplink.endpoint_version == "v2")):
-        return [lines.issue("uplink.endpoint_version", (
-            "route_by language asks Azure to identify the language, which it does on the v2 endpoint only; "
-            "allowed here: v2 (or a url ending in /stt/speech/universal/v2)"))]
-    if conversation.route_by != "direction" and conversation.multi_party and uplink.backend == "translator-v1":
-        return [lines.issue("conversation.route_by", (
-            f"route_by {conversation.route_by} needs language identification (Speech USP v2), which the "
-            "Translator Speech v1 protocol lacks; allowed here: direction"))]
+    problem = uplink.language_identification_problem()
+    if problem:
+        key, service = ("uplink.endpoint_version", "Azure") if uplink.backend == "azure" else ("conversation.route_by", "the service")
+        return [lines.issue(key, (
+            f"route_by {conversation.route_by} asks {service} to identify each utterance's language, and "
+            f"needs the Speech USP v2 protocol: {problem}"))]
     return []
 
 

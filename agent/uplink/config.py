@@ -90,15 +90,22 @@ class UplinkConfig:
             raise ValueError("to_languages needs at least one language")
         if self.backend == "translator-v1" and not self.url:
             raise ValueError("backend translator-v1 needs url")
-        if self.identify_languages and self.backend == "translator-v1":
-            raise ValueError("identify_languages needs the Speech USP v2 protocol: backend gateway or azure, "
-                             "not translator-v1 (Translator Speech v1 fixes one source language per connection)")
-        if (self.identify_languages and self.backend == "azure"
-                and not (is_v2(endpoint_url(self.url, USP_V2_PATH)) if self.url else self.endpoint_version == "v2")):
-            raise ValueError("identify_languages with azure needs the v2 endpoint: endpoint_version: v2, "
-                             "or a url ending in /stt/speech/universal/v2")
+        problem = self.language_identification_problem() if self.identify_languages else None
+        if problem:
+            raise ValueError(f"identify_languages needs the Speech USP v2 protocol: {problem}")
         if self.backend == "azure" and not (self.url or self.region):
             raise ValueError("backend azure needs region or url")
         if self.backend == "azure" and self.use_token and not (self.token_url or derived_token_url(self.region, self.url)):
             raise ValueError(f"use_token needs token_url or region: no token host can be derived from url {self.url!r} "
                              "(only NAME.cognitiveservices.azure.com/.cn/.us and REGION.*.speech.* hosts name one)")
+
+    def language_identification_problem(self) -> str | None:
+        """Why this service cannot identify each utterance's language (USP v2 ``languageId``), or None."""
+        if self.backend == "translator-v1":
+            return ("backend gateway or azure, not translator-v1 (Translator Speech v1 fixes one source "
+                    "language per connection)")
+        if self.backend == "azure" and not (is_v2(endpoint_url(self.url, USP_V2_PATH)) if self.url
+                                            else self.endpoint_version == "v2"):
+            return ("Azure does that on the v2 endpoint only; allowed: endpoint_version: v2, "
+                    "or a url ending in /stt/speech/universal/v2")
+        return None

@@ -130,6 +130,10 @@ def test_routing_a_service_cannot_do_is_refused_with_what_it_can(tmp_path):
                for p in problems(tmp_path, both_on_azure))
     language_on_v1 = both_on_azure.replace("route_by: both", "route_by: language").replace("  endpoint_version: v2\n", "")
     assert any("uplink.endpoint_version: route_by language asks Azure" in p for p in problems(tmp_path, language_on_v1))
+    # an endpoint on the v1 path is the same refusal, at load rather than as a crash at start
+    v1_endpoint = language_on_v1.replace("  region: westeurope\n",
+                                         "  url: wss://westeurope.s2s.speech.microsoft.com/speech/translation/cognitiveservices/v1\n")
+    assert any("route_by language asks Azure" in p and "v2 endpoint only" in p for p in problems(tmp_path, v1_endpoint))
     with pytest.raises(ConfigError) as caught:
         load(tmp_path, "uplink:\n  backend: translator-v1\n  url: ws://h\n  identify_languages: [en-US, es-ES]\n")
     assert "identify_languages needs the Speech USP v2 protocol" in str(caught.value)
