@@ -42,9 +42,8 @@ class Recognizers:
         return self.whisper.open_stream(options) if options else self.pocketsphinx.open_stream()
 
     def open_identifying_stream(self, candidates: tuple[str, ...], expected: str | None) -> LanguageIdStream:
-        """A stream for one phrase in whichever of ``candidates`` (configured languages) it turns out to be."""
-        if self.whisper is None:
-            raise ValueError("language identification needs a Whisper language in recognition.languages")
+        """A stream for one phrase in whichever of ``candidates`` (configured languages) it turns out to be;
+        only when ``identifies`` (the request was refused otherwise)."""
         by_base = {base_language(code): code for code in candidates}
         detector = self.whisper.open_detector(self._language_id_model, tuple(by_base))
 
@@ -53,6 +52,11 @@ class Recognizers:
             return None if found is None else {by_base[base]: p for base, p in found.items()}
 
         return LanguageIdStream(detect, self.open_stream, expected, self._language_rule, detector.close)
+
+    @property
+    def identifies(self) -> bool:
+        """Language identification needs Whisper's workers (a multilingual model)."""
+        return self.whisper is not None
 
     @property
     def worker_pids(self) -> list[int]:

@@ -53,8 +53,10 @@ class Engines:
     def resolve_identified(self, candidates: list[str], targets: list[str], voices: dict[str, str],
                            expected: str | None, speak_passthrough: bool) -> LanguageRequest:
         """Language identification: every candidate must be recognized and translate into every target."""
+        if not self.recognizer.identifies:
+            raise LanguageError("language identification needs a Whisper language in the gateway's recognition.languages")
         wanted: tuple[str, ...] = ()
-        for candidate in candidates:
+        for candidate in candidates:  # each is checked; the targets come out the same for all
             wanted = self._targets_from(candidate, targets)
         if expected is not None and expected not in candidates:
             raise LanguageError(f"expected language {expected!r} is not one of the candidates {', '.join(candidates)}")

@@ -10,7 +10,9 @@ import pytest
 import websocket
 
 from agent.audio.synth import speak
+from gateway.config import GatewayConfig, RecognitionConfig, SourceLanguageConfig
 from gateway.engines.language_id import LanguageRule, choose_language
+from gateway.server import GatewayThread
 from parley_common.protocols.usp import build_binary, build_text, new_request_id
 from parley_common.protocols.wav import streaming_header
 from tests.gateway.test_bad_input import close_frame
@@ -55,6 +57,19 @@ def test_a_candidate_without_a_recognizer_is_refused_by_name(gateway):
     ws.send_binary(build_binary("audio", turn, streaming_header(), {"Content-Type": "audio/x-wav"}))
     code, reason = close_frame(ws)
     assert code == 1007 and "xx-YY" in reason and "en-US" in reason
+
+
+def test_a_gateway_without_whisper_refuses_identification_by_name():
+    light = GatewayConfig(port=0, recognition=RecognitionConfig(
+        languages={"en-US": SourceLanguageConfig(engine="pocketsphinx")}))
+    with GatewayThread(light) as gateway:
+        ws = websocket.create_connection(f"{gateway.base_url}/stt/speech/universal/v2", timeout=30, subprotocols=["USP"])
+        turn = new_request_id()
+        ws.send(build_text("speech.context", turn, {"languageId": {"languages": ["en-US"]},
+                                                     "translation": {"targetLanguages": ["es"]}}))
+        ws.send_binary(build_binary("audio", turn, streaming_header(), {"Content-Type": "audio/x-wav"}))
+        code, reason = close_frame(ws)
+    assert code == 1007 and "language identification needs a Whisper language" in reason
 
 
 def test_the_official_sdk_auto_detects_the_source_language(gateway, spanish_then_english, tmp_path):
