@@ -111,15 +111,20 @@ def base_language(code: str) -> str:
     return code.split("-")[0].lower()
 
 
+def _connection_spool(uplink, name: str) -> str | None:
+    """One spool per connection, so each replays only its own speech after a restart."""
+    spool = spool_dir(uplink)
+    return os.path.join(spool, name) if spool else None
+
+
 def identifying_uplink_config(uplink, conversation: ConversationConfig):
     """One connection for every party: the service identifies each utterance's language among the
     parties' and translates it into every language anyone reads; each listener's voice speaks theirs."""
     reads = tuple(dict.fromkeys(lang for party in conversation.parties for lang in party.reads))
     voices = {party.reads[0]: party.voice for party in conversation.parties if party.voice}
-    spool = spool_dir(uplink)
     return dataclasses.replace(uplink, from_language=conversation.languages[0], to_languages=reads, voice=None,
                                identify_languages=conversation.languages, voices=voices,
-                               spool_dir=os.path.join(spool, "identified") if spool else None)
+                               spool_dir=_connection_spool(uplink, "identified"))
 
 
 def uplink_config_for(uplink, conversation: ConversationConfig, party: PartyConfig | None):
@@ -128,7 +133,6 @@ def uplink_config_for(uplink, conversation: ConversationConfig, party: PartyConf
         return uplink
     if not conversation.multi_party:
         return dataclasses.replace(uplink, from_language=party.language)
-    spool = spool_dir(uplink)  # one spool per connection: each replays only its own language's speech
     return dataclasses.replace(uplink, from_language=party.language, to_languages=conversation.targets(party),
                                voice=conversation.listener_voice(party),
-                               spool_dir=os.path.join(spool, party.language) if spool else None)
+                               spool_dir=_connection_spool(uplink, party.language))

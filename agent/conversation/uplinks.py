@@ -34,6 +34,25 @@ log = logging.getLogger("parley.conversation")
 PARTY_MEMORY = 1000  # utterance -> party entries kept for stamping late results
 
 
+class _SeatMemory:
+    """Utterance -> the party its seat decided: written on the pipeline thread (routing), read on the
+    uplinks' threads (stamping results, a turn's expected language), so behind a lock; the oldest go."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seated: OrderedDict[int, str | None] = OrderedDict()
+
+    def remember(self, utterance_id: int, party: str | None) -> None:
+        with self._lock:
+            self._seated[utterance_id] = party
+            while len(self._seated) > PARTY_MEMORY:
+                self._seated.popitem(last=False)
+
+    def get(self, utterance_id: int) -> str | None:
+        with self._lock:
+            return self._seated.get(utterance_id)
+
+
 class _Links:
     """Every connection's up/down, so the one LinkStatus the outputs see means "all up"."""
 
@@ -96,7 +115,7 @@ class ConversationUplink:
                  direction: Callable[[], float | None], make=make_uplink):
         self.conversation = conversation
         self._direction = direction
-        self._seated: OrderedDict[int, str | None] = OrderedDict()  # utterance -> the party its seat decided
+        self._seated = _SeatMemory()
         self._links = _Links()
         self.language_of = {party.name: party.language for party in conversation.parties}
         self.uplinks = {}
@@ -122,9 +141,7 @@ class ConversationUplink:
                                       on_decision=self._decided, keep_unseated=identifying)
 
     def _decided(self, decision) -> None:
-        self._seated[decision.utterance_id] = decision.party
-        while len(self._seated) > PARTY_MEMORY:
-            self._seated.popitem(last=False)
+        self._seated.remember(decision.utterance_id, decision.party)
         if decision.party is None:
             return
         guess = "" if not decision.corrected else f" (first guess {decision.first_guess or 'nobody'})"
