@@ -3,8 +3,6 @@ a raw protocol client and the official Speech SDK's auto-detect against the real
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 import websocket
@@ -17,6 +15,7 @@ from parley_common.protocols.usp import build_binary, build_text, new_request_id
 from parley_common.protocols.wav import streaming_header
 from tests.gateway.test_bad_input import close_frame
 from tests.gateway.test_usp import run_turn
+from tests.support.sdk import auto_detect_recognizer, recognize_until_stopped
 from tests.support.wavfiles import write_wav
 
 speechsdk = pytest.importorskip("azure.cognitiveservices.speech")
@@ -49,13 +48,18 @@ def test_each_phrase_is_recognized_and_translated_in_the_language_it_was_spoken_
     assert [m.json()["TranslationLanguage"] for m in messages if m.path == "audio.start"] == ["en", "es"]
 
 
-def test_a_candidate_without_a_recognizer_is_refused_by_name(gateway):
+def close_after_identification_request(gateway, candidates: list[str]) -> tuple[int, str]:
+    """Open a v2 turn asking to identify among ``candidates`` (into Spanish); how the gateway closes."""
     ws = websocket.create_connection(f"{gateway.base_url}/stt/speech/universal/v2", timeout=30, subprotocols=["USP"])
     turn = new_request_id()
-    ws.send(build_text("speech.context", turn, {"languageId": {"languages": ["en-US", "xx-YY"]},
+    ws.send(build_text("speech.context", turn, {"languageId": {"languages": candidates},
                                                  "translation": {"targetLanguages": ["es"]}}))
     ws.send_binary(build_binary("audio", turn, streaming_header(), {"Content-Type": "audio/x-wav"}))
-    code, reason = close_frame(ws)
+    return close_frame(ws)
+
+
+def test_a_candidate_without_a_recognizer_is_refused_by_name(gateway):
+    code, reason = close_after_identification_request(gateway, ["en-US", "xx-YY"])
     assert code == 1007 and "xx-YY" in reason and "en-US" in reason
 
 
@@ -63,33 +67,15 @@ def test_a_gateway_without_whisper_refuses_identification_by_name():
     light = GatewayConfig(port=0, recognition=RecognitionConfig(
         languages={"en-US": SourceLanguageConfig(engine="pocketsphinx")}))
     with GatewayThread(light) as gateway:
-        ws = websocket.create_connection(f"{gateway.base_url}/stt/speech/universal/v2", timeout=30, subprotocols=["USP"])
-        turn = new_request_id()
-        ws.send(build_text("speech.context", turn, {"languageId": {"languages": ["en-US"]},
-                                                     "translation": {"targetLanguages": ["es"]}}))
-        ws.send_binary(build_binary("audio", turn, streaming_header(), {"Content-Type": "audio/x-wav"}))
-        code, reason = close_frame(ws)
+        code, reason = close_after_identification_request(gateway, ["en-US"])
     assert code == 1007 and "language identification needs a Whisper language" in reason
 
 
 def test_the_official_sdk_auto_detects_the_source_language(gateway, spanish_then_english, tmp_path):
     path = tmp_path / "two-languages.wav"
     write_wav(path, spanish_then_english)
-    config = speechsdk.translation.SpeechTranslationConfig(host=gateway.base_url)
-    for target in ("en", "es"):
-        config.add_target_language(target)
-    detect = speechsdk.languageconfig.AutoDetectSourceLanguageConfig(languages=["en-US", "es-ES"])
-    config.set_property(speechsdk.PropertyId.SpeechServiceConnection_LanguageIdMode, "Continuous")
-    recognizer = speechsdk.translation.TranslationRecognizer(
-        translation_config=config, audio_config=speechsdk.audio.AudioConfig(filename=str(path)),
-        auto_detect_source_language_config=detect)
-    recognized, stopped = [], threading.Event()
-    recognizer.recognized.connect(lambda e: recognized.append(e.result))
-    recognizer.session_stopped.connect(lambda e: stopped.set())
-    recognizer.canceled.connect(lambda e: stopped.set())
-    recognizer.start_continuous_recognition()
-    assert stopped.wait(90)
-    recognizer.stop_continuous_recognition()
+    recognized = recognize_until_stopped(
+        auto_detect_recognizer(gateway.base_url, path, ["en-US", "es-ES"], ("en", "es")), timeout_s=90)
     translated = [r for r in recognized if r.reason == speechsdk.ResultReason.TranslatedSpeech]
     languages = [r.properties.get(speechsdk.PropertyId.SpeechServiceConnection_AutoDetectSourceLanguageResult)
                  for r in translated]

@@ -19,19 +19,16 @@ Documented differences (protocols.md B.5), allowed and nothing else:
 from __future__ import annotations
 
 import os
-import queue
 import re
-import threading
 
 import numpy as np
 import pytest
 
-from agent.uplink import make_uplink
 from agent.uplink.config import UplinkConfig
 from parley_common.protocols.usp import USP_V1_PATH
 
 from tests.support.data import shared_data_dir
-from tests.support.talker import Talker, wait_for_finals
+from tests.support.sdk import recognize_until_stopped, say_through_uplink
 from tests.support.speech import english_samples
 from tests.support.usp_proxy import UspLoggingProxy
 from tests.support.wavfiles import write_wav
@@ -53,22 +50,12 @@ def captures(tmp_path_factory, gateway):
         config.speech_recognition_language = "en-US"
         config.add_target_language("es")
         config.voice_name = VOICE
-        recognizer = speechsdk.translation.TranslationRecognizer(
-            translation_config=config, audio_config=speechsdk.audio.AudioConfig(filename=str(path)))
-        stopped = threading.Event()
-        recognizer.session_stopped.connect(lambda e: stopped.set())
-        recognizer.start_continuous_recognition()
-        assert stopped.wait(60)
-        recognizer.stop_continuous_recognition()
+        recognize_until_stopped(speechsdk.translation.TranslationRecognizer(
+            translation_config=config, audio_config=speechsdk.audio.AudioConfig(filename=str(path))))
 
         os.environ["PARLEY_WIRE_KEY"] = "the-key"
-        results = queue.Queue(maxsize=1000)
-        uplink = make_uplink(UplinkConfig(backend="azure", url=ours.base_url + USP_V1_PATH, to_languages=("es",),
-                                          voice=VOICE, key_env="PARLEY_WIRE_KEY"), results)
-        uplink.start()
-        utterance = Talker(uplink, speed=4.0).say(pcm)
-        wait_for_finals(results, {utterance})
-        uplink.close()
+        say_through_uplink(UplinkConfig(backend="azure", url=ours.base_url + USP_V1_PATH, to_languages=("es",),
+                                        voice=VOICE, key_env="PARLEY_WIRE_KEY"), pcm)
     return sdk, ours
 
 

@@ -8,19 +8,16 @@ own bookkeeping) we do not send."""
 from __future__ import annotations
 
 import os
-import queue
-import threading
 
 import numpy as np
 import pytest
 
 from agent.events import FinalResult
-from agent.uplink import make_uplink
 from agent.uplink.config import UplinkConfig
 from parley_common.protocols.usp import USP_V2_PATH
 from tests.support.data import shared_data_dir
+from tests.support.sdk import auto_detect_recognizer, recognize_until_stopped, say_through_uplink
 from tests.support.speech import english_samples
-from tests.support.talker import Talker, wait_for_finals
 from tests.support.usp_proxy import UspLoggingProxy
 from tests.support.wavfiles import write_wav
 
@@ -37,29 +34,12 @@ def test_the_agent_asks_for_language_identification_as_the_sdk_does(tmp_path, ga
     path = tmp_path / "one.wav"
     write_wav(path, np.concatenate([np.zeros(4800, np.int16), pcm, np.zeros(8000, np.int16)]))
     with UspLoggingProxy(gateway.base_url) as sdk, UspLoggingProxy(gateway.base_url) as ours:
-        config = speechsdk.translation.SpeechTranslationConfig(host=sdk.base_url, subscription="the-key")
-        for target in ("en", "es"):
-            config.add_target_language(target)
-        config.set_property(speechsdk.PropertyId.SpeechServiceConnection_LanguageIdMode, "Continuous")
-        recognizer = speechsdk.translation.TranslationRecognizer(
-            translation_config=config, audio_config=speechsdk.audio.AudioConfig(filename=str(path)),
-            auto_detect_source_language_config=speechsdk.languageconfig.AutoDetectSourceLanguageConfig(
-                languages=CANDIDATES))
-        recognized, stopped = [], threading.Event()
-        recognizer.recognized.connect(lambda e: recognized.append(e.result))
-        recognizer.session_stopped.connect(lambda e: stopped.set())
-        recognizer.start_continuous_recognition()
-        assert stopped.wait(60)
-        recognizer.stop_continuous_recognition()
-
+        recognized = recognize_until_stopped(
+            auto_detect_recognizer(sdk.base_url, path, CANDIDATES, ("en", "es"), key="the-key"))
         os.environ["PARLEY_WIRE_KEY"] = "the-key"
-        results = queue.Queue(maxsize=1000)
-        uplink = make_uplink(UplinkConfig(backend="gateway", url=ours.base_url, to_languages=("en", "es"),
-                                          identify_languages=tuple(CANDIDATES), key_env="PARLEY_WIRE_KEY"), results)
-        uplink.start()
-        utterance = Talker(uplink, speed=4.0).say(pcm)
-        [final] = [e for e in wait_for_finals(results, {utterance}) if isinstance(e, FinalResult)]
-        uplink.close()
+        [final] = [e for e in say_through_uplink(UplinkConfig(
+            backend="gateway", url=ours.base_url, to_languages=("en", "es"), identify_languages=tuple(CANDIDATES),
+            key_env="PARLEY_WIRE_KEY"), pcm) if isinstance(e, FinalResult)]
 
     assert ours.handshakes[0]["path"] == sdk.handshakes[0]["path"] == USP_V2_PATH
     sdk_context, our_context = first_context(sdk), first_context(ours)
