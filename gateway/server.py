@@ -29,12 +29,13 @@ from websockets.http11 import Response
 from gateway import profanity
 from gateway.admission import Admission, Refusal, Slot
 from gateway.config import GatewayConfig
-from gateway.engines.recognizers import Recognizers, base_language
+from gateway.engines.recognizers import Recognizers
 from gateway.engines.workers import RecognizerError
 from gateway.engines.registry import Engines, LanguageError, LanguageRequest
 from gateway.session import TranslationSession
 from gateway.translator_v1 import serve_translator_v1
 from gateway.usp import UspConnection, UspEndpoint
+from parley_common.languages import base_language
 from parley_common.protocols.translator_v1 import PATH as V1_PATH
 from parley_common.protocols.usp import RECOGNITION_PATHS, USP_V1_PATH, USP_V2_PATH
 from parley_common.protocols.usp_messages import OUTPUT_FORMATS

@@ -14,8 +14,9 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit, urlunsplit
 
-from agent.conversation.config import ConversationConfig, base_language
+from agent.conversation.config import ConversationConfig
 from agent.conversation.router import Seat
+from parley_common.languages import base_language
 
 log = logging.getLogger("parley.conversation")
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from agent.uplink import spool_dir
+from parley_common.languages import base_language
 
 
 @dataclass(frozen=True)
@@ -105,10 +106,6 @@ def frontend_for(frontend, conversation: ConversationConfig):
         return frontend
     doa = dataclasses.replace(frontend.doa, forget_after_silence_ms=CONVERSATION_FORGET_AFTER_SILENCE_MS)
     return dataclasses.replace(frontend, doa=doa)
-
-
-def base_language(code: str) -> str:
-    return code.split("-")[0].lower()
 
 
 def _connection_spool(uplink, name: str) -> str | None:

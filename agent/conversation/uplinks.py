@@ -21,13 +21,13 @@ from typing import Callable
 from agent.conversation.config import (
     ConversationConfig,
     PartyConfig,
-    base_language,
     identifying_uplink_config,
     uplink_config_for,
 )
 from agent.conversation.router import Seat, SeatMap, UtteranceRouter
 from agent.events import FinalResult, LinkStatus, PartialResult, SegmentEvent, UplinkError
 from agent.uplink import make_uplink
+from parley_common.languages import base_language
 
 log = logging.getLogger("parley.conversation")
 

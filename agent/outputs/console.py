@@ -7,6 +7,7 @@ import threading
 
 from agent.events import FinalResult, LinkStatus, PartialResult, SpeechStarted, UplinkError
 from agent.outputs.config import ConsoleConfig
+from parley_common.languages import base_language
 
 
 def _direction(azimuth_deg: float | None) -> str:
@@ -45,7 +46,7 @@ class ConsoleOutput:
     def final(self, event: FinalResult) -> None:
         self.finals_shown += 1
         who = f"{event.party} " if event.party else ""
-        spoken = (event.language or "?").split("-")[0].lower()
+        spoken = base_language(event.language or "?")
         lines = [f"[{event.utterance_id}] {_direction(event.azimuth_deg)}  {who}{spoken}: {event.source_text or '(nothing recognized)'}"]
         indent = len(str(event.utterance_id)) + 10 + len(who)
         lines += [f"{'':>{indent}}{lang}: {text}" for lang, text in event.translations.items()]

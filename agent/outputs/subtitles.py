@@ -20,6 +20,7 @@ import srt
 
 from agent.events import FinalResult
 from agent.outputs.config import SubtitlesConfig
+from parley_common.languages import base_language
 
 MAX_LINE_CHARS = 42
 MAX_LINES = 2
@@ -43,7 +44,7 @@ def utterance_text(record: FinalResult | dict, language: str) -> str:
         source, translations, spoken = record.source_text, record.translations, record.language
     else:
         source, translations, spoken = record.get("source", ""), record.get("translations") or {}, record.get("language")
-    spoken_base = (spoken or "").split("-")[0].lower()
+    spoken_base = base_language(spoken or "")
     return (source if language in (SOURCE, spoken_base) else translations.get(language, "")).strip()
 
 

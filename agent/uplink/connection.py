@@ -33,6 +33,7 @@ from agent.uplink.config import UplinkConfig
 from agent.uplink.outbox import Outbox
 from agent.uplink.protocol import ProtocolError, WireProtocol
 from agent.uplink.spool import Spool
+from parley_common.languages import base_language
 
 log = logging.getLogger("parley.uplink")
 
@@ -368,7 +369,7 @@ class Uplink:
 
     def _spoken_language(self) -> str:
         voice = self.config.voice
-        return voice.split("-")[0].lower() if voice else self.config.to_languages[0]
+        return base_language(voice) if voice else self.config.to_languages[0]
 
     def _emit(self, event: ResultEvent) -> None:
         try:

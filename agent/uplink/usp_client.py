@@ -31,6 +31,7 @@ from agent.uplink.protocol import (
     ServiceResult,
     TurnEnded,
 )
+from parley_common.languages import base_language
 from parley_common.protocols.usp import (
     AUDIO,
     AUDIO_END,
@@ -76,15 +77,11 @@ RETRY_STATUSES = ("TooManyRequests", "ServiceUnavailable", "Error")
 THROTTLED_STATUS = "TooManyRequests"
 
 
-def _base_language(code: str) -> str:
-    return code.split("-")[0].lower()
-
-
 def identified_voices(config: UplinkConfig) -> dict[str, str]:
     """With language identification any target may be spoken: each gets its configured or a real default voice."""
     if not config.speech_output:
         return {}
-    voices = {t: config.voices.get(t) or DEFAULT_VOICES.get(_base_language(t)) for t in config.to_languages}
+    voices = {t: config.voices.get(t) or DEFAULT_VOICES.get(base_language(t)) for t in config.to_languages}
     return {language: voice for language, voice in voices.items() if voice}
 
 
@@ -92,7 +89,7 @@ def default_voice(config: UplinkConfig) -> str | None:
     """The configured voice, a real default for the first target's language, or None (no synthesis)."""
     if not config.speech_output:
         return None
-    return config.voice or DEFAULT_VOICES.get(_base_language(config.to_languages[0]))
+    return config.voice or DEFAULT_VOICES.get(base_language(config.to_languages[0]))
 
 
 class UspProtocol:

@@ -13,11 +13,7 @@ from gateway.engines.language_id import LanguageIdStream, LanguageRule
 from gateway.engines.pocketsphinx_asr import PocketsphinxRecognizer
 from gateway.engines.whisper_asr import DecodeOptions, WhisperRecognizer
 from gateway.engines.whisper_models import resolve_model
-
-
-def base_language(code: str) -> str:
-    """``es-ES`` -> ``es``; ``zh-Hans`` -> ``zh``."""
-    return code.replace("_", "-").split("-")[0].lower()
+from parley_common.languages import base_language
 
 
 class Recognizers:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from gateway.config import GatewayConfig
 from gateway.engines.apertium_mt import ApertiumTranslator
 from gateway.engines.espeak_tts import EspeakSynthesizer
-from gateway.engines.recognizers import Recognizers, base_language
+from gateway.engines.recognizers import Recognizers
+from parley_common.languages import base_language
 
 LANGUAGE_NAMES = {"en": "English", "es": "Spanish", "ca": "Catalan", "fr": "French", "de": "German",
                   "it": "Italian", "pt": "Portuguese", "gl": "Galician", "eo": "Esperanto", "oc": "Occitan",

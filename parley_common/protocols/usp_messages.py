@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
 
+from parley_common.languages import base_language
 from parley_common.protocols.usp import (
     AUDIO,
     AUDIO_END,
@@ -175,8 +176,8 @@ class Phrase:
 
 def _voice_language(targets: tuple[str, ...], voice: str) -> str:
     """The target a voice speaks: the one sharing its language (``de`` for de-DE-KatjaNeural)."""
-    base = voice.split("-")[0].lower()
-    return next((t for t in targets if t.split("-")[0].lower() == base), base)
+    base = base_language(voice)
+    return next((t for t in targets if base_language(t) == base), base)
 
 
 def decode_result(path: str, body: dict) -> Hypothesis | Phrase:
