@@ -50,6 +50,7 @@ from agent.outputs.pins import make_pin_factory
 from agent.outputs.speaker import Speaker
 from agent.outputs.subtitles import SubtitleWriter
 from agent.outputs.transcript import TranscriptWriter
+from agent.session import UtteranceStamper, new_session_id
 from parley_common.sdnotify import SystemdNotifier
 from agent.queues import QUEUES, RESULT_QUEUE_SIZE
 from agent.state import DeviceStateMachine
@@ -80,6 +81,8 @@ class Agent:
         self.config = config
         self.geometry = config.geometry
         self.counters = AgentCounters()
+        self.session = new_session_id()
+        self._stamper = UtteranceStamper(self.session, config.capture.sample_rate_hz)
         self.results: queue.Queue = QUEUES["results"].make(RESULT_QUEUE_SIZE)
         self.state = DeviceStateMachine()
         self._on_segment_event = on_segment_event or (lambda event: None)
@@ -127,6 +130,7 @@ class Agent:
     def start(self) -> "Agent":
         try:
             self.state.starting()
+            log.info("session %s", self.session)
             self.leds.start()
             self.http.start()
             self.speaker.start()
@@ -224,7 +228,7 @@ class Agent:
             if self.recorder is not None:
                 self.recorder.frame(frame, self.frontend.last_output)
             for event in events:
-                self._route_segment_event(event)
+                self._route_segment_event(self._stamper.stamp(event, frame.end_sample))
         for event in self.frontend.flush():
             self._route_segment_event(event)
         self._input_ended.set()
