@@ -51,6 +51,7 @@ from agent.outputs.speaker import Speaker
 from agent.outputs.subtitles import SubtitleWriter
 from agent.outputs.transcript import TranscriptWriter
 from agent.session import UtteranceStamper, new_session_id
+from parley_common.languages import base_language
 from parley_common.sdnotify import SystemdNotifier
 from agent.queues import QUEUES, RESULT_QUEUE_SIZE
 from agent.state import DeviceStateMachine
@@ -109,7 +110,8 @@ class Agent:
             claimed.callback(self.transcript.close)
             self.subtitles = SubtitleWriter(config.outputs.subtitles, config.capture.sample_rate_hz)
             claimed.callback(self.subtitles.close)
-            self.http = HttpOutput(config.outputs.http, self.status, config.daemon.audio_stall_s)
+            self.http = HttpOutput(config.outputs.http, self.status, config.daemon.audio_stall_s,
+                                   *caption_languages(config))
             claimed.callback(self.http.close)
             self.state.subscribe(self.http.device_state)
             self.button = attach_button(config.outputs.button, self.state, pins)
@@ -272,6 +274,16 @@ class Agent:
             elif isinstance(event, UplinkError):
                 self.console.error(event)
                 self.state.uplink_error(event.message, event.fatal)
+
+
+def caption_languages(config: AgentConfig) -> tuple[tuple[str, ...], str | None]:
+    """(the captions page's columns this box fills, the language of a caption that names none)."""
+    parties = config.conversation.parties
+    if parties:
+        reads = [lang for party in parties for lang in party.reads]
+        return tuple(dict.fromkeys(["source", *reads])), None
+    spoken = base_language(config.uplink.from_language)
+    return tuple(dict.fromkeys(["source", spoken, *config.uplink.to_languages])), spoken
 
 
 def configure_logging(level: str) -> None:
