@@ -1,5 +1,6 @@
 """The captions page in a real headless Chromium, fed by the real agent (a subprocess, so it can be
-restarted) and the real gateway: partial then final, the offline banner, reconnecting, no console errors."""
+restarted) and the real gateway: partial then final, the offline banner, reconnecting with the lines said
+before the restart, no console errors."""
 
 from __future__ import annotations
 
@@ -24,13 +25,13 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 # Records what the page shows as it changes, so a partial that lasts 200 ms is not missed between polls.
 RECORDER = """
 window.__seen = [];
-const record = (kind, el) => { if (el.textContent) window.__seen.push([kind, el.dataset.utterance, el.textContent]); };
+const record = (kind, row) => {
+  const cell = row.querySelector('.cell[data-lang="es"]');
+  if (cell.textContent) window.__seen.push([kind, row.dataset.utterance, row.textContent]);
+};
 new MutationObserver(() => {
-  const column = document.querySelector('.column[data-lang="es"]');
-  record('partial', column.querySelector('.partial'));
-  const finals = column.querySelectorAll('.final');
-  if (finals.length) record('final', finals[finals.length - 1]);
-}).observe(document.getElementById('columns'), {subtree: true, childList: true, characterData: true});
+  for (const row of document.querySelectorAll('.row')) record(row.classList.contains('final') ? 'final' : 'partial', row);
+}).observe(document.getElementById('rows'), {subtree: true, childList: true, characterData: true, attributes: true});
 """
 
 
@@ -60,7 +61,7 @@ def browser(tmp_path):
 
 
 def banner(driver) -> str:
-    return driver.execute_script("return document.getElementById('banner').className")
+    return driver.execute_script("return document.getElementById('banner').dataset.state")
 
 
 def seen(driver) -> list[list[str]]:
@@ -72,7 +73,8 @@ def test_captions_page_follows_the_agent_through_gateway_loss_and_agent_restart(
     gateway_port, http_port = free_port(), free_port()
     gateway = start_gateway(gateway_port)
     config = tmp_path / "agent.yaml"
-    config.write_text(agent_yaml(scene, gateway_port, http_port, tmp_path, loop=True))
+    config.write_text(agent_yaml(scene, gateway_port, http_port, tmp_path, loop=True,
+                                 history_file=f'"{tmp_path / "state" / "captions-history.jsonl"}"'))
     log = tmp_path / "agent.log"
     agent = start_agent(config, log)
     try:
@@ -94,7 +96,8 @@ def test_captions_page_follows_the_agent_through_gateway_loss_and_agent_restart(
         final_text = next(t for k, u, t in seen(browser) if k == "final" and u == utterance)
         assert "°" in final_text  # talker direction shown
         columns = browser.execute_script(
-            "return [...document.querySelectorAll('.column')].map(c => [c.dataset.lang, c.querySelectorAll('.final').length])")
+            "return [...document.querySelectorAll('#head .lang')].map(c => [c.dataset.lang,"
+            " [...document.querySelectorAll('.row.final .cell[data-lang=\"' + c.dataset.lang + '\"]')].filter(x => x.textContent).length])")
         assert [lang for lang, _ in columns] == ["es", "source"] and all(n >= 1 for _, n in columns)
         assert banner(browser) == ""
         screenshot = Path(os.environ.get("PARLEY_SCREENSHOT_DIR", tmp_path)) / "captions-page.png"
@@ -111,9 +114,16 @@ def test_captions_page_follows_the_agent_through_gateway_loss_and_agent_restart(
         # the agent restarts: the page says so, reconnects by itself and shows new finals
         stop_agent(agent)
         wait_until(lambda: banner(browser) == "agent", 30, "the agent-unreachable banner")
+        rows_before = browser.execute_script("return [...document.querySelectorAll('.row.final')].map(r => r.dataset.key)")
+        snapshots = browser.execute_script("return Number(document.body.dataset.snapshots)")
         agent = start_agent(config, log)
-        finals_before = len(browser.find_elements("css selector", '.column[data-lang="es"] .final'))
+        finals_before = len(rows_before)
         wait_until(lambda: banner(browser) == "", 60, "the page to reconnect")
+        wait_until(lambda: browser.execute_script("return Number(document.body.dataset.snapshots)") > snapshots, 10,
+                   "the restarted agent's snapshot")
+        # the restarted agent's snapshot still holds what was said before (the history), apart from new lines
+        rows_after = browser.execute_script("return [...document.querySelectorAll('.row.final')].map(r => r.dataset.key)")
+        assert rows_after[:len(rows_before)] == rows_before
         browser.execute_script(RECORDER)
         wait_until(lambda: any(k == "final" for k, _, _ in seen(browser)), 90, "a final after the restart")
         assert finals_before >= 1
