@@ -103,7 +103,7 @@ def score_lines(lines: tuple[Line, ...], spans: list[tuple[int, int]], records: 
         if overlaps[best] > 0:
             owned[best].append(record)
     heard = []
-    for line, mine in zip(lines, owned):
+    for line, mine in zip(lines, owned, strict=True):
         errors, words = word_errors(line.text, " ".join(r.get("source", "") for r in mine))
         heard.append(HeardLine(line, tuple(mine), errors, words))
     return heard

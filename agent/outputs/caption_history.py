@@ -12,6 +12,7 @@ import logging
 import os
 from collections import deque
 from pathlib import Path
+from typing import TextIO
 
 log = logging.getLogger("parley.http")
 
@@ -30,7 +31,7 @@ class CaptionHistory:
     def __init__(self, path: Path | None, keep: int):
         self.path = path
         self.keep = keep
-        self._file = None
+        self._file: TextIO | None = None
         self._failed = False
         self._recent: deque[dict] = deque(maxlen=keep)
         self._lines = 0
@@ -69,6 +70,8 @@ class CaptionHistory:
 
     def _rewrite(self) -> None:
         self.close()
+        if self.path is None:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_name(self.path.name + ".new")
         with partial.open("w", encoding="utf-8") as fh:
@@ -77,6 +80,8 @@ class CaptionHistory:
         self._file, self._lines = self.path.open("a", encoding="utf-8"), len(self._recent)
 
     def _write(self, caption: dict) -> None:
+        if self._file is None:
+            return
         self._file.write(json.dumps(caption, ensure_ascii=False) + "\n")
         self._file.flush()
         self._lines += 1

@@ -169,13 +169,14 @@ def _by_session(records: list[dict], sample_rate_hz: int) -> list[list[tuple[flo
     groups = [sorted(entries, key=lambda entry: entry[0]) for entries in runs.values()]
     starts = [[spoken - start for start, _, r in g if (spoken := started_at_s(r)) is not None] for g in groups]
     if all(starts):  # every run knows its wall-clock start: in that order (a replayed utterance joins its run)
-        groups = [g for _, g in sorted(zip([min(s) for s in starts], groups), key=lambda pair: pair[0])]
+        groups = [g for _, g in sorted(zip([min(s) for s in starts], groups, strict=True), key=lambda pair: pair[0])]
     return groups
 
 
 def render(records: list[dict], language: str, fmt: str, sample_rate_hz: int) -> str:
     """A whole subtitle file from transcript records (``parley subtitles``)."""
-    cue_timeline, sessions, blocks = CueTimeline(), SessionTimeline(), []
+    cue_timeline, sessions = CueTimeline(), SessionTimeline()
+    blocks: list[str] = []
     for run in _by_session(records, sample_rate_hz):
         for start_s, duration_s, record in run:
             offset_s = sessions.offset(id(run), start_s, started_at_s(record))
@@ -232,29 +233,25 @@ class SubtitleWriter:
         self._files: dict[tuple[str, str], _LiveFile] = {}
         self._timelines: dict[str, CueTimeline] = {}
         self._sessions = SessionTimeline()
+        self._origin_path = self.directory / f"{config.stem}.timeline.json" if self.directory else None
         if self.directory:
             self.directory.mkdir(parents=True, exist_ok=True)
-            self._sessions = self._resume()
+            self._sessions = self._resume(self.directory)
 
     def path(self, language: str, fmt: str) -> Path:
         return self.directory / f"{self.config.stem}.{language}.{fmt}"
 
-    @property
-    def _origin_path(self) -> Path:
-        return self.directory / f"{self.config.stem}.timeline.json"
-
-    def _resume(self) -> SessionTimeline:
+    def _resume(self, directory: Path) -> SessionTimeline:
         """Where earlier runs left the files: the end of their last cue and the timeline's origin."""
-        ends = [_existing_cues(p)[1] for fmt in self.config.formats for p in self.directory.glob(f"{self.config.stem}.*.{fmt}")]
-        if not ends:
+        files = [p for fmt in self.config.formats for p in directory.glob(f"{self.config.stem}.*.{fmt}")]
+        if not files:
             return SessionTimeline()
         try:
-            origin_s = float(json.loads(self._origin_path.read_text())["origin_s"])
+            origin_s = float(json.loads((directory / f"{self.config.stem}.timeline.json").read_text())["origin_s"])
         except (OSError, ValueError, KeyError, TypeError):
             origin_s = None
-        end_s = max(ends)
-        for language in {p.name.split(".")[-2] for fmt in self.config.formats
-                         for p in self.directory.glob(f"{self.config.stem}.*.{fmt}")}:
+        end_s = max(_existing_cues(p)[1] for p in files)
+        for language in {p.name.split(".")[-2] for p in files}:
             self._timelines[language] = CueTimeline(end_s)
         return SessionTimeline(origin_s, end_s, fresh=False)
 
@@ -281,6 +278,8 @@ class SubtitleWriter:
                     self._append(language, fmt, cues)
 
     def _save_origin(self, origin_s: float) -> None:
+        if self._origin_path is None:
+            return
         try:
             self._origin_path.write_text(json.dumps({"origin_s": origin_s}) + "\n")
         except OSError as exc:

@@ -4,6 +4,7 @@ files stay distinct and in order, and ``parley subtitles`` says clearly what it 
 from __future__ import annotations
 
 import subprocess
+from itertools import pairwise
 import sys
 import wave
 
@@ -67,10 +68,10 @@ def test_two_runs_into_one_transcript_give_distinct_records_and_ordered_subtitle
     assert proc.returncode == 0, proc.stderr
     cues = cues_of(proc.stdout)
     assert [text for _, _, text in cues] == [text for *_, text in SPOKEN] * 2
-    for (start, end, text), (_, _, duration_ms, _) in zip(cues, SPOKEN * 2):
+    for (start, end, text), (_, _, duration_ms, _) in zip(cues, SPOKEN * 2, strict=True):
         assert abs((end - start) - duration_ms / 1000) < 0.01, (start, end, text)  # each as long as it was spoken
         assert end - start > MIN_CUE_S + 0.5  # nothing squeezed to the minimum
-    for (_, end, _), (start, _, _) in zip(cues, cues[1:]):
+    for (_, end, _), (start, _, _) in pairwise(cues):
         assert start >= end
     # the second run is where the wall clock puts it: 100 s after the first run's audio began
     assert abs(cues[3][0] - (RUN_GAP_S + SPOKEN[0][1] / RATE_HZ)) < 0.01
@@ -96,7 +97,7 @@ def test_a_restart_without_the_timeline_file_still_appends_after_the_last_cue(tm
     run([SubtitleWriter(SubtitlesConfig(directory=str(tmp_path), languages=("es",)), RATE_HZ)], 1_780_000_050.0)
     after = cues_of((tmp_path / "captions.es.srt").read_text())
     assert after[:3] == before and len(after) == 6
-    assert after[3][0] >= before[-1][1] + 1.0 and all(b[0] >= a[1] for a, b in zip(after, after[1:]))
+    assert after[3][0] >= before[-1][1] + 1.0 and all(b[0] >= a[1] for a, b in pairwise(after))
 
 
 def test_records_from_before_sessions_split_where_the_audio_clock_goes_back():
@@ -104,7 +105,7 @@ def test_records_from_before_sessions_split_where_the_audio_clock_goes_back():
            for u, s, d, t in SPOKEN] * 2
     cues = cues_of(render(old, "es", "srt", RATE_HZ))
     assert len(cues) == 6 and all(end - start > MIN_CUE_S + 0.5 for start, end, _ in cues)
-    assert all(b[0] >= a[1] for a, b in zip(cues, cues[1:]))
+    assert all(b[0] >= a[1] for a, b in pairwise(cues))
 
 
 def subtitles_cli(*args: str) -> subprocess.CompletedProcess:
