@@ -9,12 +9,15 @@ import shutil
 import signal
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
+import srt
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
+from agent.outputs.transcript import read_transcript
 from tests.support.captions_scene import agent_yaml, free_port, get_json, start_gateway, wait_until, write_scene
 
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -66,6 +69,24 @@ def banner(driver) -> str:
 
 def seen(driver) -> list[list[str]]:
     return driver.execute_script("return window.__seen")
+
+
+def check_two_runs_in_one_transcript_and_live_file(out: Path) -> None:
+    """Both runs wrote one transcript and one live captions.es.srt: distinct, ordered, nothing rewritten."""
+    records = read_transcript(out / "transcript.jsonl")
+    sessions = list(dict.fromkeys(r["session"] for r in records))
+    assert len(sessions) == 2 and len({(r["session"], r["utterance"]) for r in records}) == len(records)
+    proc = subprocess.run([sys.executable, "-m", "agent.cli", "subtitles", str(out / "transcript.jsonl"), "--lang", "es"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    rendered = [(c.start.total_seconds(), c.end.total_seconds(), c.content) for c in srt.parse(proc.stdout)]
+    live = [(c.start.total_seconds(), c.end.total_seconds(), c.content)
+            for c in srt.parse((out / "subtitles" / "captions.es.srt").read_text())]
+    assert [text for *_, text in live] == [text for *_, text in rendered]  # the first run's cues were kept
+    first_run = sum(1 for r in records if r["session"] == sessions[0] and r["translations"].get("es"))
+    for cues in (rendered, live):
+        assert all(b[0] >= a[1] for a, b in pairwise(cues))
+        assert cues[first_run][0] >= cues[first_run - 1][1] + 1.0  # the second run after the first, not on top
 
 
 def test_captions_page_follows_the_agent_through_gateway_loss_and_agent_restart(browser, tmp_path):
@@ -124,13 +145,16 @@ def test_captions_page_follows_the_agent_through_gateway_loss_and_agent_restart(
         # the restarted agent's snapshot still holds what was said before (the history), apart from new lines
         rows_after = browser.execute_script("return [...document.querySelectorAll('.row.final')].map(r => r.dataset.key)")
         assert rows_after[:len(rows_before)] == rows_before
-        browser.execute_script(RECORDER)
-        wait_until(lambda: any(k == "final" for k, _, _ in seen(browser)), 90, "a final after the restart")
+        new_final = ("return [...document.querySelectorAll('.row.final')].some(r => !arguments[0].includes(r.dataset.key)"
+                     " && r.dataset.session !== arguments[0][0].split('/')[0])")
+        wait_until(lambda: browser.execute_script(new_final, rows_before), 90, "a final of the restarted agent")
         assert finals_before >= 1
         # While the agent was down Chromium logs the refused EventSource connections; nothing else.
         errors = [e for e in browser.get_log("browser")
                   if not ("/events" in e["message"] and "ERR_CONNECTION_REFUSED" in e["message"])]
         assert errors == []
+        stop_agent(agent)
+        check_two_runs_in_one_transcript_and_live_file(tmp_path)
     finally:
         if agent.poll() is None:
             stop_agent(agent)
