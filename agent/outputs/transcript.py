@@ -113,7 +113,8 @@ def load_transcript(path: str | Path) -> list[dict]:
         head = fh.read(4096)
     if b"\0" in head:
         raise NotATranscript(f"{path}: a binary file (a recording?), not a JSON-lines transcript")
-    first = head.split(b"\n", 1)[0].decode("utf-8", errors="replace").strip()
+    lines = head.split(b"\n", 1)
+    first = lines[0].decode("utf-8", errors="replace").strip() if len(lines) > 1 else ""  # else torn or empty
     if first:
         try:
             record = json.loads(first)
