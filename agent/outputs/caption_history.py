@@ -2,7 +2,8 @@
 
 Not the record (that is the transcript, fsynced): a convenience for the screen, so it is appended
 and flushed without fsync, read back at start (a torn last line is skipped) and compacted to the
-last ``keep`` captions then and whenever it has grown to four times that. A failing disk is logged once and the page goes on from memory.
+last ``keep`` captions then and whenever it has grown to four times that. A failing disk is logged
+once and the page goes on from memory.
 """
 
 from __future__ import annotations
