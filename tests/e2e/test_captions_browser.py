@@ -5,7 +5,6 @@ before the restart, no console errors."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,17 +13,11 @@ from pathlib import Path
 
 import pytest
 import srt
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 
 from agent.outputs.transcript import read_transcript
+from tests.support.captions_page import start_chromium
 from tests.support.captions_scene import agent_yaml, free_port, get_json, start_gateway, wait_until, write_scene
 
-CHROMEDRIVER = shutil.which("chromedriver")
-CHROMIUM = shutil.which("chromium")
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--window-size=1280,720")
 # Records what the page shows as it changes, so a partial that lasts 200 ms is not missed between polls.
 RECORDER = """
 window.__seen = [];
@@ -50,15 +43,7 @@ def stop_agent(proc: subprocess.Popen) -> None:
 
 @pytest.fixture
 def browser(tmp_path):
-    if not (CHROMEDRIVER and CHROMIUM):
-        pytest.fail("chromium and chromium-driver are not installed (make deps installs them)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = start_chromium(tmp_path / "chromium-profile")
     yield driver
     driver.quit()
 
