@@ -219,17 +219,15 @@ def run_demo(out_dir: Path, shared_data: Path | None = None, realtime: bool = Tr
     finals = agent.console.finals_shown
     print(f"\nparley demo: {finals} final result(s) for {len(lines)} spoken sentence(s); "
           f"{len(tts_files)} spoken translation(s) in {out_dir / 'tts'}; transcript {out_dir / 'transcript.jsonl'}")
-    ok = drained and finals >= len(lines) and bool(tts_files)
     heard = score_lines(lines, scene.utterances, read_transcript(out_dir / "transcript.jsonl"))
+    failures = []
     if print_heard(heard) > DEMO_WER_BOUND:
-        print("parley demo: FAILED: what was recognized is too far from what was said")
-        return 1
-    if conversation:
-        misrouted = [h for h in heard if any(r.get("party") != h.line.party for r in h.records)]
-        if misrouted or not all(h.records for h in heard):
-            print(f"parley demo: FAILED: {len(misrouted)} line(s) routed to the wrong party")
-            return 1
-    if not ok:
-        print("parley demo: FAILED: not every sentence was translated and spoken")
-        return 1
-    return 0
+        failures.append("what was recognized is too far from what was said")
+    misrouted = [h for h in heard if any(r.get("party") != h.line.party for r in h.records)]
+    if conversation and misrouted:
+        failures.append(f"{len(misrouted)} line(s) routed to the wrong party")
+    if not (drained and finals >= len(lines) and all(h.records for h in heard) and tts_files):
+        failures.append("not every sentence was translated and spoken")
+    for failure in failures:
+        print(f"parley demo: FAILED: {failure}")
+    return 1 if failures else 0
