@@ -3,7 +3,7 @@
     GET /speech/translate                          Translator Speech v1
     GET /speech/translation/cognitiveservices/v1   Azure USP, v1 flavour (languages in the query)
     GET /stt/speech/universal/v2                   Azure USP, v2 flavour (languages in speech.context;
-                                                   none: speech-to-text)
+    GET /speech/universal/v2                       none: speech-to-text)
     GET /speech/recognition/{interactive,conversation,dictation}/cognitiveservices/v1
                                                    Azure USP speech-to-text (language in the query)
     GET /languages?api-version=1.0&scope=...       what is installed
@@ -34,6 +34,7 @@ from gateway.engines.workers import RecognizerError
 from gateway.engines.registry import Engines, LanguageError, LanguageRequest
 from gateway.session import TranslationSession
 from gateway.translator_v1 import serve_translator_v1
+from gateway.turn_options import PhraseTuning, TurnOptionError, TurnOptions
 from gateway.usp import UspConnection, UspEndpoint
 from parley_common.languages import base_language
 from parley_common.protocols.translator_v1 import PATH as V1_PATH
@@ -42,7 +43,8 @@ from parley_common.protocols.usp_messages import OUTPUT_FORMATS
 
 log = logging.getLogger("parley.gateway")
 
-WS_PATHS = (V1_PATH, USP_V1_PATH, USP_V2_PATH, *RECOGNITION_PATHS)
+V2_PATHS = (USP_V2_PATH, "/speech/universal/v2")  # the second: the path Microsoft's samples give endpoint=
+WS_PATHS = (V1_PATH, USP_V1_PATH, *V2_PATHS, *RECOGNITION_PATHS)
 CLOSE_INTERNAL_ERROR = 1011
 
 
@@ -118,7 +120,8 @@ class Gateway:
             connection.parley_request = self._request_from_query(url.path, query)
             connection.parley_format = self._output_format(url.path, query)
             connection.parley_profanity = self._profanity_mode(url.path, query)
-        except (LanguageError, QueryError, profanity.ProfanityError) as exc:
+            connection.parley_options = TurnOptions.from_query(query)
+        except (LanguageError, QueryError, profanity.ProfanityError, TurnOptionError) as exc:
             return _response(400, str(exc))
         slot = self.admission.admit(_client_address(connection), connection)
         if isinstance(slot, Refusal):
@@ -151,8 +154,8 @@ class Gateway:
         """The languages a URL asks for; None on the v2 path, whose turns carry them in speech.context."""
         if path in RECOGNITION_PATHS:
             return self.recognition_request(_required(query, "language"))
-        if path == USP_V2_PATH and not _query_list(query, "to"):
-            return None
+        if path in V2_PATHS and not (_query_list(query, "to") and _query_list(query, "from")):
+            return None  # the languages (or the candidates to identify among) come in speech.context
         if path == V1_PATH:
             version = _required(query, "api-version")
             if version != "1.0":
@@ -207,9 +210,10 @@ class Gateway:
                 await serve_translator_v1(ws, session, features, self.config.limits, slot)
             else:
                 flavour = "v1" if url.path in (USP_V1_PATH, *RECOGNITION_PATHS) else "v2"
-                endpoint = UspEndpoint(flavour, RECOGNITION_PATHS.get(url.path), ws.parley_format, ws.parley_profanity)
+                endpoint = UspEndpoint(flavour, ws.parley_format, ws.parley_profanity, ws.parley_options,
+                                       tuple(_query_list(parse_qs(url.query), "to")))
                 connection = UspConnection(
-                    ws, endpoint, lambda req, mode: self._new_session(req, True, mode), self.resolve,
+                    ws, endpoint, lambda req, mode, tuning: self._new_session(req, True, mode, tuning), self.resolve,
                     self.engines.resolve_identified, request, self.config.limits, slot)
                 await connection.serve()
         except RecognizerError as exc:
@@ -245,8 +249,9 @@ class Gateway:
         recognizers.warm_up()
         return recognizers
 
-    def _new_session(self, request: LanguageRequest, partials: bool, profanity_mode: str) -> TranslationSession:
-        return TranslationSession(self.engines, request, partials, self.executor, profanity_mode)
+    def _new_session(self, request: LanguageRequest, partials: bool, profanity_mode: str,
+                     tuning: PhraseTuning = PhraseTuning()) -> TranslationSession:
+        return TranslationSession(self.engines, request, partials, self.executor, profanity_mode, tuning)
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

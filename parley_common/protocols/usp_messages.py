@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 from parley_common.languages import base_language
 from parley_common.protocols.usp import (
@@ -138,9 +138,12 @@ class Phrase:
     translation_error: str | None = None
     status: str = "Success"
     language: DetectedLanguage | None = None
+    best: dict | None = field(default=None, compare=False)  # detailed output: the one NBest entry
 
     def encode(self, request_id: str, flavour: str) -> str:
         timing = {"Offset": self.offset_ticks, "Duration": self.duration_ticks, **_primary_language(self.language)}
+        if self.best is not None and self.text:
+            timing["NBest"] = [self.best]
         status = self.status if self.status != "Success" else ("Success" if self.text else "NoMatch")
         translated = ({"TranslationStatus": "Error", "FailureReason": self.translation_error}
                       if self.translation_error else
@@ -194,43 +197,54 @@ class SpeechHypothesis:
     text: str
     offset_ticks: int = 0
     duration_ticks: int = 0
+    language: DetectedLanguage | None = None
 
     def encode(self, request_id: str) -> str:
-        return build_text(SPEECH_HYPOTHESIS, request_id,
-                          {"Text": self.text, "Offset": self.offset_ticks, "Duration": self.duration_ticks})
+        return build_text(SPEECH_HYPOTHESIS, request_id, {"Text": self.text, "Offset": self.offset_ticks,
+                                                          "Duration": self.duration_ticks, **_primary_language(self.language)})
 
     @classmethod
     def decode(cls, body: dict) -> "SpeechHypothesis":
-        return cls(str(body.get("Text", "")), _ticks(body.get("Offset")), _ticks(body.get("Duration")))
+        return cls(str(body.get("Text", "")), _ticks(body.get("Offset")), _ticks(body.get("Duration")),
+                   DetectedLanguage.decode(body))
 
 
 @dataclass(frozen=True)
 class SpeechPhrase:
     """Speech-to-text without translation: a final (``speech.phrase``), simple or detailed.
 
-    Detailed adds ``NBest`` with the lexical form (lower-case words, no punctuation); the engines
-    give no confidence, so none is sent rather than a made-up one.
+    Detailed adds ``NBest``: ``best`` as the server built it (confidence, ITN, words), else the
+    lexical form alone. ``status`` as in :class:`Phrase` (``InitialSilenceTimeout`` for a turn that
+    heard no speech).
     """
 
     text: str
     offset_ticks: int = 0
     duration_ticks: int = 0
     detailed: bool = False
+    status: str = "Success"
+    language: DetectedLanguage | None = None
+    best: dict | None = field(default=None, compare=False)
 
     def encode(self, request_id: str) -> str:
-        body: dict = {"RecognitionStatus": "Success" if self.text else "NoMatch",
-                      "Offset": self.offset_ticks, "Duration": self.duration_ticks}
+        status = self.status if self.status != "Success" else ("Success" if self.text else "NoMatch")
+        body: dict = {"RecognitionStatus": status, "Offset": self.offset_ticks, "Duration": self.duration_ticks,
+                      **_primary_language(self.language)}
         if self.text:
             body["DisplayText"] = self.text
             if self.detailed:
                 lexical = lexical_form(self.text)
-                body["NBest"] = [{"Lexical": lexical, "ITN": lexical, "MaskedITN": lexical, "Display": self.text}]
+                body["NBest"] = [self.best or {"Lexical": lexical, "ITN": lexical, "MaskedITN": lexical,
+                                               "Display": self.text}]
         return build_text(SPEECH_PHRASE, request_id, body)
 
     @classmethod
     def decode(cls, body: dict) -> "SpeechPhrase":
         text = str(body.get("DisplayText") or body.get("Text") or "") if _succeeded(body) else ""
-        return cls(text, _ticks(body.get("Offset")), _ticks(body.get("Duration")), "NBest" in body)
+        nbest = body.get("NBest")
+        best = nbest[0] if isinstance(nbest, list) and nbest and isinstance(nbest[0], dict) else None
+        return cls(text, _ticks(body.get("Offset")), _ticks(body.get("Duration")), "NBest" in body,
+                   str(body.get("RecognitionStatus", "Success")), DetectedLanguage.decode(body), best)
 
 
 def lexical_form(text: str) -> str:
@@ -254,6 +268,12 @@ class SpeechContext:
     expected_language: str | None = None  # languageId.expectedLanguage (Parley's): the one a seat predicts
     voices: tuple[tuple[str, str], ...] = ()  # synthesis.defaultVoices as (language, voice), beyond ``voice``
     speak_passthrough: bool = True  # translation.onPassthrough: synthesize a target in the spoken language
+    identify_once: bool = False  # languageId.mode DetectAtAudioStart (the SDK's default): one verdict per turn
+    initial_silence_ms: int | None = None  # phraseDetection.initialSilenceTimeout
+    end_silence_ms: int | None = None  # phraseDetection.trailingSilenceTimeout
+    segmentation_silence_ms: int | None = None  # phraseDetection.<MODE>.segmentation.segmentationSilenceTimeoutMs
+    word_timings: bool = False  # phraseOutput.detailed.options has WordTimings
+    phrases: tuple[str, ...] = ()  # dgi.Groups[].Items[].Text: the phrase list that biases recognition
 
     @property
     def voice_map(self) -> dict[str, str]:
@@ -310,18 +330,41 @@ class SpeechContext:
             continuation = (str(context.continuation.previousServiceTag), _ticks(offsets[0] if offsets else 0))
         identify = context.languageId or _LanguageId()
         passthrough = translation.onPassthrough.action if translation.onPassthrough else None
+        options = context.phraseOutput.detailed.options if context.phraseOutput and context.phraseOutput.detailed else []
         return cls(tuple(targets), next(iter(voices.values()), None), next(iter(streams), None), detection.language,
                    detection.mode.upper() if detection.mode else None, continuation,
                    output.lower() if output else None, profanity.lower() if profanity else None,
                    tuple(identify.languages or ()), identify.expectedLanguage,
                    tuple(voices.items()) if len(voices) > 1 else (),
-                   (passthrough or "Synthesize").lower() == "synthesize")
+                   (passthrough or "Synthesize").lower() == "synthesize",
+                   (identify.mode or "").lower() == "detectataudiostart",
+                   detection.initialSilenceTimeout, detection.trailingSilenceTimeout, _segmentation_ms(detection),
+                   "wordtimings" in {option.lower() for option in options or ()}, _phrase_list(context.dgi))
+
+
+def _segmentation_ms(detection: "_PhraseDetection") -> int | None:
+    """``phraseDetection.<MODE>.segmentation.segmentationSilenceTimeoutMs``, under whichever mode the SDK names."""
+    for name, section in (detection.model_extra or {}).items():
+        if name.upper() in MODES and isinstance(section, dict):
+            segmentation = _validated(_ModeSection, section, f"{SPEECH_CONTEXT}: phraseDetection.{name}").segmentation
+            if segmentation and segmentation.segmentationSilenceTimeoutMs is not None:
+                return segmentation.segmentationSilenceTimeoutMs
+    return None
+
+
+def _phrase_list(dgi: "_Dgi | None") -> tuple[str, ...]:
+    if dgi is None:
+        return ()
+    return tuple(item.Text for group in dgi.Groups or () for item in group.Items or () if item.Text and item.Text.strip())
 
 
 class _Lenient(BaseModel):
     """Unknown keys pass (the SDKs add sections over time); known keys must have their type."""
 
     model_config = ConfigDict(extra="allow")
+
+
+_Milliseconds = Annotated[int, Field(ge=0, le=3_600_000)]  # the SDK sends ints; digit strings pass too
 
 
 class _Enrichment(_Lenient):
@@ -332,6 +375,28 @@ class _PhraseDetection(_Lenient):
     mode: StrictStr | None = None
     language: StrictStr | None = None
     enrichment: _Enrichment | None = None
+    initialSilenceTimeout: _Milliseconds | None = None
+    trailingSilenceTimeout: _Milliseconds | None = None
+
+
+class _Segmentation(_Lenient):
+    segmentationSilenceTimeoutMs: _Milliseconds | None = None
+
+
+class _ModeSection(_Lenient):
+    segmentation: _Segmentation | None = None
+
+
+class _DgiItem(_Lenient):
+    Text: StrictStr | None = None
+
+
+class _DgiGroup(_Lenient):
+    Items: list[_DgiItem] | None = None
+
+
+class _Dgi(_Lenient):
+    Groups: list[_DgiGroup] | None = None
 
 
 class _Action(_Lenient):
@@ -345,6 +410,7 @@ class _TranslationSection(_Lenient):
 
 class _LanguageId(_Lenient):
     languages: list[StrictStr] | None = None
+    mode: StrictStr | None = None
     expectedLanguage: StrictStr | None = None
 
 
@@ -360,8 +426,13 @@ class _AudioSection(_Lenient):
     streams: dict[str, Any] | None = None
 
 
+class _DetailedOutput(_Lenient):
+    options: list[StrictStr] | None = None
+
+
 class _PhraseOutput(_Lenient):
     format: StrictStr | None = None
+    detailed: _DetailedOutput | None = None
 
 
 class _Continuation(_Lenient):
@@ -378,6 +449,7 @@ class _ContextBody(_Lenient):
     phraseOutput: _PhraseOutput | None = None
     continuation: _Continuation | None = None
     languageId: _LanguageId | None = None
+    dgi: _Dgi | None = None
 
 
 class _AnyObject(_Lenient):
