@@ -56,7 +56,6 @@ from parley_common.protocols.usp_messages import (
     Audio,
     DetectedLanguage,
     Hypothesis,
-    MessageError,
     Phrase,
     SpeechContext,
     SpeechHypothesis,
@@ -64,8 +63,8 @@ from parley_common.protocols.usp_messages import (
     SynthesisAudio,
     SynthesisEnd,
     SynthesisStart,
-    check_object,
 )
+from parley_common.protocols.usp_schema import MessageError, check_object
 from parley_common.protocols.wav import TICKS_PER_SAMPLE, WIRE_BYTES_PER_SAMPLE, WIRE_SAMPLE_RATE_HZ, AudioBudget
 
 log = logging.getLogger("parley.gateway.usp")

@@ -3,7 +3,7 @@
 The gateway encodes what a service sends and the agent decodes it (and the other way round for
 ``speech.context`` and ``audio``). Result decoders are as lenient as Azure needs: ``DisplayText`` or
 ``Text``, ``Translations`` at the top (v2) or under ``Translation`` (v1), a missing status meaning
-success. What a client sends is checked against a schema (pydantic), so a type-confused body is a
+success. What a client sends is checked against a schema (:mod:`usp_schema`), so a type-confused body is a
 :class:`MessageError` naming the field, never an AttributeError. Bodies are dicts (JSON); paths are
 compared lower-cased.
 """
@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 from parley_common.languages import base_language
 from parley_common.protocols.usp import (
@@ -34,6 +33,15 @@ from parley_common.protocols.usp import (
     build_binary,
     build_text,
 )
+from parley_common.protocols.usp_schema import (
+    ContextBody,
+    Dgi,
+    LanguageId,
+    ModeSection,
+    PhraseDetection,
+    TranslationSection,
+    validated,
+)
 
 RESULT_PATHS = (HYPOTHESIS, PHRASE, RESPONSE)
 # RecognitionStatus values that end a phrase normally (with or without text); any other is an error.
@@ -41,10 +49,6 @@ NON_ERROR_STATUSES = ("Success", "NoMatch", "InitialSilenceTimeout", "BabbleTime
 FLAVOURS = ("v1", "v2")  # served on USP_V1_PATH and USP_V2_PATH
 MODES = ("INTERACTIVE", "CONVERSATION", "DICTATION")  # phraseDetection.mode; INTERACTIVE is single-shot
 OUTPUT_FORMATS = ("simple", "detailed")  # speech-only results: DisplayText alone, or with NBest
-
-
-class MessageError(ValueError):
-    """A client message whose body does not fit its schema; the reason names the field."""
 
 
 def _translation_list(translations: dict[str, str]) -> list[dict]:
@@ -315,9 +319,9 @@ class SpeechContext:
     @classmethod
     def decode(cls, body: Any) -> "SpeechContext":
         """Also SDK <= 1.42's ``translationcontext.to``; raises MessageError for a body off the schema."""
-        context = _validated(_ContextBody, body, SPEECH_CONTEXT)
-        detection = context.phraseDetection or _PhraseDetection()
-        translation = context.translation or _TranslationSection()
+        context = validated(ContextBody, body, SPEECH_CONTEXT)
+        detection = context.phraseDetection or PhraseDetection()
+        translation = context.translation or TranslationSection()
         targets = translation.targetLanguages or (context.translationcontext.to if context.translationcontext else [])
         voices = context.synthesis.defaultVoices if context.synthesis and context.synthesis.defaultVoices else {}
         streams = context.audio.streams if context.audio and context.audio.streams else {}
@@ -328,7 +332,7 @@ class SpeechContext:
             offsets = [s.get("offset") for s in (context.continuation.audio or {}).get("streams", {}).values()
                        if isinstance(s, dict)]
             continuation = (str(context.continuation.previousServiceTag), _ticks(offsets[0] if offsets else 0))
-        identify = context.languageId or _LanguageId()
+        identify = context.languageId or LanguageId()
         passthrough = translation.onPassthrough.action if translation.onPassthrough else None
         options = context.phraseOutput.detailed.options if context.phraseOutput and context.phraseOutput.detailed else []
         return cls(tuple(targets), next(iter(voices.values()), None), next(iter(streams), None), detection.language,
@@ -342,134 +346,20 @@ class SpeechContext:
                    "wordtimings" in {option.lower() for option in options or ()}, _phrase_list(context.dgi))
 
 
-def _segmentation_ms(detection: "_PhraseDetection") -> int | None:
+def _segmentation_ms(detection: "PhraseDetection") -> int | None:
     """``phraseDetection.<MODE>.segmentation.segmentationSilenceTimeoutMs``, under whichever mode the SDK names."""
     for name, section in (detection.model_extra or {}).items():
         if name.upper() in MODES and isinstance(section, dict):
-            segmentation = _validated(_ModeSection, section, f"{SPEECH_CONTEXT}: phraseDetection.{name}").segmentation
+            segmentation = validated(ModeSection, section, f"{SPEECH_CONTEXT}: phraseDetection.{name}").segmentation
             if segmentation and segmentation.segmentationSilenceTimeoutMs is not None:
                 return segmentation.segmentationSilenceTimeoutMs
     return None
 
 
-def _phrase_list(dgi: "_Dgi | None") -> tuple[str, ...]:
+def _phrase_list(dgi: "Dgi | None") -> tuple[str, ...]:
     if dgi is None:
         return ()
     return tuple(item.Text for group in dgi.Groups or () for item in group.Items or () if item.Text and item.Text.strip())
-
-
-class _Lenient(BaseModel):
-    """Unknown keys pass (the SDKs add sections over time); known keys must have their type."""
-
-    model_config = ConfigDict(extra="allow")
-
-
-_Milliseconds = Annotated[int, Field(ge=0, le=3_600_000)]  # the SDK sends ints; digit strings pass too
-
-
-class _Enrichment(_Lenient):
-    profanity: StrictStr | None = None
-
-
-class _PhraseDetection(_Lenient):
-    mode: StrictStr | None = None
-    language: StrictStr | None = None
-    enrichment: _Enrichment | None = None
-    initialSilenceTimeout: _Milliseconds | None = None
-    trailingSilenceTimeout: _Milliseconds | None = None
-
-
-class _Segmentation(_Lenient):
-    segmentationSilenceTimeoutMs: _Milliseconds | None = None
-
-
-class _ModeSection(_Lenient):
-    segmentation: _Segmentation | None = None
-
-
-class _DgiItem(_Lenient):
-    Text: StrictStr | None = None
-
-
-class _DgiGroup(_Lenient):
-    Items: list[_DgiItem] | None = None
-
-
-class _Dgi(_Lenient):
-    Groups: list[_DgiGroup] | None = None
-
-
-class _Action(_Lenient):
-    action: StrictStr | None = None
-
-
-class _TranslationSection(_Lenient):
-    targetLanguages: list[StrictStr] | None = None
-    onPassthrough: _Action | None = None
-
-
-class _LanguageId(_Lenient):
-    languages: list[StrictStr] | None = None
-    mode: StrictStr | None = None
-    expectedLanguage: StrictStr | None = None
-
-
-class _OldTranslationContext(_Lenient):
-    to: list[StrictStr] | None = None
-
-
-class _Synthesis(_Lenient):
-    defaultVoices: dict[str, StrictStr] | None = None
-
-
-class _AudioSection(_Lenient):
-    streams: dict[str, Any] | None = None
-
-
-class _DetailedOutput(_Lenient):
-    options: list[StrictStr] | None = None
-
-
-class _PhraseOutput(_Lenient):
-    format: StrictStr | None = None
-    detailed: _DetailedOutput | None = None
-
-
-class _Continuation(_Lenient):
-    previousServiceTag: StrictStr | None = None
-    audio: dict[str, Any] | None = None
-
-
-class _ContextBody(_Lenient):
-    phraseDetection: _PhraseDetection | None = None
-    translation: _TranslationSection | None = None
-    translationcontext: _OldTranslationContext | None = None
-    synthesis: _Synthesis | None = None
-    audio: _AudioSection | None = None
-    phraseOutput: _PhraseOutput | None = None
-    continuation: _Continuation | None = None
-    languageId: _LanguageId | None = None
-    dgi: _Dgi | None = None
-
-
-class _AnyObject(_Lenient):
-    """``speech.config`` and ``telemetry``: informational, but a JSON object."""
-
-
-def _validated(model: type[BaseModel], body: Any, path: str):
-    try:
-        value = model.model_validate(body)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        what = first["msg"].split(" or instance of")[0]  # not our private class names
-        raise MessageError(f"{path}: {where}: {what}") from None
-    return value
-
-
-def check_object(body: Any, path: str) -> None:
-    """A body that must be a JSON object (``speech.config``, ``telemetry``)."""
-    _validated(_AnyObject, body, path)
 
 
 @dataclass(frozen=True)

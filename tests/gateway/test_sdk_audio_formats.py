@@ -4,7 +4,11 @@ are recognized about as well as the 16 kHz original, over several sentences; A-l
 
 from __future__ import annotations
 
-import threading
+import json
+import shutil
+import struct
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +16,8 @@ import soxr
 
 from gateway.audio_formats import _alaw_table, _mulaw_table
 from tests.support.data import shared_data_dir
-from tests.support.speech import english_samples, word_errors
+from tests.support.sdk import recognize_until_stopped
+from tests.support.speech import english_samples, wer_bound, word_errors
 
 speechsdk = pytest.importorskip("azure.cognitiveservices.speech")
 # espeak-ng's voice (when the shared recordings are absent) loses more in the telephone band
@@ -56,14 +61,7 @@ def recognized_text(gateway, kind: str, pcm16k: np.ndarray) -> str:
     config = speechsdk.SpeechConfig(host=gateway.base_url)
     config.speech_recognition_language = "en-US"
     recognizer = speechsdk.SpeechRecognizer(speech_config=config, audio_config=speechsdk.audio.AudioConfig(stream=stream))
-    finals, stopped = [], threading.Event()
-    recognizer.recognized.connect(lambda e: finals.append(e.result.text))
-    recognizer.session_stopped.connect(lambda e: stopped.set())
-    recognizer.canceled.connect(lambda e: stopped.set())
-    recognizer.start_continuous_recognition()
-    assert stopped.wait(120)
-    recognizer.stop_continuous_recognition()
-    return " ".join(finals)
+    return " ".join(r.text for r in recognize_until_stopped(recognizer, timeout_s=120))
 
 
 def test_telephone_formats_are_recognized_within_margin_of_16_khz(gateway, sentences):
@@ -77,3 +75,27 @@ def test_telephone_formats_are_recognized_within_margin_of_16_khz(gateway, sente
     assert rates["pcm16k"] <= 0.5, rates
     for kind in ("pcm8k", "mulaw"):
         assert rates[kind] <= rates["pcm16k"] + WER_MARGIN, rates
+
+
+JS_CLIENT = Path(__file__).parent.parent / "js" / "sdk_client.js"
+
+
+@pytest.mark.skipif(not shutil.which("node") or not (JS_CLIENT.parent / "node_modules").is_dir(),
+                    reason="the JavaScript SDK is not installed: run `make deps`")
+@pytest.mark.parametrize("kind, tag", [("mulaw", 7), ("alaw", 6)])
+def test_js_sdk_telephone_push_streams_are_recognized(gateway, two_utterance_wav, tmp_path, kind, tag):
+    """The JS SDK's getWaveFormat(8000, 8, 1, AudioFormatTag.MuLaw / ALaw): the header carries tag 7 / 6."""
+    wav, references = two_utterance_wav
+    pcm = np.frombuffer(wav.read_bytes()[44:], dtype="<i2")
+    _format, data = as_sent(pcm, kind)
+    path = tmp_path / f"{kind}.wav"
+    path.write_bytes(b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " +
+                     struct.pack("<IHHIIHH", 16, tag, 1, 8000, 8000, 1, 8) + b"data" + struct.pack("<I", len(data)) + data)
+    run = subprocess.run(["node", str(JS_CLIENT), "recognize",
+                          gateway.base_url + "/speech/recognition/conversation/cognitiveservices/v1", str(path)],
+                         capture_output=True, text=True, timeout=200)
+    assert run.returncode == 0, (run.stdout[-2000:], run.stderr[-2000:])
+    events = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    heard = " ".join(e["text"] for e in events if e["event"] == "recognized" and e["reason"] == "RecognizedSpeech")
+    errors, words = word_errors(" ".join(references), heard)
+    assert errors / words <= wer_bound(shared_data_dir()), heard

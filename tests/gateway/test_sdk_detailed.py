@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 
 import numpy as np
 import pytest
 
 from agent.audio.synth import speak
 from tests.support.data import shared_data_dir
+from tests.support.sdk import recognize_until_stopped
 from tests.support.speech import english_samples
 
 speechsdk = pytest.importorskip("azure.cognitiveservices.speech")
@@ -31,23 +31,12 @@ def numbers_wav(wav_file):
     return wav_file("numbers.wav", np.concatenate([gap, pcm, gap, other, gap]))
 
 
-def run_continuous(recognizer) -> list:
-    finals, stopped = [], threading.Event()
-    recognizer.recognized.connect(lambda e: finals.append(e.result))
-    recognizer.session_stopped.connect(lambda e: stopped.set())
-    recognizer.canceled.connect(lambda e: stopped.set())
-    recognizer.start_continuous_recognition()
-    assert stopped.wait(120)
-    recognizer.stop_continuous_recognition()
-    return finals
-
-
 def test_nbest_has_confidence_itn_lexical_and_monotonic_words(gateway, numbers_wav):
     config = speechsdk.SpeechConfig(host=gateway.base_url)
     config.speech_recognition_language = "en-US"
     config.output_format = speechsdk.OutputFormat.Detailed
     config.request_word_level_timestamps()
-    finals = [r for r in run_continuous(speechsdk.SpeechRecognizer(
+    finals = [r for r in recognize_until_stopped(speechsdk.SpeechRecognizer(
         speech_config=config, audio_config=speechsdk.audio.AudioConfig(filename=str(numbers_wav))))
         if r.reason == speechsdk.ResultReason.RecognizedSpeech]
     assert len(finals) == 2

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.support.data import shared_data_dir
+from tests.support.sdk import recognize_until_stopped
 from tests.support.speech import wer_bound, word_errors
 
 speechsdk = pytest.importorskip("azure.cognitiveservices.speech")
@@ -73,13 +74,7 @@ def test_segmentation_silence_from_the_property_joins_phrases(gateway, two_utter
     config.set_property(speechsdk.PropertyId.Speech_SegmentationSilenceTimeoutMs, "2000")
     recognizer = speechsdk.SpeechRecognizer(speech_config=config,
                                             audio_config=speechsdk.audio.AudioConfig(filename=str(path)))
-    finals, stopped = [], threading.Event()
-    recognizer.recognized.connect(lambda e: finals.append(e.result))
-    recognizer.session_stopped.connect(lambda e: stopped.set())
-    recognizer.canceled.connect(lambda e: stopped.set())
-    recognizer.start_continuous_recognition()
-    assert stopped.wait(90)
-    recognizer.stop_continuous_recognition()
+    finals = recognize_until_stopped(recognizer, timeout_s=90)
     heard = [r.text for r in finals if r.reason == speechsdk.ResultReason.RecognizedSpeech]
     assert len(heard) == 1, heard
     errors, words = word_errors(" ".join(references), heard[0])
