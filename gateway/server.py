@@ -185,6 +185,8 @@ class Gateway:
             return self.recognition_request(_required(query, "language"))
         if path in V2_PATHS and not (_query_list(query, "to") and _query_list(query, "from")):
             return None  # the languages (or the candidates to identify among) come in speech.context
+        if path == USP_V1_PATH and not _query_list(query, "from"):
+            return None  # SDK <= 1.42's auto-detect: to= only, the candidates in speech.context
         if path == V1_PATH:
             version = _required(query, "api-version")
             if version != "1.0":
@@ -239,9 +241,12 @@ class Gateway:
                 mp3 = (_query_list(query, "format") or [""])[0].lower() == "audio/mp3"
                 await serve_translator_v1(ws, session, features, self.config.limits, slot, mp3)
             else:
-                flavour = "v1" if url.path in (USP_V1_PATH, *RECOGNITION_PATHS) else "v2"
+                # v1 results on the v1 paths, except for SDK <= 1.42's auto-detect (no from=): it reads the
+                # identified language only from v2 results (translation.response), on any path
+                flavour = "v1" if url.path in (USP_V1_PATH, *RECOGNITION_PATHS) and request is not None else "v2"
                 endpoint = UspEndpoint(flavour, ws.parley_format, ws.parley_profanity, ws.parley_options,
-                                       tuple(_query_list(parse_qs(url.query), "to")))
+                                       tuple(_query_list(parse_qs(url.query), "to")),
+                                       None if url.path == USP_V1_PATH else self.config.source_language)
                 connection = UspConnection(
                     ws, endpoint, lambda req, mode, tuning: self._new_session(req, True, mode, tuning), self.resolve,
                     self.engines.resolve_identified, request, self.config.limits, slot)

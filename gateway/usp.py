@@ -90,7 +90,8 @@ class UspEndpoint:
     output_format: str = "simple"  # the query's format=simple|detailed
     profanity_mode: str = profanity.MASKED  # the query's profanity=, unless a turn's context says otherwise
     options: TurnOptions = TurnOptions()  # the query's timeouts and word timings, unless a context says otherwise
-    query_targets: tuple[str, ...] = ()  # v2 with to= but no from= (the JS SDK's auto-detect): the targets
+    query_targets: tuple[str, ...] = ()  # to= without from= (the SDKs' auto-detect): the targets
+    default_source: str | None = "en-US"  # when neither query nor context names one; None: refuse
 
 
 class _Turn:
@@ -240,7 +241,10 @@ class UspConnection:
                                             context.expected_language, context.speak_passthrough)
         if query is not None:
             return query
-        return self._resolve(context.source or "en-US", targets, context.voice, bool(context.voice))
+        source = context.source or self.endpoint.default_source
+        if source is None:
+            raise LanguageError("the query parameter 'from' is required (or languageId candidates in speech.context)")
+        return self._resolve(source, targets, context.voice, bool(context.voice))
 
     async def _send_results(self, turn: _Turn, results) -> None:
         for result in results:

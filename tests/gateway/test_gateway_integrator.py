@@ -110,6 +110,17 @@ def test_unsupported_audio_is_refused_with_1007_naming_it(gateway, tag, bits, ch
     assert code == 1007 and named in reason
 
 
+def test_usp_v1_without_from_needs_candidates_in_the_context(gateway):
+    """SDK <= 1.42's auto-detect sends to= alone; without languageId in the context the turn is refused by name."""
+    ws = websocket.create_connection(gateway.base_url + USP_V1_PATH + "?to=es", timeout=20,
+                                     header=[f"Ocp-Apim-Subscription-Key: {KEY}"], subprotocols=["USP"])
+    turn = new_request_id()
+    ws.send(build_text("speech.context", turn, {"translation": {"targetLanguages": ["es"]}}))
+    ws.send_binary(build_binary("audio", turn, streaming_header(), {"Content-Type": "audio/x-wav"}))
+    code, reason = close_frame(ws)
+    assert code == 1007 and "'from' is required" in reason
+
+
 def test_translator_v1_speaks_mp3_when_asked(gateway):
     ws = websocket.create_connection(
         gateway.base_url + "/speech/translate?api-version=1.0&from=en-US&to=es&features=texttospeech&format=audio/mp3",
