@@ -54,13 +54,15 @@ class TokenIssuer:
         """Raises TokenError unless ``token`` is one we issued and it has not expired."""
         try:
             header, payload, signature = token.split(".")
-            if not hmac.compare_digest(signature, self._sign(f"{header}.{payload}")):
-                raise TokenError("the token's signature is not valid")
-            if json.loads(_unb64(header)).get("alg") != "HS256":
-                raise TokenError("the token is not HS256")
-            expires = json.loads(_unb64(payload))["exp"]
+            valid = hmac.compare_digest(signature.encode(), self._sign(f"{header}.{payload}").encode())
+            algorithm = json.loads(_unb64(header)).get("alg") if valid else None
+            expires = float(json.loads(_unb64(payload))["exp"]) if valid else 0.0
         except (ValueError, KeyError, TypeError, AttributeError):
             raise TokenError("the token is malformed") from None
+        if not valid:
+            raise TokenError("the token's signature is not valid")
+        if algorithm != "HS256":
+            raise TokenError("the token is not HS256")
         if self._clock() >= expires:
             raise TokenError("the token has expired; fetch a new one from /sts/v1.0/issueToken")
 
