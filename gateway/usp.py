@@ -337,7 +337,8 @@ def _best(result: Result, turn: _Turn) -> dict | None:
     if not turn.detailed or not result.text:
         return None
     return nbest_entry(result.text, result.source(turn.session.request), result.details, result.start_sample, result.end_sample,
-                       with_words=result.details is not None and bool(result.details.words))
+                       with_words=result.details is not None and bool(result.details.words),
+                       profanity_mode=turn.session.profanity_mode)
 
 
 def _ticks(result: Result) -> tuple[int, int]:

@@ -74,3 +74,16 @@ def test_translations_are_filtered_in_their_own_language(gateway, wav_file, opti
     spanish, catalan = result.translations["es"].lower(), result.translations["ca"].lower()
     rude = ("infierno" in spanish, "infern" in catalan, "damn" in spanish + catalan)
     assert rude == ((True, True, True) if option == "Raw" else (False, False, False)), (spanish, catalan)
+
+
+def test_detailed_words_carry_the_profanity_option_too(gateway, rude_wav):
+    config = speechsdk.SpeechConfig(host=gateway.base_url)
+    config.speech_recognition_language = "en-US"
+    config.output_format = speechsdk.OutputFormat.Detailed
+    config.request_word_level_timestamps()
+    result = speechsdk.SpeechRecognizer(speech_config=config,
+                                        audio_config=speechsdk.audio.AudioConfig(filename=str(rude_wav[0]))).recognize_once()
+    best = json.loads(result.json)["NBest"][0]
+    words = [w["Word"] for w in best["Words"]]
+    assert "bullshit" not in words and "damn" not in words and "****" in words, words
+    assert " ".join(words) == best["MaskedITN"]
