@@ -298,6 +298,7 @@ async def run_gateway(config: GatewayConfig, stop: asyncio.Event | None = None,
     """Serve until ``stop`` is set (or forever)."""
     gateway = Gateway(config)
     await asyncio.get_running_loop().run_in_executor(gateway.executor, gateway.engines.recognizer.warm_up)
+    await asyncio.get_running_loop().run_in_executor(gateway.executor, gateway.engines.warm_up_profanity)
     try:
         async with serve(gateway.handle, config.host, config.port, process_request=gateway.process_request,
                          process_response=gateway.process_response,

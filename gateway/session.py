@@ -103,7 +103,7 @@ class TranslationSession:
                 language = event.language or self.tuning.language
                 source = language.language if language else self.request.source
                 translations, error = await self._translate(event.text, source)
-                translations = await self._run(self._clean_all, translations)  # the first use builds a list
+                translations = await self._run(self._clean_all, translations)
                 out.append(Result(final, event.phrase, self._clean(event.text), translations,
                                   event.start_sample, event.end_sample, error if final else None, language,
                                   event.details if final else None))
@@ -117,13 +117,8 @@ class TranslationSession:
         """Each translation against the list in its own language (see gateway.profanity)."""
         if self.profanity_mode == profanity.RAW:
             return translations
-        return {language: profanity.apply(text, self.profanity_mode, self._words(language))
+        return {language: profanity.apply(text, self.profanity_mode, self.engines.profanity_words(language))
                 for language, text in translations.items()}
-
-    def _words(self, language: str) -> frozenset[str] | None:
-        if language == "en" or language not in self.engines.translator.targets("en"):
-            return None
-        return profanity.translated_word_list(language, lambda word: self.engines.translator.translate(word, "en", language))
 
     async def _translate(self, text: str, source: str) -> tuple[dict[str, str], str | None]:
         if not text:

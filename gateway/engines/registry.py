@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway import profanity
 from gateway.config import GatewayConfig
 from gateway.engines.apertium_mt import ApertiumTranslator
 from gateway.engines.espeak_tts import EspeakSynthesizer
@@ -97,6 +98,17 @@ class Engines:
             asked = voice or ", ".join(speak)
             raise LanguageError(
                 f"no voice {asked!r} for the requested targets; voices: {', '.join(sorted(self.synthesizer.voices))}")
+
+    def profanity_words(self, language: str) -> frozenset[str] | None:
+        """The profanity list for text in ``language``: None (English's) unless English translates into it,
+        then the English list carried into it (built once, ~1 s; see gateway.profanity)."""
+        if language == "en" or language not in self.translator.targets("en"):
+            return None
+        return profanity.translated_word_list(language, lambda word: self.translator.translate(word, "en", language))
+
+    def warm_up_profanity(self) -> None:
+        for language in self.translator.targets("en"):
+            self.profanity_words(language)
 
     def translate(self, text: str, source: str, targets: tuple[str, ...]) -> dict[str, str]:
         """``text`` (in ``source``) in every target; a target in the source language gets the text itself."""
