@@ -112,8 +112,20 @@ def environment_issues(config, lines: KeyLines, environ=os.environ) -> list[Conf
         problem = _wav_problem(config)
         if problem:
             issues.append(lines.issue("capture.wav.path", problem))
+    issues += _credential_issues(config.uplink, lines)
     issues += offered_language_issues(config.uplink, config.conversation, lines)
     return issues
+
+
+def _credential_issues(uplink, lines: KeyLines) -> list[ConfigIssue]:
+    """The key the uplink will present, read now the way the uplink reads it at start."""
+    from agent.uplink.credentials import CredentialError, load_key
+
+    try:
+        load_key(uplink)
+    except CredentialError as exc:
+        return [lines.issue("uplink.key_file" if uplink.key_file else "uplink.key_env", str(exc))]
+    return []
 
 
 def _unwritable(path: Path, want_dir: bool) -> str | None:

@@ -15,6 +15,7 @@ and ``/metrics`` call ``status()``, the agent's read-only snapshot of its counte
 from __future__ import annotations
 
 import asyncio
+import errno
 import hmac
 import json
 import logging
@@ -39,6 +40,19 @@ CLIENT_QUEUE_ITEMS = 256
 KEEPALIVE_S = 15.0
 SSE_RETRY_MS = 1000
 START_TIMEOUT_S = 10.0
+BIND_RETRY_S = 3.0
+
+
+class HttpListenError(OSError):
+    """The captions port cannot be had: says which key, what is wrong and what to do."""
+
+    def __init__(self, config: HttpConfig, cause: BaseException):
+        reason = getattr(cause, "strerror", None) or str(cause)
+        advice = (f"allowed: a free port, or stop the program holding it (ss -ltnp 'sport = :{config.port}')"
+                  if getattr(cause, "errno", None) == errno.EADDRINUSE else
+                  "allowed: an address of this machine (outputs.http.host) and a port this user may bind")
+        super().__init__(getattr(cause, "errno", None),
+                         f"outputs.http.port {config.port} on {config.host} cannot be listened on ({reason}); {advice}")
 
 
 @dataclass(frozen=True)
@@ -152,8 +166,7 @@ class HttpOutput:
         if not self._ready.wait(START_TIMEOUT_S):
             raise RuntimeError("HTTP server did not start")
         if self._start_error is not None:
-            raise RuntimeError(f"HTTP server could not listen on {self.config.host}:{self.config.port}: "
-                               f"{self._start_error}") from self._start_error
+            raise HttpListenError(self.config, self._start_error) from None
 
     def close(self, timeout_s: float = 1.0) -> None:
         if not self.enabled or self._loop is None or not self._thread.is_alive():
@@ -196,8 +209,7 @@ class HttpOutput:
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.config.host, self.config.port)
-            await site.start()
+            await self._listen(runner)
             self.port = runner.addresses[0][1]
             log.info("captions and status on %s", self.url)
             self._ready.set()
@@ -208,6 +220,19 @@ class HttpOutput:
                 self._disconnect(client)
         finally:
             await runner.cleanup()
+
+    async def _listen(self, runner: web.AppRunner) -> None:
+        """Bind, retrying a port in use for ``BIND_RETRY_S``: an agent restarted by hand may find its
+        predecessor still closing; anything holding the port longer is a conflict to fix (exit 78)."""
+        deadline = time.monotonic() + BIND_RETRY_S
+        while True:
+            try:
+                await web.TCPSite(runner, self.config.host, self.config.port).start()
+                return
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(0.25)
 
     async def _pump(self) -> None:
         """Agent events -> captions state, metrics and every page."""

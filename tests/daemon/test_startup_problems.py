@@ -9,37 +9,12 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
 
+from tests.support.agent_cli import assert_refused, config_file, parley
 from tests.support.wavfiles import channel_identity_signal, write_wav
-
-
-def parley(args, env_extra=None, timeout_s=60.0):
-    env = {k: v for k, v in os.environ.items() if k != "PARLEY_LED_BACKEND"}
-    env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "agent.cli", *args], capture_output=True, text=True,
-                          timeout=timeout_s, env=env)
-
-
-def config_file(tmp_path, body: str):
-    path = tmp_path / "agent.yaml"
-    path.write_text(textwrap.dedent(body))
-    return path
-
-
-def assert_refused(path, expected: str, env_extra=None, line: int | None = None):
-    checked = parley(["check-config", str(path)], env_extra)
-    assert checked.returncode == 1, checked.stdout + checked.stderr
-    ran = parley(["run", "--config", str(path)], env_extra)
-    assert ran.returncode == 78, ran.stderr
-    for result in (checked, ran):
-        assert expected in result.stderr
-        assert "Traceback" not in result.stderr
-        if line is not None:
-            assert f"{path}:{line}: " in result.stderr
 
 
 @pytest.fixture
