@@ -336,7 +336,7 @@ class HttpOutput:
         audio_age_s = status.get("last_frame_age_s")
         if audio_age_s is None:  # no frame yet: count from the server's start
             audio_age_s = time.monotonic() - self._started_monotonic_s
-        problems = []
+        problems = list(status.get("output_problems") or ())
         if audio_age_s > self.audio_stall_s:
             problems.append(f"no audio for {audio_age_s:.1f} s (bound {self.audio_stall_s} s)")
         if link_down_s > self.config.link_down_bound_s:

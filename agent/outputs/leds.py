@@ -29,6 +29,7 @@ PATTERNS = {
     "muted": ((1.0, 0.0, 0.0), "solid", 0.0),
     "offline": ((1.0, 0.3, 0.0), "blink", 1.0),
     "mic_lost": ((1.0, 0.0, 1.0), "blink", 2.0),  # magenta, slow: waiting for the microphone
+    "output_lost": ((1.0, 0.8, 0.0), "blink", 2.0),  # yellow, slow: a disk or the speaker fails; the rest works
     "error": ((1.0, 0.0, 0.0), "blink", 0.3),
 }
 

@@ -23,6 +23,7 @@ from agent.audio.resample import StreamResampler
 from agent.audio.synth import read_wav_bytes
 from agent.events import SynthesizedSpeech
 from agent.outputs.config import SpeakerConfig
+from agent.outputs.health import OutputHealth, describe
 from agent.queues import QUEUES
 
 log = logging.getLogger("parley.speaker")
@@ -78,11 +79,15 @@ class WavFileSink:
             if not path.exists():
                 break
             path = self.output_dir / f"{label}-{copy}.wav"
-        with wave.open(str(path), "wb") as out:
-            out.setnchannels(1)
-            out.setsampwidth(2)
-            out.setframerate(rate_hz)
-            out.writeframes(np.ascontiguousarray(samples, dtype="<i2").tobytes())
+        try:
+            with wave.open(str(path), "wb") as out:
+                out.setnchannels(1)
+                out.setsampwidth(2)
+                out.setframerate(rate_hz)
+                out.writeframes(np.ascontiguousarray(samples, dtype="<i2").tobytes())
+        except OSError:
+            path.unlink(missing_ok=True)  # no half-written WAV left behind on a full disk
+            raise
         if self.realtime:
             time.sleep(len(samples) / rate_hz)
 
@@ -107,8 +112,10 @@ def make_sink(config: SpeakerConfig):
 
 
 class Speaker:
-    def __init__(self, config: SpeakerConfig, on_playback_started=None, on_playback_finished=None, sink=None):
+    def __init__(self, config: SpeakerConfig, on_playback_started=None, on_playback_finished=None, sink=None,
+                 health: OutputHealth | None = None):
         self.config = config
+        self._health = health or OutputHealth()
         self.sink = sink or make_sink(config)
         self._on_started = on_playback_started or (lambda: None)
         self._on_finished = on_playback_finished or (lambda: None)
@@ -172,8 +179,9 @@ class Speaker:
             try:
                 self.sink.play(samples, rate_hz, f"{speech.utterance_id:04d}-{speech.language}")
                 self.played += 1
-            except Exception as exc:
-                log.error("playback failed: %s", exc)
+                self._health.ok("speaker")
+            except Exception as exc:  # logged once while it lasts; the next translation tries again
+                self._health.failed("speaker", describe(exc))
             finally:
                 with self._lock:
                     self._playing = False

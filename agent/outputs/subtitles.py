@@ -117,13 +117,27 @@ def render(records: list[dict], language: str, fmt: str, sample_rate_hz: int) ->
 
 
 class _LiveFile:
+    """One live file; a write that fails (a full disk) is cut back off, so the file stays valid."""
+
     def __init__(self, path: Path, fmt: str):
         self.fmt = fmt
-        self.file = path.open("w", encoding="utf-8")
+        self.file = path.open("wb", buffering=0)
         self.cues = 0
         if fmt == "vtt":
-            self.file.write(VTT_HEADER)
-            self.file.flush()
+            self.append(VTT_HEADER)
+
+    def append(self, text: str) -> None:
+        data, before = text.encode(), self.file.seek(0, 2)
+        try:
+            written = 0
+            while written < len(data):
+                written += self.file.write(data[written:])
+        except OSError:
+            try:
+                self.file.truncate(before)
+            except OSError:
+                pass
+            raise
 
 
 class SubtitleWriter:
@@ -149,22 +163,27 @@ class SubtitleWriter:
         if times is None:
             return
         languages = self.config.languages or tuple(event.translations)
+        failure: OSError | None = None
         with self._lock:
             for language in languages:
                 timeline = self._timelines.setdefault(language, CueTimeline())
                 cues = [timeline.place(c) for c in split_cues(utterance_text(event, language), *times)]
                 for fmt in self.config.formats:
-                    self._append(language, fmt, cues)
+                    try:
+                        self._append(language, fmt, cues)
+                    except OSError as exc:  # the other files still get their cues
+                        failure = failure or exc
+        if failure is not None:
+            raise failure  # these cues are skipped; `parley subtitles` rebuilds them from the transcript
 
     def _append(self, language: str, fmt: str, cues: list[Cue]) -> None:
         key = (language, fmt)
         if key not in self._files:
             self._files[key] = _LiveFile(self.path(language, fmt), fmt)
         live = self._files[key]
-        for cue in cues:
-            live.cues += 1
-            live.file.write(format_cue(cue, live.cues, fmt))
-        live.file.flush()
+        if cues:
+            live.append("".join(format_cue(cue, live.cues + n, fmt) for n, cue in enumerate(cues, 1)))
+            live.cues += len(cues)
 
     def close(self) -> None:
         with self._lock:

@@ -109,6 +109,16 @@ class Uplink:
         except (BlockingIOError, OSError):
             pass  # already awake, or closing
 
+    def acknowledge(self, utterance_id: int) -> None:
+        """The results side stored this final in every durable output: a restart must not send it
+        again, so its spool entry goes (results thread; the file was closed at the utterance's end)."""
+        if self._spool:
+            self._spool.remove(utterance_id)
+
+    @property
+    def spool_problem(self) -> str | None:
+        return self._spool.problem if self._spool else None
+
     @property
     def idle(self) -> bool:
         """Nothing queued and no utterance waiting for its final."""

@@ -415,8 +415,6 @@ class Outbox:
         self._emit(FinalResult(utterance.id, _join(utterance.pieces), _join_translations(utterance.pieces),
                                _azimuth(utterance), utterance.started.start_sample, _duration(utterance),
                                language=_identified_language(utterance.pieces)))
-        if self._spool:
-            self._spool.remove(utterance.id)  # delivered: a restart must not send it again (its speech would be stale)
         if self.turns:
             return  # done at turn.end, which follows the turn's speech
         if self.speech_expected and speech_follows:
