@@ -100,3 +100,85 @@ def test_an_http_port_in_use_exits_78_naming_the_key(tmp_path, wav):
     assert ran.returncode == 78, ran.stderr
     assert f"parley: cannot start: outputs.http.port {port} on 127.0.0.1 cannot be listened on (" in ran.stderr
     assert "ss -ltnp" in ran.stderr and "Traceback" not in ran.stderr
+
+
+# -- case 4: what check-config passed and run then failed on ------------------------------------
+
+@pytest.mark.parametrize("key, value, line, expected", [
+    ("from_language", "en_US", 3, "uplink.from_language: 'en_US' is not a BCP-47 language tag"),
+    ("to_languages", "[spanish]", 3, "uplink.to_languages[0]: 'spanish' is not a BCP-47 language tag"),
+])
+def test_one_language_codes_are_checked_like_the_parties(tmp_path, wav, key, value, line, expected):
+    path = config_file(tmp_path, f"""\
+        capture: {{source: wav, wav: {{path: {wav}}}}}
+        uplink:
+          {key}: {value}
+          url: ws://127.0.0.1:9
+        outputs: {{leds: {{backend: none}}, speaker: {{backend: none}}}}
+        """)
+    assert_refused(path, expected, line=line)
+
+
+@pytest.mark.parametrize("languages, line, expected", [
+    ("from_language: xx-YY", 3, "uplink.from_language: the gateway does not recognize 'xx-YY'; it recognizes: en-US"),
+    ("to_languages: [de]", 3, "uplink.to_languages: the gateway cannot translate 'en-US' into de; from en it offers: "),
+])
+def test_one_language_codes_are_checked_against_the_gateway(tmp_path, wav, gateway, languages, line, expected):
+    path = config_file(tmp_path, f"""\
+        capture: {{source: wav, wav: {{path: {wav}}}}}
+        uplink:
+          {languages}
+          url: {gateway.base_url}
+        outputs: {{leds: {{backend: none}}, speaker: {{backend: none}}}}
+        """)
+    assert_refused(path, expected, line=line)
+
+
+@pytest.mark.parametrize("section, key", [("uplink", "spool_dir"), ("outputs.subtitles", "directory")])
+def test_a_regular_file_where_a_folder_belongs_is_refused(tmp_path, wav, section, key):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way")
+    nested = "outputs:\n  subtitles:\n    directory" if section == "outputs.subtitles" else "uplink:\n  spool_dir"
+    path = tmp_path / "agent.yaml"
+    path.write_text(f"capture: {{source: wav, wav: {{path: {wav}}}}}\n{nested}: {blocker}\n")
+    line = 4 if section == "outputs.subtitles" else 3
+    assert_refused(path, f"{section}.{key}: '{blocker}' exists but is not a directory; a folder is needed here",
+                   line=line)
+
+
+def four_channel_wav(tmp_path):
+    path = tmp_path / "four.wav"
+    write_wav(path, channel_identity_signal(1600, 4), 16000)
+    return path
+
+
+def test_a_profile_too_small_for_the_recording_is_refused_naming_the_ones_that_fit(tmp_path):
+    path = config_file(tmp_path, f"""\
+        array: {{profile: respeaker-2mic-hat}}
+        capture:
+          source: wav
+          wav: {{path: {four_channel_wav(tmp_path)}}}
+        outputs: {{leds: {{backend: none}}, speaker: {{backend: none}}}}
+        """)
+    assert_refused(path, "delivers 4 channel(s) but array 'respeaker-2mic-hat' expects a 2-channel stream; allowed: "
+                   "array.profile: linear-4mic or respeaker-4mic-hat (4 channels)", line=4)
+
+
+def test_a_four_mic_profile_on_the_six_mic_hats_eight_channels_is_refused_at_start(tmp_path):
+    """A card with exactly 8 input channels (an ALSA ``multi`` PCM, as the 6-mic HAT's AC108 pair)."""
+    asound = tmp_path / "asound.conf"
+    asound.write_text("</usr/share/alsa/alsa.conf>\n"
+                      'pcm.raw8 { type file; slave.pcm "null"; file "/dev/null"; infile "/dev/zero"; format "raw" }\n'
+                      "pcm.seeed8mic { type multi; slaves.a { pcm raw8; channels 8 }\n"
+                      + "".join(f"  bindings.{c} {{ slave a; channel {c} }}\n" for c in range(8)) + "}\n")
+    path = config_file(tmp_path, """\
+        array: {profile: respeaker-4mic-hat}
+        capture: {device: seeed8mic}
+        uplink: {url: "ws://127.0.0.1:9"}
+        outputs: {leds: {backend: none}, speaker: {backend: none}}
+        """)
+    ran = parley(["run", "--config", str(path)], {"ALSA_CONFIG_PATH": str(asound)})
+    assert ran.returncode == 78, ran.stderr
+    assert ("input device 'seeed8mic' delivers 8 channel(s) but array 'respeaker-4mic-hat' expects a 4-channel "
+            "stream; allowed: array.profile: matrix-voice or respeaker-6mic-hat (8 channels), or capture.channels: 4"
+            in ran.stderr) and "Traceback" not in ran.stderr, ran.stderr

@@ -82,3 +82,25 @@ def test_a_transcript_write_that_fails_leaves_no_torn_line(tmp_path, monkeypatch
     writer.write(FinalResult(3, "three", {"es": "tres"}))
     assert [r["utterance"] for r in read_transcript(path)] == [1, 3]
     assert path.read_text().count("\n") == 2
+
+
+def test_a_speaker_that_cannot_open_waits_and_recovers_when_it_can(tmp_path, monkeypatch):
+    import time
+
+    import agent.outputs.speaker as speaker_module
+    from agent.outputs.config import SpeakerConfig
+
+    monkeypatch.setattr(speaker_module, "SINK_RETRY_S", 0.1)
+    blocker = tmp_path / "tts"
+    blocker.write_text("a file where the TTS folder belongs")
+    changes = []
+    health = OutputHealth(on_change=changes.append)
+    speaker = speaker_module.Speaker(SpeakerConfig(backend="wav", output_dir=str(blocker)), health=health)
+    assert speaker.sink is None and health.failing == ("speaker",)
+    speaker.start()
+    blocker.unlink()
+    deadline = time.monotonic() + 5
+    while health.failing and time.monotonic() < deadline:
+        time.sleep(0.05)
+    speaker.close()
+    assert changes == [("speaker",), ()] and speaker.sink is not None
