@@ -46,6 +46,7 @@ from agent.frontend import FrontEnd
 from agent.outputs.console import ConsoleOutput
 from agent.outputs.health import OutputHealth, RetryingWriter
 from agent.outputs.http import HttpOutput
+from agent.outputs.http_guard import raise_fd_limit
 from agent.outputs.http_metrics import thread_cpu_s
 from agent.outputs.leds import LedDriver, make_led_backend
 from agent.outputs.pins import make_pin_factory
@@ -302,6 +303,7 @@ def configure_logging(level: str) -> None:
 def run_daemon(config: AgentConfig) -> int:
     """``parley run``: start, serve until SIGTERM/SIGINT, stop cleanly. Returns the exit status."""
     configure_logging(config.daemon.log_level)
+    raise_fd_limit()  # the HTTP server's connection cap is taken inside this budget
     notifier = SystemdNotifier()
     stop_requested = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -32,6 +32,8 @@ from aiohttp import web
 
 from agent.events import FinalResult, LinkStatus, PartialResult, SpeechEnded, SpeechStarted, SynthesizedSpeech
 from agent.outputs.config import HttpConfig
+from agent.outputs.http_guard import (SECURITY_HEADERS, ConnectionGuard, GuardedSite, allowed_hosts, connection_cap,
+                                     hide_server_version, is_allowed, quiet_client_triggered_logs)
 from agent.outputs.http_metrics import Metrics
 
 log = logging.getLogger("parley.http")
@@ -41,6 +43,7 @@ KEEPALIVE_S = 15.0
 SSE_RETRY_MS = 1000
 START_TIMEOUT_S = 10.0
 BIND_RETRY_S = 3.0
+MAX_BODY_BYTES = 1024  # every route is a GET
 
 
 class HttpListenError(OSError):
@@ -125,6 +128,8 @@ class HttpOutput:
         self._events: queue.Queue = queue.Queue(maxsize=config.queue_items)
         self.events_dropped = 0
         self._token = Path(config.token_file).read_text().strip() if config.token_file else None
+        self._hosts = allowed_hosts(config)
+        self.guard: ConnectionGuard | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._ready = threading.Event()
@@ -203,11 +208,17 @@ class HttpOutput:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake, self._stopping = asyncio.Event(), asyncio.Event()
-        app = web.Application(middlewares=[self._auth])
+        app = web.Application(middlewares=[self._admit, self._auth], client_max_size=MAX_BODY_BYTES)
         app.add_routes([web.get("/", self._page), web.get("/events", self._sse),
                         web.get("/healthz", self._healthz), web.get("/metrics", self._metrics)])
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
+        app.on_response_prepare.append(_security_headers)
+        timeout_s = self.config.request_timeout_s
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5,
+                               keepalive_timeout=timeout_s, lingering_time=min(2.0, timeout_s))
         await runner.setup()
+        quiet_client_triggered_logs()
+        hide_server_version()
+        self.guard = ConnectionGuard(runner.server, connection_cap(self.config), timeout_s)
         try:
             await self._listen(runner)
             self.port = runner.addresses[0][1]
@@ -227,7 +238,7 @@ class HttpOutput:
         deadline = time.monotonic() + BIND_RETRY_S
         while True:
             try:
-                await web.TCPSite(runner, self.config.host, self.config.port).start()
+                await GuardedSite(runner, self.config.host, self.config.port, self.guard).start()
                 return
             except OSError as exc:
                 if exc.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
@@ -284,11 +295,23 @@ class HttpOutput:
     # -- handlers ------------------------------------------------------------------------------
 
     @web.middleware
+    async def _admit(self, request: web.Request, handler):
+        """A whole request arrived (the connection's deadline is off); its Host must be ours."""
+        self.guard.served(request)
+        host = request.headers.get("Host", "")
+        if not is_allowed(host, self._hosts):
+            raise web.HTTPMisdirectedRequest(text=f"Host {host!r} is not served here; allowed: "
+                                                  f"{', '.join(sorted(self._hosts))} (outputs.http.allowed_hosts)\n")
+        return await handler(request)
+
+    @web.middleware
     async def _auth(self, request: web.Request, handler):
         if self._token is not None:
-            offered = request.query.get("token") or request.headers.get("Authorization", "").removeprefix("Bearer ")
+            scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+            offered = request.query.get("token") or (credentials.strip() if scheme.lower() == "bearer" else "")
             if not hmac.compare_digest(offered.encode(), self._token.encode()):
-                raise web.HTTPUnauthorized(text="access token required (?token= or Authorization: Bearer)\n")
+                raise web.HTTPUnauthorized(text="access token required (?token= or Authorization: Bearer)\n",
+                                           headers={"WWW-Authenticate": "Bearer"})
         return await handler(request)
 
     async def _page(self, request: web.Request) -> web.Response:
@@ -348,6 +371,10 @@ class HttpOutput:
                         "overruns": status.get("overruns")},
             **{key: status.get(key) for key in ("frames", "utterances", "finals", "dropped_utterances", "outbox_depth")},
         }
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.update(SECURITY_HEADERS)
 
 
 def _sse_data(message: dict) -> bytes:
