@@ -86,6 +86,9 @@ class HttpConfig:
         default=5.0, metadata={"min": 0.5, "max": 120.0, "help": "a connection must deliver a complete request "
                                "this soon (and may idle this long between requests), else it is closed"})
     finals_kept: int = field(default=50, metadata={"min": 1, "max": 1000, "help": "finals a new page is sent on connect"})
+    history_file: str | None = field(
+        default=None, metadata={"help": "keeps the page's last finals_kept finals across restarts; "
+                                "null: $STATE_DIRECTORY/captions-history.jsonl under systemd, else none"})
     queue_items: int = field(default=512, metadata={"min": 16, "max": 100000, "help": "agent -> server event queue"})
 
     def __post_init__(self) -> None:

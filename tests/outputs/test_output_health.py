@@ -104,3 +104,13 @@ def test_a_speaker_that_cannot_open_waits_and_recovers_when_it_can(tmp_path, mon
         time.sleep(0.05)
     speaker.close()
     assert changes == [("speaker",), ()] and speaker.sink is not None
+
+
+def test_a_transcript_on_a_full_device_raises_on_write_and_closes_quietly():
+    """/dev/full: every write is ENOSPC. The write says so (the backlog keeps the final); the close at
+    SIGTERM must not, or the stop turns into 'cannot start: [Errno 28]' and exit 78."""
+    writer = TranscriptWriter(TranscriptConfig(path="/dev/full", fsync=False))
+    with pytest.raises(OSError) as full:
+        writer.write(FinalResult(1, "one", {"es": "uno"}))
+    assert full.value.errno == errno.ENOSPC
+    writer.close()
