@@ -93,10 +93,12 @@ def cross_field_issues(config, lines: KeyLines) -> list[ConfigIssue]:
 def environment_issues(config, lines: KeyLines, environ=os.environ) -> list[ConfigIssue]:
     issues = []
     outputs = config.outputs
-    if outputs.transcript.path:
-        problem = _unwritable(Path(outputs.transcript.path), want_dir=False)
+    files = (("outputs.transcript.path", outputs.transcript.path),
+             ("outputs.http.history_file", outputs.http.enabled and outputs.http.history_file))
+    for key, file in files:
+        problem = file and _unwritable(Path(file), want_dir=False)
         if problem:
-            issues.append(lines.issue("outputs.transcript.path", problem))
+            issues.append(lines.issue(key, problem))
     if outputs.speaker.backend == "wav":
         problem = _unwritable(Path(outputs.speaker.output_dir), want_dir=True)
         if problem:

@@ -182,3 +182,16 @@ def test_a_four_mic_profile_on_the_six_mic_hats_eight_channels_is_refused_at_sta
     assert ("input device 'seeed8mic' delivers 8 channel(s) but array 'respeaker-4mic-hat' expects a 4-channel "
             "stream; allowed: array.profile: matrix-voice or respeaker-6mic-hat (8 channels), or capture.channels: 4"
             in ran.stderr) and "Traceback" not in ran.stderr, ran.stderr
+
+
+def test_a_captions_history_file_that_cannot_be_made_is_refused(tmp_path, wav):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way")
+    path = config_file(tmp_path, f"""\
+        capture: {{source: wav, wav: {{path: {wav}}}}}
+        outputs:
+          http:
+            enabled: true
+            history_file: {blocker}/history.jsonl
+        """)
+    assert_refused(path, f"outputs.http.history_file: '{blocker}' is not a directory", line=5)
