@@ -68,6 +68,7 @@ class Uplink:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._spool = _open_spool(spool_dir)
+        self._spool_dir = spool_dir
         self._outbox = Outbox(turns=protocol.turns, max_audio_s=config.outbox_max_audio_s,
                               final_timeout_s=config.final_timeout_s, spoken_language=self._spoken_language(),
                               emit=self._emit, clock=clock, window=protocol.max_in_flight,
@@ -117,7 +118,9 @@ class Uplink:
 
     @property
     def spool_problem(self) -> str | None:
-        return self._spool.problem if self._spool else None
+        if self._spool is None:
+            return f"cannot use {self._spool_dir}: utterances owed a result are in memory only" if self._spool_dir else None
+        return self._spool.problem
 
     @property
     def idle(self) -> bool:
