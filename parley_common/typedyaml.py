@@ -167,7 +167,7 @@ def load_yaml_config(path: str | Path | None, cls: type[T], text: str | None = N
     try:
         root = yaml.compose(text) if text else None
     except yaml.YAMLError as exc:
-        raise ConfigError([ConfigIssue(file, _error_line(exc, text), "", _yaml_problem(exc))]) from None
+        raise ConfigError([ConfigIssue(file, _error_line(exc, text or ""), "", _yaml_problem(exc))]) from None
     result = converter.convert_dataclass(root, cls, "")
     if converter.issues:
         raise ConfigError(sorted(converter.issues, key=lambda issue: issue.line or 0))

@@ -64,17 +64,14 @@ class OutputHealth:
     def failed(self, name: str, detail: str) -> None:
         now = self._clock()
         with self._lock:
-            failure = self._failing.get(name)
-            new = failure is None
-            if new:
-                self._failing[name] = _Failure(detail, now, 1, now)
-                failing = tuple(self._failing)
-            else:
-                failure.errors += 1
-                failure.detail = detail
-                due = now - failure.logged_at_s >= self._log_every_s
-                if due:
-                    failure.logged_at_s = now
+            new = name not in self._failing
+            failure = self._failing.setdefault(name, _Failure(detail, now, 0, now))
+            failure.errors += 1
+            failure.detail = detail
+            due = not new and now - failure.logged_at_s >= self._log_every_s
+            if due:
+                failure.logged_at_s = now
+            failing = tuple(self._failing)
         if new:
             log.error("%s failed: %s; the other outputs go on, and it is retried", name, detail)
             self._on_change(failing)

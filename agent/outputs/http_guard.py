@@ -20,6 +20,7 @@ import logging
 import resource
 import time
 from ipaddress import ip_address
+from typing import cast
 
 from aiohttp import web, web_response
 
@@ -96,7 +97,7 @@ def is_allowed(header: str, hosts: frozenset[str] | None) -> bool:
 
 class _Refused(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport.write(REFUSAL)
+        cast(asyncio.Transport, transport).write(REFUSAL)
         transport.close()
 
 
