@@ -1,6 +1,6 @@
 """The front end: multichannel frames in, utterance events out.
 
-    frame (n, mics) --STFT--> DOA (speech hops only) --> beamformer --ISTFT--> mono frame
+    frame (n, mics) + reference --echo canceller (per mic)--> --STFT--> DOA (speech hops only) --> beamformer --ISTFT--> mono frame
     mono frame --> AGC --> VAD --> segmenter --> SpeechStarted / SpeechChunk / SpeechEnded
 
 The beamformed output lags the input by one STFT hop (10 ms); output frames carry their true
@@ -11,12 +11,17 @@ learning it would teach both to suppress the talker). The DOA also learns a non-
 ``onset_guard_ms`` later, once no speech has begun since: the VAD calls a talker's first syllables
 speech a couple of hundred milliseconds late at low SNR, and whitening with a noise covariance that
 holds them erases the talker's direction and leaves its mirror image (θ + 180°) as the peak.
+
+Echo cancellation (``agent/dsp/echo.py``) is its own first stage, per mic before the DOA and the
+beamformer, so both hear the room without the box's own voice; the VAD hears a copy of the beam
+with the residual echo suppressed as well (``EchoCanceller.suppress_residual``).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -24,6 +29,7 @@ from parley_common.frames import Frame
 from agent.dsp.agc import AgcConfig, LevelNormalizer
 from agent.dsp.beamformer import Beamformer, BeamformerConfig
 from agent.dsp.doa import DoaConfig, WhitenedMusicDoa
+from agent.dsp.echo import EchoConfig, make_echo_canceller
 from agent.dsp.stft import StreamingStft
 from agent.events import SegmentEvent
 from agent.hardware import ArrayGeometry
@@ -35,6 +41,9 @@ HOP_MS = 10
 
 @dataclass(frozen=True)
 class FrontendConfig:
+    echo_cancellation: Literal["off", "speex"] = field(
+        default="speex", metadata={"help": "remove the box's own playback from the mics; off: the mic is gated while it speaks"})
+    echo: EchoConfig = field(default_factory=EchoConfig)
     doa: DoaConfig = field(default_factory=DoaConfig)
     beamformer: BeamformerConfig = field(default_factory=BeamformerConfig)
     agc: AgcConfig = field(default_factory=AgcConfig)
@@ -56,6 +65,8 @@ class FrontEnd:
         self.sample_rate_hz = sample_rate_hz
         self.hop = sample_rate_hz * HOP_MS // 1000
         self.spatial = geometry.is_spatial
+        self._echo = make_echo_canceller(config.echo, config.echo_cancellation, geometry.n_mics, sample_rate_hz)
+        self.last_cancelled: np.ndarray | None = None  # the mics after echo cancellation (None: no reference)
         self._stft = StreamingStft(self.hop, geometry.n_mics)
         self._doa = WhitenedMusicDoa(config.doa, geometry, sample_rate_hz, self._stft.n_fft, self.hop) if self.spatial else None
         self._beamformer = Beamformer(config.beamformer, geometry, sample_rate_hz, self._stft.n_fft, self.hop)
@@ -86,14 +97,38 @@ class FrontEnd:
     def is_speech(self) -> bool:
         return self._speech
 
-    def process(self, frame: Frame, muted: bool = False) -> list[SegmentEvent]:
+    @property
+    def echo_canceller(self):
+        return self._echo
+
+    def process(self, frame: Frame, muted: bool = False, reference: np.ndarray | None = None) -> list[SegmentEvent]:
+        """``reference``: what the speaker played for this frame's samples (int16 (n,)), aligned; None: none."""
+        frame = self._cancel_echo(frame, reference)
         mono = self._beamform(frame, muted) if self.spatial else frame.samples[:, :1]
         if self._agc is not None:
             mono = self._agc.process(mono)
         delay = self.hop if self.spatial else 0
         out = self.last_output = Frame(mono, frame.start_sample - delay, frame.sample_rate_hz)
-        self._speech = (not muted) and self._vad.is_speech(mono[:, 0])
+        self._speech = (not muted) and self._vad.is_speech(self._vad_input(mono[:, 0]))
         return self._segmenter.process(out, self._speech, muted, self.azimuth_deg, self.doa_confidence)
+
+    def _cancel_echo(self, frame: Frame, reference: np.ndarray | None) -> Frame:
+        """The echo stage: per mic, before everything that listens to the room."""
+        if self._echo is None or reference is None:
+            self.last_cancelled = None
+            return frame
+        cancelled = self.last_cancelled = self._echo.process(frame.samples, reference)
+        return Frame(cancelled, frame.start_sample, frame.sample_rate_hz)
+
+    def _vad_input(self, mono: np.ndarray) -> np.ndarray:
+        """The residual echo suppressed on the VAD's copy, at the level before the AGC the suppressor expects."""
+        if self._echo is None or self.last_cancelled is None:
+            return mono
+        gain = 10 ** ((self._agc.gain_db if self._agc is not None else 0.0) / 20)
+        if gain == 1.0:
+            return self._echo.suppress_residual(mono)
+        unlevelled = np.round(mono / gain).astype(np.int16)
+        return np.clip(self._echo.suppress_residual(unlevelled) * gain, -32768, 32767).astype(np.int16)
 
     def flush(self) -> list[SegmentEvent]:
         return self._segmenter.close("shutdown")

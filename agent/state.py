@@ -2,11 +2,14 @@
 
 Stages report facts; the state follows from them by precedence:
 
-    starting (until started) > error > mic_lost > offline > muted > speaking > listening > translating > idle
+    starting (until started) > error > mic_lost > offline > muted > listening > speaking > translating > idle
+
+(listening outranks speaking: in full duplex a person talking over the playback is what matters.)
 
 How every state is left, so none can stick:
 - error: a fatal uplink error; cleared when the link comes up again — never by time alone,
-  because the cause is real.
+  because the cause is real. Also a hardware problem the self-check found and could not repair
+  (a dead or swapped mic, a rotated channel order with repair off): it lasts until the next start.
 - mic_lost: the input device is missing (at boot: a HAT not yet probed, a USB mic unplugged) or
   stopped delivering audio; capture keeps reopening it with backoff, and the first frame that
   flows again clears it. Never left by time alone, and never a crash: the box waits for its mic.
@@ -36,6 +39,7 @@ class DeviceStateMachine:
         self._link_up: bool | None = None
         self._uplink_error: str | None = None
         self._capture_error: str | None = None
+        self._hardware_problem: str | None = None
         self._muted = False
         self._speaking = False
         self._listening = False
@@ -79,6 +83,9 @@ class DeviceStateMachine:
         if fatal:
             self._update(_uplink_error=message)
 
+    def hardware_problem(self, detail: str) -> None:
+        self._update(_hardware_problem=detail)
+
     def speech_started(self) -> None:
         self._update(_listening=True)
 
@@ -111,7 +118,7 @@ class DeviceStateMachine:
     def _derive(self) -> str:
         if self._starting:
             return "starting"
-        if self._uplink_error:
+        if self._uplink_error or self._hardware_problem:
             return "error"
         if self._capture_error:
             return "mic_lost"
@@ -119,10 +126,10 @@ class DeviceStateMachine:
             return "offline"
         if self._muted:
             return "muted"
-        if self._speaking:
-            return "speaking"
         if self._listening:
             return "listening"
+        if self._speaking:
+            return "speaking"
         if self._awaiting_finals:
             return "translating"
         return "idle"
