@@ -270,12 +270,19 @@ class Agent:
         self.hardware_problems = problems
         if problems:
             self.state.hardware_problem("; ".join(problems))
+        fixed = [self._fixed(frame) for frame in frames]
+        if result.delay_ms is not None:
+            self.duplex.train(fixed)
         return [(frame, bool(np.any(self.reference.read(frame.start_sample, frame.n_samples)[0]))) for frame in frames]
+
+    def _fixed(self, frame: Frame) -> Frame:
+        if self._channel_fix is None:
+            return frame
+        return Frame(np.ascontiguousarray(frame.samples[:, self._channel_fix]), frame.start_sample, frame.sample_rate_hz)
 
     def _process_frame(self, frame: Frame, gated: bool | None = None) -> None:
         """One frame: channel fix, echo reference, gate, front end, barge-in, routing."""
-        if self._channel_fix is not None:
-            frame = Frame(np.ascontiguousarray(frame.samples[:, self._channel_fix]), frame.start_sample, frame.sample_rate_hz)
+        frame = self._fixed(frame)
         if self.counters.frames == 0 or self.capture.reopens:
             self.state.capture_ok()
         self.counters.frames += 1

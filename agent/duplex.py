@@ -30,6 +30,8 @@ log = logging.getLogger("parley.duplex")
 FAR_END_DBFS = -55.0  # a reference frame quieter than this is not playback
 INAUDIBLE_ECHO_DB = 6.0  # mic within this of the room's floor during playback: nothing to cancel
 FLOOR_RISE_DB_PER_FRAME = 0.01
+TRAINING_PASSES = 8
+HISTORY_S = 1.5  # playback kept to re-train the canceller on after the reference moved
 
 
 def _dbfs(samples: np.ndarray) -> float:
@@ -64,6 +66,10 @@ class Duplex:
         self._vad_window: deque[bool] = deque(maxlen=window)
         self._barge_in_needed = int(np.ceil(speaker_config.barge_in_speech_ratio * window))
         self._last_reference: np.ndarray | None = None
+        # the echo may sit anywhere from half the lead to half the filter behind the reference
+        # before it is moved: re-aligning costs a re-learn, a few ms of drift cost nothing
+        self._lag_window = (lead // 2, config.tail_ms * rate_hz // 2000)
+        self._history: deque[Frame] = deque(maxlen=int(HISTORY_S * rate_hz / frame_samples))
         self.mode, self.reason = ("full", "") if self.enabled else ("half", "echo cancellation off")
         self.erle_db: float | None = None
         self.delay_ms: float = config.initial_delay_ms
@@ -95,10 +101,22 @@ class Duplex:
         self.offset_samples = int(round(delay_ms * self.rate_hz / 1000)) - self._lead
         log.info("echo path delay %.1f ms (the reference is fed %.0f ms before it)", delay_ms, self.config.lead_ms)
 
+    def train(self, frames: list[Frame], passes: int = TRAINING_PASSES) -> None:
+        """Let the canceller learn the echo path from the self-check's chirp before any translation
+        plays: the recording is fed ``passes`` times (SpeexDSP's filter converges over seconds of
+        far-end; 8 passes over the chirp take the first words of speech from ~8 to ~17 dB)."""
+        if not self.enabled or self.canceller is None or not frames:
+            return
+        references = [self.timeline.read(f.start_sample - self.offset_samples, f.n_samples)[0] for f in frames]
+        for _ in range(passes):
+            for frame, reference in zip(frames, references):
+                self.canceller.process(frame.samples, reference)
+
     # -- after the front end -----------------------------------------------------------------
 
     def observe(self, raw: Frame, cancelled: np.ndarray | None, vad_speech: bool) -> None:
         if self.enabled and cancelled is not None and self._last_reference is not None:
+            self._history.append(raw)
             self._follow_echo(raw.samples[:, 0], cancelled[:, 0], self._last_reference)
             if not self.speaker.playing and not self.timeline.playing and self.stalled and self._missing_ms == 0:
                 self.stalled = False
@@ -125,18 +143,20 @@ class Duplex:
                 self.converged = True
                 log.info("echo canceller converged (%.0f dB): full duplex during playback", self.erle_db)
         lag = self._tracker.observe(reference, mic)
-        if lag is not None and abs(lag - self._lead) > self.config.retrack_ms * self.rate_hz / 1000:
+        if lag is not None and not self._lag_window[0] <= lag <= self._lag_window[1]:
             self.offset_samples += lag - self._lead
             self.delay_ms = 1000 * (self.offset_samples + self._lead) / self.rate_hz
-            log.warning("echo path delay moved by %.1f ms: reference re-aligned, canceller re-learning (gate meanwhile)",
+            log.warning("echo path delay moved by %.1f ms: reference re-aligned, canceller re-learning",
                         1000 * (lag - self._lead) / self.rate_hz)
             self._relearn()
 
     def _relearn(self) -> None:
-        if self.canceller is not None:
-            self.canceller.reset()
+        """The filter modelled the old alignment: start again, trained on the playback just heard."""
         self.converged = False
         self._converged_ms = 0.0
+        if self.canceller is not None:
+            self.canceller.reset()
+            self.train(list(self._history))
 
     def _update_mode(self) -> None:
         if not self.enabled:

@@ -37,6 +37,7 @@ from parley_common.vad.engines import VadConfig, make_vad
 from parley_common.vad.segmenter import Segmenter, SegmenterConfig
 
 HOP_MS = 10
+FAR_END_HOLD_HOPS = 50  # the room's echo tail outlasts the playback by a few hundred ms
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class FrontEnd:
         self.spatial = geometry.is_spatial
         self._echo = make_echo_canceller(config.echo, config.echo_cancellation, geometry.n_mics, sample_rate_hz)
         self.last_cancelled: np.ndarray | None = None  # the mics after echo cancellation (None: no reference)
+        self._far_end_hops = 0  # the box played within this many hops: the VAD hears the suppressed copy
         self._stft = StreamingStft(self.hop, geometry.n_mics)
         self._doa = WhitenedMusicDoa(config.doa, geometry, sample_rate_hz, self._stft.n_fft, self.hop) if self.spatial else None
         self._beamformer = Beamformer(config.beamformer, geometry, sample_rate_hz, self._stft.n_fft, self.hop)
@@ -109,7 +111,7 @@ class FrontEnd:
             mono = self._agc.process(mono)
         delay = self.hop if self.spatial else 0
         out = self.last_output = Frame(mono, frame.start_sample - delay, frame.sample_rate_hz)
-        self._speech = (not muted) and self._vad.is_speech(self._vad_input(mono[:, 0]))
+        self._speech = (not muted) and self._vad.is_speech(self._vad_input(mono[:, 0], self._far_end_hops > 0))
         return self._segmenter.process(out, self._speech, muted, self.azimuth_deg, self.doa_confidence)
 
     def _cancel_echo(self, frame: Frame, reference: np.ndarray | None) -> Frame:
@@ -118,17 +120,19 @@ class FrontEnd:
             self.last_cancelled = None
             return frame
         cancelled = self.last_cancelled = self._echo.process(frame.samples, reference)
+        self._far_end_hops = FAR_END_HOLD_HOPS if np.any(reference) else max(0, self._far_end_hops - frame.n_samples // self.hop)
         return Frame(cancelled, frame.start_sample, frame.sample_rate_hz)
 
-    def _vad_input(self, mono: np.ndarray) -> np.ndarray:
-        """The residual echo suppressed on the VAD's copy, at the level before the AGC the suppressor expects."""
+    def _vad_input(self, mono: np.ndarray, far_end: bool) -> np.ndarray:
+        """While the box plays: the residual echo suppressed on the VAD's copy (the suppressor runs
+        always, to keep its noise estimate, at the level before the AGC it expects)."""
         if self._echo is None or self.last_cancelled is None:
             return mono
         gain = 10 ** ((self._agc.gain_db if self._agc is not None else 0.0) / 20)
-        if gain == 1.0:
-            return self._echo.suppress_residual(mono)
-        unlevelled = np.round(mono / gain).astype(np.int16)
-        return np.clip(self._echo.suppress_residual(unlevelled) * gain, -32768, 32767).astype(np.int16)
+        suppressed = self._echo.suppress_residual(np.round(mono / gain).astype(np.int16))
+        if not far_end:
+            return mono
+        return np.clip(suppressed * gain, -32768, 32767).astype(np.int16)
 
     def flush(self) -> list[SegmentEvent]:
         return self._segmenter.close("shutdown")

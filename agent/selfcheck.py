@@ -22,7 +22,7 @@ from agent.hardware import ArrayGeometry
 log = logging.getLogger("parley.selfcheck")
 
 SOUND_M_PER_S = 343.0
-BAND_HZ = (300.0, 3800.0)
+BAND_HZ = (150.0, 7000.0)
 SEARCH_MS = (-50.0, 300.0)
 DEAD_BELOW_DB = 20.0  # a channel this far under the median heard nothing of the chirp
 WRONG_ORDER_RMS_US = 30.0  # arrivals farther than this from the profile's pattern: not as mounted

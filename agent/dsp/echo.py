@@ -62,8 +62,6 @@ class EchoConfig:
                                "help": "playing but no reference for this long: fall back to the half-duplex gate"})
     track_window_ms: int = field(
         default=1000, metadata={"min": 200, "max": 10000, "help": "playback per delay re-measurement"})
-    retrack_ms: float = field(
-        default=4.0, metadata={"min": 0.5, "max": 100.0, "help": "a measured delay this far from the current one moves the reference"})
 
     def __post_init__(self) -> None:
         if self.lead_ms >= self.tail_ms:
@@ -130,7 +128,8 @@ class SpeexEchoCanceller(EchoCanceller):
 
     def _make_preprocess(self):
         pre = self._lib.speex_preprocess_state_init(self.frame_samples, self._rate)
-        for request, value in ((SPEEX_PREPROCESS_SET_DENOISE, 0), (SPEEX_PREPROCESS_SET_AGC, 0),
+        # speex_preprocess applies no gain at all with its denoiser off, the echo suppressor included
+        for request, value in ((SPEEX_PREPROCESS_SET_DENOISE, 1), (SPEEX_PREPROCESS_SET_AGC, 0),
                                (SPEEX_PREPROCESS_SET_DEREVERB, 0),
                                (SPEEX_PREPROCESS_SET_ECHO_SUPPRESS, self._config.suppress_db),
                                (SPEEX_PREPROCESS_SET_ECHO_SUPPRESS_ACTIVE, self._config.suppress_active_db)):
