@@ -259,6 +259,8 @@ class Agent:
         with whether the box was playing then (they go through the front end afterwards)."""
         result, frames = run_self_check(self.config.self_check, self.capture, self.speaker, self.reference,
                                         self.capture_clock, self.geometry, self.config.capture.sample_rate_hz, self._stop)
+        if self._stop.is_set():
+            return []  # stopped during the check: what it heard was the chirp
         self.self_check = result
         if result.delay_ms is not None:
             self.duplex.set_delay(result.delay_ms)
@@ -295,7 +297,7 @@ class Agent:
         self.duplex.observe(frame, self.frontend.last_cancelled, self.frontend.is_speech)
         self._talker_speaking = self.frontend.is_speech or self._in_utterance  # read by the speaker's hold rule
         if self.recorder is not None:
-            self.recorder.frame(frame, self.frontend.last_output)
+            self.recorder.frame(frame, self.frontend.last_output, reference)
         for event in events:
             self._route_segment_event(event)
 

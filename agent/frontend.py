@@ -38,6 +38,7 @@ from parley_common.vad.segmenter import Segmenter, SegmenterConfig
 
 HOP_MS = 10
 FAR_END_HOLD_HOPS = 50  # the room's echo tail outlasts the playback by a few hundred ms
+FAR_END_VAD_FLOOR_DBFS = -60.0  # bench/echo.py: 90 % of a talker's frames are louder, suppressed residue is not
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ class FrontEnd:
             mono = self._agc.process(mono)
         delay = self.hop if self.spatial else 0
         out = self.last_output = Frame(mono, frame.start_sample - delay, frame.sample_rate_hz)
-        self._speech = (not muted) and self._vad.is_speech(self._vad_input(mono[:, 0], self._far_end_hops > 0))
+        self._speech = (not muted) and self._is_speech(mono[:, 0])
         return self._segmenter.process(out, self._speech, muted, self.azimuth_deg, self.doa_confidence)
 
     def _cancel_echo(self, frame: Frame, reference: np.ndarray | None) -> Frame:
@@ -122,6 +123,15 @@ class FrontEnd:
         cancelled = self.last_cancelled = self._echo.process(frame.samples, reference)
         self._far_end_hops = FAR_END_HOLD_HOPS if np.any(reference) else max(0, self._far_end_hops - frame.n_samples // self.hop)
         return Frame(cancelled, frame.start_sample, frame.sample_rate_hz)
+
+    def _is_speech(self, mono: np.ndarray) -> bool:
+        """While the box plays the VAD hears the suppressed copy, and a frame that quiet is not a
+        talker (Silero calls residue near digital silence speech now and then)."""
+        far_end = self._far_end_hops > 0
+        heard = self._vad_input(mono, far_end)
+        if far_end and 10 * np.log10(np.mean(heard.astype(np.float64) ** 2) / 32768.0 ** 2 + 1e-15) < FAR_END_VAD_FLOOR_DBFS:
+            return False
+        return self._vad.is_speech(heard)
 
     def _vad_input(self, mono: np.ndarray, far_end: bool) -> np.ndarray:
         """While the box plays: the residual echo suppressed on the VAD's copy (the suppressor runs

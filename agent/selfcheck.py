@@ -28,6 +28,7 @@ DEAD_BELOW_DB = 20.0  # a channel this far under the median heard nothing of the
 WRONG_ORDER_RMS_US = 30.0  # arrivals farther than this from the profile's pattern: not as mounted
 BETTER_BY = 4.0  # a re-ordering must fit this many times better (squared error) to be believed
 LISTEN_AFTER_S = 0.5
+HEARD_ABOVE_FLOOR_DB = 6.0
 FRAMES_BEFORE_CHIRP = 5
 
 
@@ -42,6 +43,7 @@ class SelfCheckConfig:
 
 @dataclass
 class SelfCheckResult:
+    heard: bool = True
     delay_ms: float | None = None
     arrivals_us: list[float] = field(default_factory=list)
     levels_db: list[float] = field(default_factory=list)
@@ -113,6 +115,13 @@ def analyze_self_check(mics: np.ndarray, reference: np.ndarray, geometry: ArrayG
     result.levels_db = [float(v) for v in levels]
     if not active.any():
         result.problems.append("self-check: the chirp never reached the reference (speaker not playing)")
+        return result
+    first = int(np.argmax(active))
+    quiet = mics[:first] if first >= rate_hz // 20 else mics[~active]
+    floor = 10 * np.log10(np.mean(quiet ** 2, axis=0) + 1e-9) if len(quiet) else np.zeros(mics.shape[1])
+    if np.max(levels - floor) < HEARD_ABOVE_FLOOR_DB:
+        result.heard = False  # no echo path (headphones, a speaker far away): nothing to cancel, nothing wrong
+        log.info("self-check: the mics do not hear the speaker (%.0f dB over the room at most)", np.max(levels - floor))
         return result
     alive = (levels > np.median(levels) - DEAD_BELOW_DB) & np.any(mics != 0, axis=0)
     result.dead_mics = [int(i) for i in np.flatnonzero(~alive)]
@@ -198,3 +207,27 @@ def run_self_check(config: SelfCheckConfig, capture, speaker, timeline, clock, g
 
 def _fmt(value: float | None) -> str:
     return "?" if value is None else f"{value:.0f}" if abs(value) >= 10 else f"{value:.1f}"
+
+
+def check_box(config, room=None) -> SelfCheckResult:
+    """``parley self-check``: capture and speaker opened alone, the chirp played once, then closed."""
+    from agent.audio import open_capture
+    from agent.dsp.echo_reference import CaptureClock, ReferenceTimeline
+    from agent.outputs.speaker import Speaker
+
+    rate_hz = config.capture.sample_rate_hz
+    clock = CaptureClock(rate_hz)
+    timeline = ReferenceTimeline(clock)
+    capture = open_capture(config.capture, config.geometry)
+    if room is not None:
+        capture = room.wrap_capture(capture)
+    speaker = Speaker(config.outputs.speaker, sink=room.speaker_sink(config.outputs.speaker) if room else None,
+                      reference=timeline, capture_rate_hz=rate_hz)
+    try:
+        speaker.start()
+        capture.start()
+        result, _ = run_self_check(config.self_check, capture, speaker, timeline, clock, config.geometry, rate_hz)
+        return result
+    finally:
+        speaker.close()
+        capture.close()

@@ -72,7 +72,8 @@ FAR_END = ("Buenos días, bienvenidos a la reunión de hoy.", "La estación de t
 class BenchSpeaker:
     """The speaker as ``Duplex`` sees it, driven by the bench's schedule."""
 
-    def __init__(self, tail_samples: int):
+    def __init__(self, tail_samples: int, react: bool = True):
+        self.react = react
         self.playing = False
         self.stop_requested = False
         self.barge_ins = 0
@@ -88,7 +89,7 @@ class BenchSpeaker:
         self._gate_until = self.now + self._tail
 
     def barge_in(self) -> None:
-        if self.playing and not self.stop_requested:
+        if self.react and self.playing and not self.stop_requested:
             self.barge_ins += 1
             self.stop_requested = True
 
@@ -109,14 +110,15 @@ def build_timeline(talkers, far_end, first_alone_s=1.6):
     return playbacks, spans, cursor + RATE
 
 
-def run_box(geometry, near, playbacks, room: EchoRoom, config: FrontendConfig, delay_error: int, echo_alone=False):
+def run_box(geometry, near, playbacks, room: EchoRoom, config: FrontendConfig, delay_error: int, echo_alone=False,
+            react=True):
     """One pass of the box over the timeline. Returns segments, barge-in times, playback-only seconds,
     and (for ``echo_alone``) the per-mic echo and canceller output."""
     frontend = FrontEnd(config, geometry, RATE)
     clock = CaptureClock(RATE)
     clock.observe(0, 0.0)
     timeline = ReferenceTimeline(clock, capacity_s=8.0)
-    speaker = BenchSpeaker(int(0.3 * RATE))
+    speaker = BenchSpeaker(int(0.3 * RATE), react)
     speaker_config = SpeakerConfig()
     duplex = Duplex(config.echo_cancellation, config.echo, speaker_config, timeline, speaker, RATE, FRAME)
     duplex.canceller = frontend.echo_canceller
@@ -258,8 +260,16 @@ def decode(recognizer, options, pcm: np.ndarray) -> str:
     return whisper_decode(recognizer, options, pcm)
 
 
+def trimmed(signal: np.ndarray) -> np.ndarray:
+    """The recording without its leading and trailing silence, so onsets (barge-in timing) are the speech's."""
+    loud = np.flatnonzero(np.abs(signal) > 0.05 * np.max(np.abs(signal)))
+    margin = RATE // 50
+    return signal[max(0, loud[0] - margin):loud[-1] + margin]
+
+
 def make_condition(geometry, rirs, talkers, far_end, clip, seed, shared):
     """The near-end scene and the echo room, levels set as in the module docstring."""
+    talkers = [(text, trimmed(signal)) for text, signal in talkers]
     playbacks, spans, length = build_timeline([t for _, t in talkers], far_end)
     track = np.zeros(length)
     for (a, b), (_, signal) in zip(spans, talkers):
@@ -267,11 +277,12 @@ def make_condition(geometry, rirs, talkers, far_end, clip, seed, shared):
     scene = simulate_scene(geometry, [track], talker_azimuth_deg=60.0, distance_m=1.5, rt60_s=rirs[1], noise="diffuse",
                            snr_db=20.0, seed=seed, noise_dir=shared / "noise" if shared else None, gap_s=0.0)
     near = scene.mixture[:length].astype(float) * 0.16
+    noise = scene.noise_image[:length] * 0.16
     talker_db = 10 * np.log10(np.mean(scene.speech_image[:length][track != 0, 0] ** 2) * 0.16 ** 2)
     far_all = np.concatenate([far for _, far in playbacks]).astype(float)
     echo_db = 10 * np.log10(np.mean(np.convolve(far_all, rirs[0][:, 0])[:len(far_all)] ** 2))
     gain = 10 ** ((talker_db + ECHO_OVER_TALKER_DB - echo_db) / 20)
-    return near, playbacks, spans, lambda delay_error_ms: EchoRoom(rirs[0], gain=gain, clip=clip)
+    return near, noise, playbacks, spans, lambda delay_error_ms: EchoRoom(rirs[0], gain=gain, clip=clip)
 
 
 def cpu_rtf(n_mics_profile: str, engine: str, seconds: float = 10.0) -> float:
@@ -287,13 +298,15 @@ def cpu_rtf(n_mics_profile: str, engine: str, seconds: float = 10.0) -> float:
 
 
 def run_cell(geometry, condition, delay_error_ms, texts, recognizer, options) -> dict:
-    near, playbacks, spans, room_for = condition
+    near, noise, playbacks, spans, room_for = condition
     error = int(round(delay_error_ms * RATE / 1000))
     cell = {"delay_error_ms": delay_error_ms}
     speex, gate = FrontendConfig(), replace(FrontendConfig(), echo_cancellation="off")
-    alone_segments, alone_barge_ins, alone_play_s, (echo0, out0) = run_box(
-        geometry, near, playbacks, room_for(delay_error_ms), speex, error, echo_alone=True)
+    _, _, _, (echo0, out0) = run_box(geometry, near, playbacks, room_for(delay_error_ms), speex, error,
+                                     echo_alone=True, react=False)
     cell.update(erle_figures(echo0, out0, playbacks))
+    alone_segments, alone_barge_ins, alone_play_s, _ = run_box(geometry, noise, playbacks, room_for(delay_error_ms),
+                                                              speex, error)  # the room's noise, nobody talking
     cell["false_barge_ins_per_min"] = 60 * len(alone_barge_ins) / alone_play_s
     cell["self_utterances_echo_alone"] = len(alone_segments)
     for name, config in (("cancel", speex), ("gate", gate)):
@@ -336,7 +349,7 @@ def main() -> int:
             for clip in clips:
                 condition = make_condition(geometry, rirs, talkers, far_end, clip, seed=int(rt60 * 10), shared=shared)
                 if rt60 not in silence:
-                    near, _, spans, room_for = condition
+                    near, _, _, spans, room_for = condition
                     segments, _, _, _ = run_box(geometry, near, [], room_for(0.0), FrontendConfig(), 0)
                     silence[rt60] = score(segments, [], spans, texts, [], recognizer, options)
                 for error_ms in errors_ms:

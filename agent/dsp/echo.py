@@ -46,7 +46,7 @@ class EchoConfig:
         default=True, metadata={"help": "speex_preprocess residual-echo suppression on the VAD's copy of the beam"})
     suppress_db: int = field(default=-40, metadata={"min": -90, "max": 0, "help": "residual echo suppression, far end alone"})
     suppress_active_db: int = field(
-        default=-15, metadata={"min": -90, "max": 0, "help": "residual echo suppression while someone also speaks"})
+        default=-6, metadata={"min": -90, "max": 0, "help": "residual echo suppression while someone also speaks (deeper delays barge-in)"})
     lead_ms: float = field(
         default=10.0, metadata={"min": 0.0, "max": 100.0,
                                 "help": "the reference is fed this much before the measured echo (never later than it)"})
@@ -112,6 +112,8 @@ def _load_speexdsp():
 class SpeexEchoCanceller(EchoCanceller):
     """SpeexDSP MDF, one multichannel state (``speex_echo_state_init_mc``): all mics share the
     far-end spectrum and one double-talk decision, so 4 mics cost less than 4 mono filters."""
+
+    library = staticmethod(lambda: _load_speexdsp())
 
     def __init__(self, config: EchoConfig, n_mics: int, sample_rate_hz: int):
         self._lib = _load_speexdsp()
