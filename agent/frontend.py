@@ -29,7 +29,7 @@ from parley_common.frames import Frame
 from agent.dsp.agc import AgcConfig, LevelNormalizer
 from agent.dsp.beamformer import Beamformer, BeamformerConfig
 from agent.dsp.doa import DoaConfig, WhitenedMusicDoa
-from agent.dsp.echo import EchoConfig, make_echo_canceller
+from agent.dsp.echo import EchoConfig, echo_likeness, make_echo_canceller, speaker_level_pattern_db
 from agent.dsp.stft import StreamingStft
 from agent.events import SegmentEvent
 from agent.hardware import ArrayGeometry
@@ -38,6 +38,7 @@ from parley_common.vad.segmenter import Segmenter, SegmenterConfig
 
 HOP_MS = 10
 FAR_END_HOLD_HOPS = 50  # the room's echo tail outlasts the playback by a few hundred ms
+ECHO_LIKENESS_MAX = 0.5
 FAR_END_VAD_FLOOR_DBFS = -60.0  # bench/echo.py: 90 % of a talker's frames are louder, suppressed residue is not
 
 
@@ -70,6 +71,7 @@ class FrontEnd:
         self._echo = make_echo_canceller(config.echo, config.echo_cancellation, geometry.n_mics, sample_rate_hz)
         self.last_cancelled: np.ndarray | None = None  # the mics after echo cancellation (None: no reference)
         self._far_end_hops = 0  # the box played within this many hops: the VAD hears the suppressed copy
+        self._speaker_pattern_db = speaker_level_pattern_db(geometry.mic_positions_m, geometry.speaker_position_m)
         self._stft = StreamingStft(self.hop, geometry.n_mics)
         self._doa = WhitenedMusicDoa(config.doa, geometry, sample_rate_hz, self._stft.n_fft, self.hop) if self.spatial else None
         self._beamformer = Beamformer(config.beamformer, geometry, sample_rate_hz, self._stft.n_fft, self.hop)
@@ -131,6 +133,9 @@ class FrontEnd:
         heard = self._vad_input(mono, far_end)
         if far_end and 10 * np.log10(np.mean(heard.astype(np.float64) ** 2) / 32768.0 ** 2 + 1e-15) < FAR_END_VAD_FLOOR_DBFS:
             return False
+        if far_end and self._speaker_pattern_db is not None and \
+                echo_likeness(self.last_cancelled, self._speaker_pattern_db) > ECHO_LIKENESS_MAX:
+            return False  # the residue is louder at the mics next to the loudspeaker: the box's own voice
         return self._vad.is_speech(heard)
 
     def _vad_input(self, mono: np.ndarray, far_end: bool) -> np.ndarray:

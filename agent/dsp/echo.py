@@ -184,6 +184,21 @@ class SpeexEchoCanceller(EchoCanceller):
 ENGINES = {"speex": SpeexEchoCanceller}
 
 
+def speaker_level_pattern_db(mic_positions_m: np.ndarray, speaker_m) -> np.ndarray | None:
+    """How much louder each mic hears the box's own loudspeaker than the mics' average (1/r: a
+    speaker a few cm away is several dB louder at the near mics; a talker a metre away is not)."""
+    if speaker_m is None or len(mic_positions_m) < 2:
+        return None
+    level = -20 * np.log10(np.linalg.norm(mic_positions_m - np.asarray(speaker_m, dtype=float), axis=1))
+    return level - level.mean()
+
+
+def echo_likeness(mics: np.ndarray, pattern_db: np.ndarray) -> float:
+    """1 when the mics' level differences are the loudspeaker's, 0 when the level is even (a talker)."""
+    level = 10 * np.log10(np.mean(mics.astype(np.float64) ** 2, axis=0) + 1e-9)
+    return float(np.dot(level - level.mean(), pattern_db) / np.dot(pattern_db, pattern_db))
+
+
 def make_echo_canceller(config: EchoConfig, engine: str, n_mics: int, sample_rate_hz: int) -> EchoCanceller | None:
     """None for ``off``; raises EchoUnavailable when the engine's library is missing."""
     if engine == "off":
