@@ -8,6 +8,7 @@ Threads, each forced by a library or by hardware, with bounded queues between th
     uplink thread(s) (websocket-client, one per party language) --ResultEvent queue--> results thread
     results thread: console, transcript, subtitles, speaker queue, state machine, HTTP queue
     speaker thread, LED thread, HTTP thread (asyncio: captions page, /healthz, /metrics): inside their outputs
+    (the speaker thread also writes the echo reference; the pipeline reads it: ``agent/duplex.py``)
     main thread: signals, systemd notify/watchdog, state-machine ticks
 
 The device state shown on the LEDs is owned by one DeviceStateMachine; every stage only reports
@@ -105,26 +106,8 @@ class Agent:
             claimed.callback(self.uplink.close)
             self.frontend = FrontEnd(frontend_for(config.frontend, config.conversation), self.geometry,
                                      config.capture.sample_rate_hz, first_utterance_id=self.uplink.next_utterance_id)
-            rate_hz = config.capture.sample_rate_hz
-            self.capture_clock = CaptureClock(rate_hz)
-            self.reference = ReferenceTimeline(self.capture_clock)  # the self-check needs it even with cancellation off
-            self._talker_speaking = False
-            self._in_utterance = False
-            self.speaker = Speaker(
-                config.outputs.speaker,
-                on_playback_started=self.state.speaker_started,
-                on_playback_finished=self.state.speaker_finished,
-                sink=room.speaker_sink(config.outputs.speaker) if room is not None else None,
-                talker_speaking=lambda: self._talker_speaking, reference=self.reference, capture_rate_hz=rate_hz,
-            )
+            self.speaker = self._speaker_and_duplex(config, room)
             claimed.callback(self.speaker.close)
-            self.duplex = Duplex(config.frontend.echo_cancellation, config.frontend.echo, config.outputs.speaker,
-                                 self.reference, self.speaker, rate_hz, rate_hz * config.capture.frame_ms // 1000,
-                                 on_change=self._duplex_changed)
-            self.duplex.canceller = self.frontend.echo_canceller
-            self._channel_fix: list[int] | None = None  # the self-check's repair of a rotated channel order
-            self.self_check = None
-            self.hardware_problems: list[str] = []
             self.console = ConsoleOutput(config.outputs.console)
             self.transcript = TranscriptWriter(config.outputs.transcript)
             claimed.callback(self.transcript.close)
@@ -145,6 +128,26 @@ class Agent:
         self._pipeline = threading.Thread(target=self._pipeline_loop, name="pipeline", daemon=True)
         self._results_thread = threading.Thread(target=self._results_loop, name="results", daemon=True)
         self._threads = [self._pipeline, self._results_thread]
+
+    def _speaker_and_duplex(self, config: AgentConfig, room) -> Speaker:
+        """The speaker, the echo reference it writes on the capture clock, and the duplex decision."""
+        rate_hz = config.capture.sample_rate_hz
+        self.capture_clock = CaptureClock(rate_hz)
+        self.reference = ReferenceTimeline(self.capture_clock)  # the self-check needs it even with cancellation off
+        self._talker_speaking = False  # written by the pipeline, read by the speaker's hold rule
+        self._in_utterance = False
+        self._channel_fix: list[int] | None = None  # the self-check's repair of a rotated channel order
+        self.self_check = None
+        self.hardware_problems: list[str] = []
+        speaker = Speaker(config.outputs.speaker, on_playback_started=self.state.speaker_started,
+                          on_playback_finished=self.state.speaker_finished,
+                          sink=room.speaker_sink(config.outputs.speaker) if room is not None else None,
+                          talker_speaking=lambda: self._talker_speaking, reference=self.reference, capture_rate_hz=rate_hz)
+        self.duplex = Duplex(config.frontend.echo_cancellation, config.frontend.echo, config.outputs.speaker,
+                             self.reference, speaker, rate_hz, rate_hz * config.capture.frame_ms // 1000,
+                             on_change=self._duplex_changed)
+        self.duplex.canceller = self.frontend.echo_canceller
+        return speaker
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -136,19 +136,8 @@ def run_box(geometry, near, playbacks, room: EchoRoom, config: FrontendConfig, d
         speaker.now = s
         for start in [t for t in schedule if s <= t < s + FRAME]:
             playing, play_pos, speaker.playing, speaker.stop_requested = schedule.pop(start), 0, True, False
-        if playing is not None:  # the device: LATENCY samples ahead of what the room hears
-            if speaker.stop_requested:
-                playing = None
-            else:
-                piece = playing[play_pos:play_pos + FRAME]
-                timeline.write(piece, (s + LATENCY) / RATE, LATENCY / RATE)
-                room.emit(s + LATENCY + delay_error, piece)
-                play_pos += FRAME
-                if play_pos >= len(playing):
-                    playing = None
-            if playing is None:
-                timeline.end_playback()
-                speaker.ended()
+        if playing is not None:
+            playing, play_pos = play_frame(playing, play_pos, s, speaker, timeline, room, delay_error)
         echo = room.echo(s, FRAME)
         mics = (dither.standard_normal((FRAME, geometry.n_mics)) * 3 if echo_alone else near[s:s + FRAME].astype(float)) \
             + (echo if echo is not None else 0.0)
@@ -171,6 +160,20 @@ def run_box(geometry, near, playbacks, room: EchoRoom, config: FrontendConfig, d
         current = follow_segments(events, segments, current)
     follow_segments(frontend.flush(), segments, current)
     return segments, barge_ins, play_only_frames * FRAME / RATE, (np.concatenate(echo0), np.concatenate(out0))
+
+
+def play_frame(playing, play_pos, s, speaker, timeline, room, delay_error):
+    """The device, one frame: LATENCY samples ahead of what the room hears, the reference stamped so."""
+    if not speaker.stop_requested:
+        piece = playing[play_pos:play_pos + FRAME]
+        timeline.write(piece, (s + LATENCY) / RATE, LATENCY / RATE)
+        room.emit(s + LATENCY + delay_error, piece)
+        play_pos += FRAME
+    if speaker.stop_requested or play_pos >= len(playing):
+        timeline.end_playback()
+        speaker.ended()
+        return None, 0
+    return playing, play_pos
 
 
 def follow_segments(events, segments, current):
