@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from agent.hardware import ArrayGeometry
+from agent.outputs.speaker_sinks import SELF_CHECK_LABEL
 
 log = logging.getLogger("parley.selfcheck")
 
@@ -187,7 +188,8 @@ def run_self_check(config: SelfCheckConfig, capture, speaker, timeline, clock, g
         clock.observe(frame.end_sample, time.monotonic())
         frames.append(frame)
         if len(frames) == FRAMES_BEFORE_CHIRP:  # the capture clock is known: the chirp can be placed on it
-            speaker.play_signal(signal, rate_hz, "self-check")
+            log.info("self-check: playing a %d ms chirp at %.0f dBFS", config.duration_ms, config.level_dbfs)
+            speaker.play_signal(signal, rate_hz, SELF_CHECK_LABEL)
         references.append(timeline.read(frame.start_sample, frame.n_samples)[0])
         if heard_end_at is None and speaker.played_signals and not speaker.playing:
             heard_end_at = time.monotonic()

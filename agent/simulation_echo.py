@@ -117,7 +117,7 @@ class RoomSink:
     def begin(self, label: str, rate_hz: int | None = None) -> None:
         self._cursor = None
         if self._files is not None:
-            self._files.begin(label, self.rate_hz)
+            self._files.begin(label, self.rate_hz)  # (no file for the self-check's chirp)
 
     def write(self, chunk: np.ndarray) -> None:
         if self._files is not None:

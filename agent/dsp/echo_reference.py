@@ -108,10 +108,12 @@ class DelayTracker:
 
     ``observe`` gets the reference as fed and mic 0 as captured; every ``window`` samples of
     far-end activity it cross-correlates them (phase transform, so the speech spectrum does not
-    smear the peak) and returns the echo's lag in samples when the peak is clear, else None.
+    smear the peak) and returns the echo's lag in samples when the peak is clear and the window
+    before found the same, else None (a chance peak between unrelated signals moves nothing).
     """
 
-    def __init__(self, window_samples: int, max_lag_samples: int, min_lag_samples: int, clarity: float = 6.0):
+    def __init__(self, window_samples: int, max_lag_samples: int, min_lag_samples: int, clarity: float = 12.0,
+                 agree_samples: int = 16):
         self.window = window_samples
         self.max_lag = max_lag_samples
         self.min_lag = min_lag_samples
@@ -119,6 +121,8 @@ class DelayTracker:
         self._ref: list[np.ndarray] = []
         self._mic: list[np.ndarray] = []
         self._count = 0
+        self._agree = agree_samples
+        self._last: int | None = None  # a lag is believed when two windows in a row agree on it
 
     def observe(self, reference: np.ndarray, mic: np.ndarray) -> int | None:
         if not np.any(reference):
@@ -130,7 +134,10 @@ class DelayTracker:
             return None
         ref, mic_all = np.concatenate(self._ref), np.concatenate(self._mic)
         self._ref, self._mic, self._count = [], [], 0
-        return measure_lag(ref, mic_all, self.min_lag, self.max_lag, self.clarity)
+        lag = measure_lag(ref, mic_all, self.min_lag, self.max_lag, self.clarity)
+        agreed = lag is not None and self._last is not None and abs(lag - self._last) <= self._agree
+        self._last = lag
+        return lag if agreed else None
 
 
 def measure_lag(reference: np.ndarray, mic: np.ndarray, min_lag: int, max_lag: int, clarity: float = 6.0) -> int | None:

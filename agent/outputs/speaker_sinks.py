@@ -64,8 +64,12 @@ class PyAudioSink:
         self._pa.terminate()
 
 
+SELF_CHECK_LABEL = "self-check"
+
+
 class WavFileSink:
-    """Writes each translation to ``output_dir``; in real time by default so timing stays realistic."""
+    """Writes each translation to ``output_dir``; in real time by default so timing stays realistic.
+    The self-check's chirp takes its time but leaves no file: the folder holds what the box said."""
 
     latency_s = 0.0
 
@@ -79,6 +83,10 @@ class WavFileSink:
         self._written = 0
 
     def begin(self, label: str, rate_hz: int = 16000) -> None:
+        self._rate = self.rate_hz or rate_hz
+        self._started_s, self._written = time.monotonic(), 0
+        if label == SELF_CHECK_LABEL:
+            return
         path = self.output_dir / f"{label}.wav"
         for copy in range(2, 10_000):  # never overwrite: ids restart with the process, pieces share one
             if not path.exists():
@@ -87,12 +95,11 @@ class WavFileSink:
         self._wav = wave.open(str(path), "wb")
         self._wav.setnchannels(1)
         self._wav.setsampwidth(2)
-        self._wav.setframerate(self.rate_hz or rate_hz)
-        self._rate = self.rate_hz or rate_hz
-        self._started_s, self._written = time.monotonic(), 0
+        self._wav.setframerate(self._rate)
 
     def write(self, chunk: np.ndarray) -> None:
-        self._wav.writeframes(np.ascontiguousarray(chunk, dtype="<i2").tobytes())
+        if self._wav is not None:
+            self._wav.writeframes(np.ascontiguousarray(chunk, dtype="<i2").tobytes())
         self._written += len(chunk)
         if self.realtime:
             delay = self._started_s + self._written / self._rate - time.monotonic()

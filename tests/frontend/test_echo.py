@@ -158,3 +158,10 @@ def test_a_speaker_the_mics_do_not_hear_is_no_problem(box):
     room = np.round(np.random.default_rng(3).standard_normal((len(reference), 4)) * 30).astype(np.int16)
     result = analyze_self_check(room, reference, geometry, RATE)
     assert not result.heard and result.problems == [] and result.delay_ms is None
+
+
+def test_echo_cancellation_off_is_read_as_written_not_as_yaml_false():
+    from agent.config.schema import load_agent_config
+
+    config = load_agent_config(None, "frontend: {echo_cancellation: off}\n")
+    assert config.frontend.echo_cancellation == "off"
