@@ -323,6 +323,9 @@ def run_cell(geometry, condition, delay_error_ms, texts, recognizer, options) ->
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rt60", type=float, nargs="+", help="override the grid's RT60s")
+    parser.add_argument("--speaker", choices=("linear", "clipping"), nargs="+", help="override the grid's speakers")
+    parser.add_argument("--errors-ms", type=float, nargs="+", help="override the grid's reference delay errors")
     parser.add_argument("--model", default="tiny.en")
     parser.add_argument("--shared-data", type=Path, default=next(
         (p for p in (REPO.parent / "shared" / "data", REPO.parent.parent / "shared" / "data") if p.is_dir()),
@@ -336,6 +339,9 @@ def main() -> int:
     shared = args.shared_data if args.shared_data.is_dir() else None
     rt60s, clips = ((0.3,), (None,)) if args.quick else ((0.3, 0.6), (None, 0.5))
     errors_ms = (0.0, 30.0, -30.0) if args.quick else (0.0, 60.0, -60.0)
+    rt60s = tuple(args.rt60 or rt60s)
+    clips = tuple(None if name == "linear" else 0.5 for name in args.speaker) if args.speaker else clips
+    errors_ms = tuple(args.errors_ms or errors_ms)
     talkers = english_samples(shared, limit=4 if args.quick else 7)
     texts = [text for text, _ in talkers]
     far_end = [speak(text, voice="es") for text in FAR_END]
