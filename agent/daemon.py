@@ -87,6 +87,7 @@ class Agent:
         """``room``: a simulated acoustic path (``agent.simulation_echo.EchoRoom``) between the speaker
         and the mics, for the demo, benches and tests; None on a real box."""
         self.config = config
+        self._room = room
         self.geometry = config.geometry
         self.counters = AgentCounters()
         self.results: queue.Queue = QUEUES["results"].make(RESULT_QUEUE_SIZE)
@@ -254,8 +255,10 @@ class Agent:
         self._input_ended.set()
 
     def _self_check_wanted(self) -> bool:
+        """Only where the speaker can reach the mics: a real device, or the simulated room."""
         realtime = self.config.capture.source == "pyaudio" or self.config.capture.wav.realtime
-        return self.config.self_check.at_start and self.config.outputs.speaker.backend != "none" and realtime
+        audible = self.config.outputs.speaker.backend == "pyaudio" or self._room is not None
+        return self.config.self_check.at_start and audible and realtime
 
     def _self_check(self) -> list[tuple[Frame, bool]]:
         """The chirp: the echo delay, the channel order, dead mics. Returns the frames heard, each

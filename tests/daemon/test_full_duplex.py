@@ -3,6 +3,7 @@ repaired, or reported loudly), and SIGTERM while it speaks."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -74,10 +75,17 @@ def test_a_rotation_it_may_not_repair_is_reported_loudly(tmp_path):
 
 
 def test_sigterm_while_the_box_speaks_exits_within_two_seconds(tmp_path):
+    """A real ALSA output device (a file PCM) plays the 3 s self-check chirp when SIGTERM comes."""
+    asound = tmp_path / "asound.conf"
+    asound.write_text(f'''</usr/share/alsa/alsa.conf>
+pcm.parley_out {{ type file; slave.pcm "null"; file "{tmp_path / 'out.raw'}"; format "raw" }}
+''')
     config_path = tmp_path / "agent.yaml"
-    config_path.write_text(config_text(quiet_room(tmp_path / "room.wav"), tmp_path, chirp_ms=3000, loop=True))
+    config_path.write_text(config_text(quiet_room(tmp_path / "room.wav"), tmp_path, chirp_ms=3000, loop=True)
+                           .replace("{backend: wav, output_dir", "{backend: pyaudio, device: parley_out, output_dir"))
     proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(config_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "ALSA_CONFIG_PATH": str(asound)})
     output = []
     try:
         for line in proc.stdout:  # the daemon logs at info by default
