@@ -69,11 +69,12 @@ class EchoRoom:
         self.emitted_until = 0
 
     def loudspeaker(self, samples: np.ndarray) -> np.ndarray:
-        x = samples.astype(np.float64) * self.gain
-        if self.clip is None:
-            return x
-        full = 32768.0 * self.clip
-        return full * np.tanh(x / full)
+        """The drive signal, soft-clipped by a cheap speaker (``clip`` of full scale), then the room's gain."""
+        x = samples.astype(np.float64)
+        if self.clip is not None:
+            full = 32768.0 * self.clip
+            x = full * np.tanh(x / full)
+        return x * self.gain
 
     def emit(self, start: int, samples: np.ndarray) -> None:
         """Sound leaves the loudspeaker at capture sample ``start``."""
