@@ -4,7 +4,9 @@ Runs the configured capture framing (channel map, resampling) and front end (DOA
 AGC, VAD, segmenter) on a multichannel WAV as fast as the CPU allows, and prints one line per
 utterance: start and end, direction at start and at end, DOA confidence, and how much of it the
 VAD called speech. Optionally writes each utterance's beamformed audio, as the uplink would send
-it. No network, no outputs: it answers "why did (not) the box pick that up?".
+it. With ``--reference`` (what the box's speaker played, aligned with the recording, e.g. the debug
+recorder's ``-reference.wav``) the echo canceller runs as it did on the box, and the segments are the
+echo-cancelled signal. No network, no outputs: it answers "why did (not) the box pick that up?".
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class Segment:
         return self.speech_frames / self.frames if self.frames else 0.0
 
 
-def analyze_recording(config: AgentConfig, recording: Path) -> list[Segment]:
+def analyze_recording(config: AgentConfig, recording: Path, reference: Path | None = None) -> list[Segment]:
     """Every utterance the front end finds in ``recording``; raises CaptureError for a bad file."""
     capture_config = dataclasses.replace(
         config.capture, source="wav",
@@ -50,12 +52,13 @@ def analyze_recording(config: AgentConfig, recording: Path) -> list[Segment]:
     source = open_capture(capture_config, config.geometry)
     frontend = FrontEnd(config.frontend, config.geometry, capture_config.sample_rate_hz)
     rate_hz = capture_config.sample_rate_hz
+    played = _read_reference(reference, rate_hz) if reference is not None else None
     segments: list[Segment] = []
     open_segment: Segment | None = None
     source.start()
     try:
         while (frame := source.read(timeout_s=1.0)) is not None:
-            events = frontend.process(frame)
+            events = frontend.process(frame, reference=_span(played, frame) if played is not None else None)
             open_segment = _follow(events, segments, open_segment, rate_hz)
             if open_segment is not None:
                 open_segment.frames += 1
@@ -64,6 +67,29 @@ def analyze_recording(config: AgentConfig, recording: Path) -> list[Segment]:
     finally:
         source.close()
     return segments
+
+
+def _read_reference(path: Path, rate_hz: int) -> np.ndarray:
+    from agent.audio.wavreader import WavFormatError, WavReader
+    from agent.audio import CaptureError
+    from agent.audio.resample import StreamResampler
+
+    try:
+        wav = WavReader(str(path))
+    except WavFormatError as exc:
+        raise CaptureError(f"--reference: {exc}") from None
+    try:
+        samples = wav.read(1 << 31)[:, :1]
+    finally:
+        wav.close()
+    return StreamResampler(wav.rate_hz, rate_hz, 1).process(samples, last=True)[:, 0]
+
+
+def _span(played: np.ndarray, frame) -> np.ndarray:
+    out = np.zeros(frame.n_samples, np.int16)
+    piece = played[frame.start_sample:frame.end_sample]
+    out[:len(piece)] = piece
+    return out
 
 
 def _follow(events, segments: list[Segment], current: Segment | None, rate_hz: int) -> Segment | None:

@@ -9,6 +9,7 @@ Threads, each forced by a library or by hardware, with bounded queues between th
     results thread: console, transcript, subtitles, speaker queue, state machine, HTTP queue; each output
       fails on its own (OutputHealth), and a final's spool entry goes once the transcript has it
     speaker thread, LED thread, HTTP thread (asyncio: captions page, /healthz, /metrics): inside their outputs
+    (the speaker thread also writes the echo reference; the pipeline reads it: ``agent/duplex.py``)
     main thread: signals, systemd notify/watchdog, state-machine ticks
 
 The device state shown on the LEDs is owned by one DeviceStateMachine; every stage only reports
@@ -26,6 +27,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 from agent.audio import open_capture
 from agent.conversation.config import frontend_for
 from agent.conversation.uplinks import make_party_uplink
@@ -42,7 +44,11 @@ from agent.events import (
     SynthesizedSpeech,
     UplinkError,
 )
+from agent.dsp.echo_reference import CaptureClock, ReferenceTimeline
+from agent.duplex import Duplex
 from agent.frontend import FrontEnd
+from agent.selfcheck import run_self_check
+from parley_common.frames import Frame
 from agent.outputs.console import ConsoleOutput
 from agent.outputs.health import OutputHealth, RetryingWriter
 from agent.outputs.http import HttpOutput
@@ -81,8 +87,12 @@ class Agent:
     ``on_segment_event`` sees every segment event before it is routed (tests, benches).
     """
 
-    def __init__(self, config: AgentConfig, *, on_segment_event: Callable[[SegmentEvent], None] | None = None):
+    def __init__(self, config: AgentConfig, *, on_segment_event: Callable[[SegmentEvent], None] | None = None,
+                 room=None):
+        """``room``: a simulated acoustic path (``agent.simulation_echo.EchoRoom``) between the speaker
+        and the mics, for the demo, benches and tests; None on a real box."""
         self.config = config
+        self._room = room
         self.geometry = config.geometry
         self.counters = AgentCounters()
         self.session = new_session_id()
@@ -97,18 +107,15 @@ class Agent:
             claimed.callback(self.leds.close)
             self.state.subscribe(self.leds.show_state)
             self.capture = open_capture(config.capture, self.geometry)
+            if room is not None:
+                self.capture = room.wrap_capture(self.capture)
             claimed.callback(self.capture.close)
             self.uplink = make_party_uplink(config.uplink, config.conversation, self.results,
                                             direction=lambda: self.frontend.azimuth_deg)
             claimed.callback(self.uplink.close)
             self.frontend = FrontEnd(frontend_for(config.frontend, config.conversation), self.geometry,
                                      config.capture.sample_rate_hz, first_utterance_id=self.uplink.next_utterance_id)
-            self.speaker = Speaker(
-                config.outputs.speaker,
-                on_playback_started=self.state.speaker_started,
-                on_playback_finished=self.state.speaker_finished,
-                health=self.health,
-            )
+            self.speaker = self._speaker_and_duplex(config, room)
             claimed.callback(self.speaker.close)
             self.console = ConsoleOutput(config.outputs.console)
             self.transcript = TranscriptWriter(config.outputs.transcript)
@@ -134,6 +141,27 @@ class Agent:
         self._pipeline = threading.Thread(target=self._pipeline_loop, name="pipeline", daemon=True)
         self._results_thread = threading.Thread(target=self._results_loop, name="results", daemon=True)
         self._threads = [self._pipeline, self._results_thread]
+
+    def _speaker_and_duplex(self, config: AgentConfig, room) -> Speaker:
+        """The speaker, the echo reference it writes on the capture clock, and the duplex decision."""
+        rate_hz = config.capture.sample_rate_hz
+        self.capture_clock = CaptureClock(rate_hz)
+        self.reference = ReferenceTimeline(self.capture_clock)  # the self-check needs it even with cancellation off
+        self._talker_speaking = False  # written by the pipeline, read by the speaker's hold rule
+        self._in_utterance = False
+        self._channel_fix: list[int] | None = None  # the self-check's repair of a rotated channel order
+        self.self_check = None
+        self.hardware_problems: list[str] = []
+        speaker = Speaker(config.outputs.speaker, on_playback_started=self.state.speaker_started,
+                          on_playback_finished=self.state.speaker_finished,
+                          sink=room.speaker_sink(config.outputs.speaker) if room is not None else None,
+                          talker_speaking=lambda: self._talker_speaking, reference=self.reference, capture_rate_hz=rate_hz,
+                          health=self.health)
+        self.duplex = Duplex(config.frontend.echo_cancellation, config.frontend.echo, config.outputs.speaker,
+                             self.reference, speaker, rate_hz, rate_hz * config.capture.frame_ms // 1000,
+                             on_change=self._duplex_changed)
+        self.duplex.canceller = self.frontend.echo_canceller
+        return speaker
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -165,6 +193,7 @@ class Agent:
         if self._closed:
             return
         self._closed = True
+        self.speaker.stop_playback()  # a sentence still playing must not eat the shutdown budget
         budget_s = timeout_s if timeout_s is not None else self.config.daemon.shutdown_timeout_s
         deadline = time.monotonic() + budget_s
         self._stop.set()
@@ -218,7 +247,9 @@ class Agent:
                 "utterances": c.utterances, "finals": c.finals, "link_up": int(self.uplink.connected),
                 "reconnects": max(0, self.uplink.connects - 1), "dropped_utterances": self.uplink.dropped_utterances,
                 "outbox_depth": self.uplink.pending_utterances, "pipeline_cpu_s": thread_cpu_s(self._threads[0].native_id),
-                "output_problems": self.health.problems()}
+                "output_problems": self.health.problems(),
+                "barge_ins": self.speaker.barge_ins, **self.duplex.status(), "hardware_problems": self.hardware_problems,
+                "self_check": self.self_check.as_dict() if self.self_check is not None else None}
 
     def tick(self, now: float) -> None:
         """The main thread's second: timeouts in the state machine, the spool's own verdict."""
@@ -229,6 +260,9 @@ class Agent:
 
     def _pipeline_loop(self) -> None:
         """capture -> front end -> uplink. Never blocks on anything but the capture queue."""
+        if self._self_check_wanted():
+            for frame, played in self._self_check():  # then what was heard meanwhile, as any other audio
+                self._process_frame(frame, gated=played)
         while not self._stop.is_set():
             frame = self.capture.read(timeout_s=FRAME_READ_TIMEOUT_S)
             if frame is None:
@@ -236,20 +270,68 @@ class Agent:
                     break
                 self.state.capture_stalled(self.capture.last_error)
                 continue
-            if self.counters.frames == 0 or self.capture.reopens:
-                self.state.capture_ok()
-            self.counters.frames += 1
-            self.counters.last_frame_monotonic_s = time.monotonic()
-            muted = self.state.muted or not self.speaker.mic_gate_open()
-            self.counters.muted_frames += muted
-            events = self.frontend.process(frame, muted=muted)
-            if self.recorder is not None:
-                self.recorder.frame(frame, self.frontend.last_output)
-            for event in events:
-                self._route_segment_event(self._stamper.stamp(event, frame.end_sample))
+            self.capture_clock.observe(frame.end_sample, time.monotonic())
+            self._process_frame(frame)
         for event in self.frontend.flush():
             self._route_segment_event(event)
         self._input_ended.set()
+
+    def _self_check_wanted(self) -> bool:
+        """Only where the speaker can reach the mics: a real device, or the simulated room."""
+        realtime = self.config.capture.source == "pyaudio" or self.config.capture.wav.realtime
+        audible = self.config.outputs.speaker.backend == "pyaudio" or self._room is not None
+        present = self.speaker.sink is not None  # no output device yet: waited for, nothing to play the chirp on
+        return self.config.self_check.at_start and audible and realtime and present
+
+    def _self_check(self) -> list[tuple[Frame, bool]]:
+        """The chirp: the echo delay, the channel order, dead mics. Returns the frames heard, each
+        with whether the box was playing then (they go through the front end afterwards)."""
+        result, frames = run_self_check(self.config.self_check, self.capture, self.speaker, self.reference,
+                                        self.capture_clock, self.geometry, self.config.capture.sample_rate_hz, self._stop)
+        if self._stop.is_set():
+            return []  # stopped during the check: what it heard was the chirp
+        self.self_check = result
+        if result.delay_ms is not None:
+            self.duplex.set_delay(result.delay_ms)
+        problems = list(result.problems)
+        if result.channel_fix is not None and self.config.self_check.repair_channel_order:
+            self._channel_fix = result.channel_fix
+            log.warning("self-check: channels re-mapped %s -> %s", list(range(len(result.channel_fix))), result.channel_fix)
+            problems = [p for p in problems if "rotated" not in p and "swapped" not in p]
+        self.hardware_problems = problems
+        if problems:
+            self.state.hardware_problem("; ".join(problems))
+        fixed = [self._fixed(frame) for frame in frames]
+        if result.delay_ms is not None:
+            self.duplex.train(fixed)
+        return [(frame, bool(np.any(self.reference.read(frame.start_sample, frame.n_samples)[0]))) for frame in frames]
+
+    def _fixed(self, frame: Frame) -> Frame:
+        if self._channel_fix is None:
+            return frame
+        return Frame(np.ascontiguousarray(frame.samples[:, self._channel_fix]), frame.start_sample, frame.sample_rate_hz)
+
+    def _process_frame(self, frame: Frame, gated: bool | None = None) -> None:
+        """One frame: channel fix, echo reference, gate, front end, barge-in, routing."""
+        frame = self._fixed(frame)
+        if self.counters.frames == 0 or self.capture.reopens:
+            self.state.capture_ok()
+        self.counters.frames += 1
+        self.counters.last_frame_monotonic_s = time.monotonic()
+        reference = self.duplex.reference_for(frame)
+        gate = self.duplex.gate_closed() if gated is None else gated and not self.duplex.full_duplex
+        muted = self.state.muted or gate
+        self.counters.muted_frames += muted
+        events = self.frontend.process(frame, muted=muted, reference=reference)
+        self.duplex.observe(frame, self.frontend.last_cancelled, self.frontend.is_speech)
+        self._talker_speaking = self.frontend.is_speech or self._in_utterance  # read by the speaker's hold rule
+        if self.recorder is not None:
+            self.recorder.frame(frame, self.frontend.last_output, reference)
+        for event in events:
+            self._route_segment_event(self._stamper.stamp(event, frame.end_sample))
+
+    def _duplex_changed(self, mode: str, reason: str) -> None:
+        log.info("%s duplex%s", mode, f": {reason}" if reason else "")
 
     def _route_segment_event(self, event: SegmentEvent) -> None:
         self._on_segment_event(event)
@@ -258,6 +340,7 @@ class Agent:
             self.recorder.segment(event)
         if isinstance(event, (SpeechStarted, SpeechEnded)):
             self.http.publish(event)
+            self._in_utterance = isinstance(event, SpeechStarted)
         if isinstance(event, SpeechStarted):
             self.counters.utterances += 1
             self.state.speech_started()

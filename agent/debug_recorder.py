@@ -1,9 +1,10 @@
 """``debug.record_dir``: the last N minutes of what the box heard, in a bounded ring on disk.
 
-Each chunk of ``chunk_s`` is three files named by the UTC time the chunk began:
-``STAMP-raw.wav`` (every mic, as captured), ``STAMP-beam.wav`` (the beamformed, levelled mono the
-VAD and the uplink get) and ``STAMP-segments.jsonl`` (each utterance's start and end with sample
-index and direction). When a chunk closes, the oldest chunks beyond ``record_minutes`` are deleted,
+Each chunk of ``chunk_s`` is four files named by the UTC time the chunk began:
+``STAMP-raw.wav`` (every mic, as captured), ``STAMP-beam.wav`` (the echo-cancelled, beamformed,
+levelled mono the VAD and the uplink get), ``STAMP-reference.wav`` (what the speaker played, aligned
+as the echo canceller was fed it: ``parley analyze RAW --reference REFERENCE`` replays the chunk) and
+``STAMP-segments.jsonl`` (each utterance's start and end with sample index and direction). When a chunk closes, the oldest chunks beyond ``record_minutes`` are deleted,
 also those left by an earlier run, so the folder never grows past the ring.
 
 The pipeline thread only puts frames on a bounded queue; a writer thread does the disk I/O. If the
@@ -21,13 +22,15 @@ import time
 import wave
 from pathlib import Path
 
+import numpy as np
+
 from parley_common.frames import Frame
 from agent.events import SpeechEnded, SpeechStarted
 
 log = logging.getLogger("parley.debug_recorder")
 
 QUEUE_ITEMS = 500  # 10 s of 20 ms frames
-SUFFIXES = ("-raw.wav", "-beam.wav", "-segments.jsonl")
+SUFFIXES = ("-raw.wav", "-beam.wav", "-reference.wav", "-segments.jsonl")
 
 
 class DebugRecorder:
@@ -51,8 +54,9 @@ class DebugRecorder:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._thread.start()
 
-    def frame(self, raw: Frame, beam: Frame | None) -> None:
-        self._put(("frame", raw, beam))
+    def frame(self, raw: Frame, beam: Frame | None, reference=None) -> None:
+        """``reference``: the echo canceller's reference for ``raw`` (int16 (n,)); None: silence."""
+        self._put(("frame", raw, beam, reference))
 
     def segment(self, event) -> None:
         """Utterance starts and ends go to the log; other events are ignored."""
@@ -90,7 +94,7 @@ class DebugRecorder:
                 if item[0] == "close":
                     break
                 if item[0] == "frame":
-                    self._write_frame(item[1], item[2])
+                    self._write_frame(*item[1:])
                 elif self._chunk is not None:
                     self._chunk.log(item[1])
         except OSError as exc:  # a full or vanished disk ends the recording, not the agent
@@ -99,14 +103,14 @@ class DebugRecorder:
             if self._chunk is not None:
                 self._chunk.close()
 
-    def _write_frame(self, raw: Frame, beam: Frame | None) -> None:
+    def _write_frame(self, raw: Frame, beam: Frame | None, reference=None) -> None:
         if self._chunk is not None and self._chunk.samples >= self.chunk_s * raw.sample_rate_hz:
             self._chunk.close()
             self._chunk = None
         if self._chunk is None:
             self._chunk = _Chunk(self.directory, raw)
             self._prune()
-        self._chunk.write(raw, beam)
+        self._chunk.write(raw, beam, reference)
 
     def _prune(self) -> None:
         stamps = sorted({p.name[: -len(s)] for s in SUFFIXES for p in self.directory.glob("*" + s)})
@@ -121,13 +125,16 @@ class _Chunk:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{now % 1:.3f}"[1:].replace(".", "_")
         self.raw = _open_wav(directory / f"{stamp}-raw.wav", first.channels, first.sample_rate_hz)
         self.beam = _open_wav(directory / f"{stamp}-beam.wav", 1, first.sample_rate_hz)
+        self.reference = _open_wav(directory / f"{stamp}-reference.wav", 1, first.sample_rate_hz)
         self.segments = open(directory / f"{stamp}-segments.jsonl", "a")
         self.segments.write(json.dumps({"event": "chunk", "start_sample": first.start_sample,
                                         "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))}) + "\n")
         self.samples = 0
 
-    def write(self, raw: Frame, beam: Frame | None) -> None:
+    def write(self, raw: Frame, beam: Frame | None, reference=None) -> None:
         self.raw.writeframes(raw.samples.astype("<i2").tobytes())
+        played = reference if reference is not None else np.zeros(raw.n_samples, np.int16)
+        self.reference.writeframes(np.asarray(played, dtype="<i2").tobytes())
         if beam is not None:
             self.beam.writeframes(beam.samples.astype("<i2").tobytes())
         self.samples += raw.n_samples
@@ -139,6 +146,7 @@ class _Chunk:
     def close(self) -> None:
         self.raw.close()
         self.beam.close()
+        self.reference.close()
         self.segments.close()
 
 

@@ -3,7 +3,9 @@
 It makes a scene (English sentences spoken from a known direction in a simulated reverberant room
 with a noise source, recorded by a ReSpeaker 4-mic array), starts the offline gateway on loopback,
 and runs the real agent on that recording: capture -> DOA/beamformer -> VAD/segmenter -> uplink ->
-console, transcript and a WAV "speaker". ``--conversation``: an English talker at 60° and a
+console, transcript and a WAV "speaker" whose sound also reaches the simulated mics (the box hears
+itself, as a real one does: the echo canceller removes it, so a talker who answers while a
+translation plays is heard). ``--conversation``: an English talker at 60° and a
 Spanish talker at 240° take turns; each seat is a party, so each line is recognized in its
 talker's language and translated (and spoken) into the other's.
 """
@@ -41,9 +43,13 @@ DEMO_SENTENCES = (
 DEMO_PROFILE = "respeaker-4mic-hat"
 DEMO_AZIMUTH_DEG = 60.0
 DEMO_TARGETS = ("es", "ca")
-# People wait for the box to finish speaking: the mic is gated while it talks (half-duplex), so the
-# pauses must cover the end-of-speech latency plus the spoken translation.
+# Pauses as people leave them; the next talker may start while the box still speaks (full duplex:
+# the echo canceller keeps the mic open; the self-check chirp at start trains it).
 DEMO_GAP_S = 4.5
+# The box's loudspeaker 6 dB below a talker's voice; 7.6 cm from the mics its echo is still ~16 dB above
+# a talker 1.5 m away, so the talkers are recorded 16 dB down to leave the mics headroom.
+SPEAKER_VOLUME = 0.5
+TALKER_LEVEL = 0.16
 DEMO_LINES = tuple(Line(sentence, "en-us", DEMO_AZIMUTH_DEG) for sentence in DEMO_SENTENCES)
 
 # --conversation: two seats, two languages; the seats split the circle between the talkers.
@@ -126,8 +132,11 @@ def print_heard(heard: list[HeardLine]) -> float:
 
 
 def make_scene(out_dir: Path, shared_data: Path | None, seed: int = 7, lines: tuple[Line, ...] = DEMO_LINES,
-               gap_s: float = DEMO_GAP_S):
-    """Simulate the room recording; returns (wav path, Scene)."""
+               gap_s: float = DEMO_GAP_S, level: float = 1.0):
+    """Simulate the room recording; returns (wav path, Scene). ``level`` < 1 leaves headroom for the
+    box's own (louder) echo; the Scene's ``scale`` includes it."""
+    import dataclasses
+
     from agent.simulation import simulate_scene
 
     geometry = load_array_profile(DEMO_PROFILE)
@@ -139,6 +148,10 @@ def make_scene(out_dir: Path, shared_data: Path | None, seed: int = 7, lines: tu
         noise="point" if one_seat else "diffuse", snr_db=20.0, seed=seed, noise_dir=noise_dir, gap_s=gap_s,
         utterance_azimuths_deg=[line.azimuth_deg for line in lines],
     )
+    if level != 1.0:
+        scene = dataclasses.replace(scene, mixture=np.round(scene.mixture * level).astype(np.int16),
+                                    speech_image=scene.speech_image * level, noise_image=scene.noise_image * level,
+                                    scale=scene.scale * level)
     path = out_dir / "scene.wav"
     write_multichannel_wav(path, scene.mixture, 16000)
     return path, scene
@@ -188,6 +201,7 @@ def run_demo(out_dir: Path, shared_data: Path | None = None, realtime: bool = Tr
     from agent.config.schema import load_agent_config
     from agent.daemon import Agent, configure_logging
     from agent.outputs.transcript import read_transcript
+    from agent.simulation_echo import EchoRoom, speaker_rirs
     from gateway.server import GatewayThread
 
     configure_logging("warning")
@@ -199,7 +213,7 @@ def run_demo(out_dir: Path, shared_data: Path | None = None, realtime: bool = Tr
     seats = " and ".join(sorted({f"{line.voice} at {line.azimuth_deg:.0f} deg" for line in lines}))
     print(f"parley demo: simulating a {DEMO_PROFILE} recording, talker {seats} ...")
     scene_path, scene = make_scene(out_dir, shared_data, lines=lines,
-                                   gap_s=CONVERSATION_GAP_S if conversation else DEMO_GAP_S)
+                                   gap_s=CONVERSATION_GAP_S if conversation else DEMO_GAP_S, level=TALKER_LEVEL)
     print(f"parley demo: scene written to {scene_path} ({scene.mixture.shape[0] / 16000:.1f} s, "
           f"{scene.mixture.shape[1]} channels); starting the offline gateway ...")
     (out_dir / "transcript.jsonl").unlink(missing_ok=True)
@@ -209,7 +223,8 @@ def run_demo(out_dir: Path, shared_data: Path | None = None, realtime: bool = Tr
         config_path = out_dir / "agent.yaml"
         config_path.write_text(demo_config_text(scene_path, gateway.base_url, out_dir, realtime, conversation, route_by))
         config = load_agent_config(config_path)
-        agent = Agent(config)
+        room = EchoRoom(speaker_rirs(config.geometry, rt60_s=0.3), gain=scene.scale * SPEAKER_VOLUME)
+        agent = Agent(config, room=room)
         agent.start()
         try:
             drained = agent.wait_until_drained(timeout_s=60.0 + scene.mixture.shape[0] / 16000)

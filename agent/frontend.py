@@ -1,6 +1,6 @@
 """The front end: multichannel frames in, utterance events out.
 
-    frame (n, mics) --STFT--> DOA (speech hops only) --> beamformer --ISTFT--> mono frame
+    frame (n, mics) + reference --echo canceller (per mic)--> --STFT--> DOA (speech hops only) --> beamformer --ISTFT--> mono frame
     mono frame --> AGC --> VAD --> segmenter --> SpeechStarted / SpeechChunk / SpeechEnded
 
 The beamformed output lags the input by one STFT hop (10 ms); output frames carry their true
@@ -11,12 +11,17 @@ learning it would teach both to suppress the talker). The DOA also learns a non-
 ``onset_guard_ms`` later, once no speech has begun since: the VAD calls a talker's first syllables
 speech a couple of hundred milliseconds late at low SNR, and whitening with a noise covariance that
 holds them erases the talker's direction and leaves its mirror image (θ + 180°) as the peak.
+
+Echo cancellation (``agent/dsp/echo.py``) is its own first stage, per mic before the DOA and the
+beamformer, so both hear the room without the box's own voice; the VAD hears a copy of the beam
+with the residual echo suppressed as well (``EchoCanceller.suppress_residual``).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -24,6 +29,7 @@ from parley_common.frames import Frame
 from agent.dsp.agc import AgcConfig, LevelNormalizer
 from agent.dsp.beamformer import Beamformer, BeamformerConfig
 from agent.dsp.doa import DoaConfig, WhitenedMusicDoa
+from agent.dsp.echo import EchoConfig, echo_likeness, make_echo_canceller, speaker_level_pattern_db
 from agent.dsp.stft import StreamingStft
 from agent.events import SegmentEvent
 from agent.hardware import ArrayGeometry
@@ -31,10 +37,16 @@ from parley_common.vad.engines import VadConfig, make_vad
 from parley_common.vad.segmenter import Segmenter, SegmenterConfig
 
 HOP_MS = 10
+FAR_END_HOLD_HOPS = 50  # the room's echo tail outlasts the playback by a few hundred ms
+ECHO_LIKENESS_MAX = 0.5
+FAR_END_VAD_FLOOR_DBFS = -60.0  # bench/echo.py: 90 % of a talker's frames are louder, suppressed residue is not
 
 
 @dataclass(frozen=True)
 class FrontendConfig:
+    echo_cancellation: Literal["off", "speex"] = field(
+        default="speex", metadata={"help": "remove the box's own playback from the mics; off: the mic is gated while it speaks"})
+    echo: EchoConfig = field(default_factory=EchoConfig)
     doa: DoaConfig = field(default_factory=DoaConfig)
     beamformer: BeamformerConfig = field(default_factory=BeamformerConfig)
     agc: AgcConfig = field(default_factory=AgcConfig)
@@ -56,6 +68,10 @@ class FrontEnd:
         self.sample_rate_hz = sample_rate_hz
         self.hop = sample_rate_hz * HOP_MS // 1000
         self.spatial = geometry.is_spatial
+        self._echo = make_echo_canceller(config.echo, config.echo_cancellation, geometry.n_mics, sample_rate_hz)
+        self.last_cancelled: np.ndarray | None = None  # the mics after echo cancellation (None: no reference)
+        self._far_end_hops = 0  # the box played within this many hops: the VAD hears the suppressed copy
+        self._speaker_pattern_db = speaker_level_pattern_db(geometry.mic_positions_m, geometry.speaker_position_m)
         self._stft = StreamingStft(self.hop, geometry.n_mics)
         self._doa = WhitenedMusicDoa(config.doa, geometry, sample_rate_hz, self._stft.n_fft, self.hop) if self.spatial else None
         self._beamformer = Beamformer(config.beamformer, geometry, sample_rate_hz, self._stft.n_fft, self.hop)
@@ -86,14 +102,52 @@ class FrontEnd:
     def is_speech(self) -> bool:
         return self._speech
 
-    def process(self, frame: Frame, muted: bool = False) -> list[SegmentEvent]:
+    @property
+    def echo_canceller(self):
+        return self._echo
+
+    def process(self, frame: Frame, muted: bool = False, reference: np.ndarray | None = None) -> list[SegmentEvent]:
+        """``reference``: what the speaker played for this frame's samples (int16 (n,)), aligned; None: none."""
+        frame = self._cancel_echo(frame, reference)
         mono = self._beamform(frame, muted) if self.spatial else frame.samples[:, :1]
         if self._agc is not None:
             mono = self._agc.process(mono)
         delay = self.hop if self.spatial else 0
         out = self.last_output = Frame(mono, frame.start_sample - delay, frame.sample_rate_hz)
-        self._speech = (not muted) and self._vad.is_speech(mono[:, 0])
+        self._speech = (not muted) and self._is_speech(mono[:, 0])
         return self._segmenter.process(out, self._speech, muted, self.azimuth_deg, self.doa_confidence)
+
+    def _cancel_echo(self, frame: Frame, reference: np.ndarray | None) -> Frame:
+        """The echo stage: per mic, before everything that listens to the room."""
+        if self._echo is None or reference is None:
+            self.last_cancelled = None
+            return frame
+        cancelled = self.last_cancelled = self._echo.process(frame.samples, reference)
+        self._far_end_hops = FAR_END_HOLD_HOPS if np.any(reference) else max(0, self._far_end_hops - frame.n_samples // self.hop)
+        return Frame(cancelled, frame.start_sample, frame.sample_rate_hz)
+
+    def _is_speech(self, mono: np.ndarray) -> bool:
+        """While the box plays the VAD hears the suppressed copy, and a frame that quiet is not a
+        talker (Silero calls residue near digital silence speech now and then)."""
+        far_end = self._far_end_hops > 0
+        heard = self._vad_input(mono, far_end)
+        if far_end and 10 * np.log10(np.mean(heard.astype(np.float64) ** 2) / 32768.0 ** 2 + 1e-15) < FAR_END_VAD_FLOOR_DBFS:
+            return False
+        if far_end and self._speaker_pattern_db is not None and \
+                echo_likeness(self.last_cancelled, self._speaker_pattern_db) > ECHO_LIKENESS_MAX:
+            return False  # the residue is louder at the mics next to the loudspeaker: the box's own voice
+        return self._vad.is_speech(heard)
+
+    def _vad_input(self, mono: np.ndarray, far_end: bool) -> np.ndarray:
+        """While the box plays: the residual echo suppressed on the VAD's copy (the suppressor runs
+        always, to keep its noise estimate, at the level before the AGC it expects)."""
+        if self._echo is None or self.last_cancelled is None:
+            return mono
+        gain = 10 ** ((self._agc.gain_db if self._agc is not None else 0.0) / 20)
+        suppressed = self._echo.suppress_residual(np.round(mono / gain).astype(np.int16))
+        if not far_end:
+            return mono
+        return np.clip(suppressed * gain, -32768, 32767).astype(np.int16)
 
     def flush(self) -> list[SegmentEvent]:
         return self._segmenter.close("shutdown")

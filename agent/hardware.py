@@ -41,6 +41,7 @@ class ArrayGeometry:
     native_channels: int
     alsa_card: str = ""
     description: str = ""
+    speaker_position_m: tuple[float, float, float] | None = None  # the box's own loudspeaker, same axes
 
     def __post_init__(self) -> None:
         positions = np.asarray(self.mic_positions_m, dtype=float)
@@ -86,7 +87,18 @@ class ArrayGeometry:
             native_channels=int(data["native_channels"]),
             alsa_card=str(data.get("alsa_card", "")),
             description=str(data.get("description", "")),
+            speaker_position_m=_speaker_position(data.get("speaker_m"), origin),
         )
+
+
+def _speaker_position(value, origin: str) -> tuple[float, float, float] | None:
+    if value is None:
+        return None
+    try:
+        x, y, z = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ProfileError(f"{origin}: speaker_m must be [x, y, z] metres, not {value!r}") from None
+    return (x, y, z)
 
 
 def profile_dirs() -> list[Path]:

@@ -31,6 +31,7 @@ class Scene:
     talker_azimuth_deg: float
     interferer_azimuth_deg: float | None = None
     utterance_azimuths_deg: list[float] | None = None  # where each utterance was said from
+    scale: float = 1.0  # what the room's sound was multiplied by to fit int16 (a box's echo gets the same)
 
     def speech_labels(self, frame_samples: int = 320, threshold_db: float = -35.0) -> np.ndarray:
         """Per-frame speech truth from the clean speech image (energy within 35 dB of its peak)."""
@@ -69,6 +70,11 @@ def _position(centre: np.ndarray, azimuth_deg: float, distance_m: float, height_
     return np.clip(p, 0.3, room - 0.3)
 
 
+def room_centre(room: np.ndarray) -> np.ndarray:
+    """Where the array sits: on a table a little off the room's middle (no symmetric modes)."""
+    return np.array([room[0] / 2 + 0.2, room[1] / 2 - 0.1, ARRAY_HEIGHT_M])
+
+
 def _simulate(room_dim: np.ndarray, rt60_s: float, mics_world: np.ndarray, sources: list[tuple[np.ndarray, np.ndarray]],
               length: int) -> np.ndarray:
     import pyroomacoustics as pra
@@ -95,7 +101,7 @@ def simulate_scene(geometry: ArrayGeometry, talker_signals: list[np.ndarray], ta
     taking turns); by default every utterance comes from ``talker_azimuth_deg``."""
     rng = np.random.default_rng(seed)
     room = np.array(room_dim_m)
-    centre = np.array([room[0] / 2 + 0.2, room[1] / 2 - 0.1, ARRAY_HEIGHT_M])
+    centre = room_centre(room)
     mics_world = centre + geometry.mic_positions_m
     gap = int(gap_s * RATE_HZ)
     azimuths = list(utterance_azimuths_deg or [talker_azimuth_deg] * len(talker_signals))
@@ -141,4 +147,4 @@ def simulate_scene(geometry: ArrayGeometry, talker_signals: list[np.ndarray], ta
     scale = min(1.0, 20000.0 / peak) if peak > 0 else 1.0
     speech, noise_image = speech * scale, noise_image * scale
     return Scene(np.clip(np.round(speech + noise_image), -32768, 32767).astype(np.int16), speech, noise_image,
-                 utterances, talker_azimuth_deg, interferer_deg, azimuths)
+                 utterances, talker_azimuth_deg, interferer_deg, azimuths, scale)

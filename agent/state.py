@@ -2,12 +2,15 @@
 
 Stages report facts; the state follows from them by precedence:
 
-    starting (until started) > error > mic_lost > offline > muted > output_lost > speaking > listening
+    starting (until started) > error > mic_lost > offline > muted > output_lost > listening > speaking
     > translating > idle
+
+(listening outranks speaking: in full duplex a person talking over the playback is what matters.)
 
 How every state is left, so none can stick:
 - error: a fatal uplink error; cleared when the link comes up again — never by time alone,
-  because the cause is real.
+  because the cause is real. Also a hardware problem the self-check found and could not repair
+  (a dead or swapped mic, a rotated channel order with repair off): it lasts until the next start.
 - mic_lost: the input device is missing (at boot: a HAT not yet probed, a USB mic unplugged) or
   stopped delivering audio; capture keeps reopening it with backoff, and the first frame that
   flows again clears it. Never left by time alone, and never a crash: the box waits for its mic.
@@ -41,6 +44,7 @@ class DeviceStateMachine:
         self._link_up: bool | None = None
         self._uplink_error: str | None = None
         self._capture_error: str | None = None
+        self._hardware_problem: str | None = None
         self._muted = False
         self._outputs_failing: tuple[str, ...] = ()
         self._speaking = False
@@ -89,6 +93,9 @@ class DeviceStateMachine:
         """Every output failing now (``OutputHealth``'s ``on_change``); empty once all work again."""
         self._update(_outputs_failing=tuple(names))
 
+    def hardware_problem(self, detail: str) -> None:
+        self._update(_hardware_problem=detail)
+
     def speech_started(self) -> None:
         self._update(_listening=True)
 
@@ -121,7 +128,7 @@ class DeviceStateMachine:
     def _derive(self) -> str:
         if self._starting:
             return "starting"
-        if self._uplink_error:
+        if self._uplink_error or self._hardware_problem:
             return "error"
         if self._capture_error:
             return "mic_lost"
@@ -131,10 +138,10 @@ class DeviceStateMachine:
             return "muted"
         if self._outputs_failing:
             return "output_lost"
-        if self._speaking:
-            return "speaking"
         if self._listening:
             return "listening"
+        if self._speaking:
+            return "speaking"
         if self._awaiting_finals:
             return "translating"
         return "idle"

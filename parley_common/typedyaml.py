@@ -66,6 +66,8 @@ class _Converter:
             return self.fail(node, path, f"unsupported union {hint}")
         if origin is Literal:
             allowed = get_args(hint)
+            if isinstance(node, yaml.ScalarNode) and node.value in allowed:  # YAML 1.1 reads a bare off/no as false
+                return node.value
             value = _scalar(node)
             if value in allowed and isinstance(node, yaml.ScalarNode):
                 return value

@@ -90,6 +90,16 @@ def cross_field_issues(config, lines: KeyLines) -> list[ConfigIssue]:
     return issues
 
 
+def _echo_engine_problem(engine: str) -> str | None:
+    from agent.dsp.echo import ENGINES, EchoUnavailable
+
+    try:
+        ENGINES[engine].library()
+    except EchoUnavailable as exc:
+        return f"{exc}; or set it to off (the mic is then gated while the box speaks)"
+    return None
+
+
 def environment_issues(config, lines: KeyLines, environ=os.environ) -> list[ConfigIssue]:
     issues = []
     outputs = config.outputs
@@ -115,6 +125,10 @@ def environment_issues(config, lines: KeyLines, environ=os.environ) -> list[Conf
         if environ.get("PARLEY_LED_BACKEND"):
             problem = f"PARLEY_LED_BACKEND={backend!r} (which overrides this key): {problem}"
         issues.append(lines.issue("outputs.leds.backend", problem))
+    if config.frontend.echo_cancellation != "off":
+        problem = _echo_engine_problem(config.frontend.echo_cancellation)
+        if problem:
+            issues.append(lines.issue("frontend.echo_cancellation", problem))
     if config.capture.source == "wav":
         problem = _wav_problem(config)
         if problem:

@@ -19,6 +19,7 @@ from parley_common.typedyaml import ConfigError, ConfigIssue, load_yaml_config
 from agent.frontend import FrontendConfig
 from agent.hardware import ArrayGeometry, ProfileError, available_profiles, load_array_profile
 from agent.outputs.config import OutputsConfig
+from agent.selfcheck import SelfCheckConfig
 from agent.uplink.config import UplinkConfig
 
 SYSTEM_CONFIG_PATH = Path("/etc/parley/agent.yaml")
@@ -92,6 +93,7 @@ class AgentConfig:
     conversation: ConversationConfig = field(default_factory=ConversationConfig)
     outputs: OutputsConfig = field(default_factory=OutputsConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    self_check: SelfCheckConfig = field(default_factory=SelfCheckConfig)
     debug: DebugConfig = field(default_factory=DebugConfig)
 
     @cached_property

@@ -30,8 +30,15 @@ class SpeakerConfig:
     realtime: bool = field(default=True, metadata={"help": "wav backend: take as long as playing would"})
     languages: tuple[str, ...] = field(default=(), metadata={"help": "languages to speak; empty: every one received"})
     max_age_ms: int = field(default=8000, metadata={"min": 100, "help": "speech older than this is skipped, not played late"})
-    gate_tail_ms: int = field(default=300, metadata={"min": 0, "max": 5000, "help": "mic stays gated this long after playback"})
+    gate_tail_ms: int = field(default=300, metadata={"min": 0, "max": 5000, "help": "half-duplex: mic stays gated this long after playback"})
     queue_items: int = field(default=16, metadata={"min": 1, "max": 1000})
+    barge_in: Literal["stop", "duck", "continue"] = field(
+        default="stop", metadata={"help": "someone speaks over the playback (echo cancellation converged): stop it, lower it, or play on"})
+    duck_db: float = field(default=-18.0, metadata={"min": -60.0, "max": 0.0, "help": "barge_in duck: playback level after ducking"})
+    barge_in_window_ms: int = field(
+        default=200, metadata={"min": 40, "max": 2000, "help": "barge-in when the VAD calls barge_in_speech_ratio of this window speech"})
+    barge_in_speech_ratio: float = field(default=0.6, metadata={"min": 0.1, "max": 1.0})
+    chunk_ms: int = field(default=20, metadata={"min": 5, "max": 200, "help": "playback is written (and can be stopped) in pieces this long"})
 
 
 @dataclass(frozen=True)

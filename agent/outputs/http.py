@@ -378,12 +378,14 @@ class HttpOutput:
             problems.append(f"no audio for {audio_age_s:.1f} s (bound {self.audio_stall_s} s)")
         if link_down_s > self.config.link_down_bound_s:
             problems.append(f"link down for {link_down_s:.1f} s (bound {self.config.link_down_bound_s} s)")
+        problems.extend(status.get("hardware_problems") or ())  # what the self-check found and did not repair
         return {
             "ok": not problems, "problems": problems, "device_state": self.state.device_state,
             "link": {"up": self.state.link_up, "since": _iso(self.state.link_since)},
             "capture": {"state": status.get("capture_state"), "last_frame_age_s": _round(status.get("last_frame_age_s")),
                         "overruns": status.get("overruns")},
-            **{key: status.get(key) for key in ("frames", "utterances", "finals", "dropped_utterances", "outbox_depth")},
+            **{key: status.get(key) for key in ("frames", "utterances", "finals", "dropped_utterances", "outbox_depth",
+                                                "duplex", "duplex_reason", "echo_delay_ms", "barge_ins", "self_check")},
         }
 
 

@@ -47,12 +47,14 @@ debug: {{record_dir: {ring}, record_minutes: 0.1, chunk_s: 2}}
     assert len(stamps) == 3  # 6 s of 2 s chunks: the oldest ones (and the earlier run's) were deleted
     assert not list(ring.glob("2020*"))
     assert sorted(p.name for p in ring.iterdir()) == sorted(
-        f"{s}{suffix}" for s in stamps for suffix in ("-raw.wav", "-beam.wav", "-segments.jsonl"))
+        f"{s}{suffix}" for s in stamps for suffix in ("-raw.wav", "-beam.wav", "-reference.wav", "-segments.jsonl"))
     total_s = len(talk) / 16000
     for stamp in stamps:
         with wave.open(str(ring / f"{stamp}-raw.wav")) as raw, wave.open(str(ring / f"{stamp}-beam.wav")) as beam:
             assert raw.getnchannels() == 4 and beam.getnchannels() == 1
             assert raw.getnframes() <= 2 * 16000 and abs(raw.getnframes() - beam.getnframes()) <= 320
+        with wave.open(str(ring / f"{stamp}-reference.wav")) as reference:  # what the speaker played (nothing)
+            assert reference.getnframes() == raw.getnframes() and not any(reference.readframes(reference.getnframes()))
     records = [json.loads(line) for stamp in stamps for line in (ring / f"{stamp}-segments.jsonl").read_text().splitlines()]
     chunk_starts = [r["start_sample"] for r in records if r["event"] == "chunk"]
     assert chunk_starts[-1] / 16000 >= total_s - 2.5  # the ring holds the end of the recording

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from tests.support.agent_cli import assert_refused, config_file, parley
+from tests.support.loopback_ws import LoopbackServer
 from tests.support.wavfiles import channel_identity_signal, write_wav
 
 
@@ -164,6 +165,16 @@ def test_a_missing_mic_is_the_mic_lost_state_not_a_crash(tmp_path):
     assert "Traceback" not in err
 
 
+class SilentService(LoopbackServer):
+    """Accepts the agent's connection and says nothing: the link is up, no result ever comes."""
+
+    def __init__(self):
+        super().__init__(subprotocols=None)
+
+    async def _serve(self, ws) -> None:
+        await ws.wait_closed()
+
+
 def test_no_sound_card_for_the_speaker_is_a_waiting_state_like_a_missing_mic(tmp_path):
     """No output device: the agent runs on (captions, transcript), shows output_lost, says why once,
     looks for the device again, and stops cleanly — as for a missing mic, not exit 78 for good."""
@@ -171,21 +182,23 @@ def test_no_sound_card_for_the_speaker_is_a_waiting_state_like_a_missing_mic(tmp
     asound.write_text("</usr/share/alsa/alsa.conf>\n")
     wav = tmp_path / "in.wav"
     write_wav(wav, channel_identity_signal(16000, 4), 16000)
-    path = config_file(tmp_path, f"""\
-        capture: {{source: wav, wav: {{path: {wav}, loop: true}}}}
-        uplink:
-          url: ws://127.0.0.1:9
-        outputs:
-          leds:
-            backend: log
-        """)
-    env = {k: v for k, v in os.environ.items() if k != "PARLEY_LED_BACKEND"}
-    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(path)], stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, text=True, env=dict(env, ALSA_CONFIG_PATH=str(asound)))
-    time.sleep(6)
-    assert proc.poll() is None, "the agent exited instead of waiting for its speaker"
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
+    with SilentService() as service:  # a link that is up: offline would outrank output_lost on the LEDs
+        path = config_file(tmp_path, f"""\
+            capture: {{source: wav, wav: {{path: {wav}, loop: true}}}}
+            uplink:
+              url: {service.base_url}
+            outputs:
+              leds:
+                backend: log
+            """)
+        env = {k: v for k, v in os.environ.items() if k != "PARLEY_LED_BACKEND"}
+        proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(path)],
+                                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                                env=dict(env, ALSA_CONFIG_PATH=str(asound)))
+        time.sleep(6)
+        assert proc.poll() is None, "the agent exited instead of waiting for its speaker"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert err.count("speaker failed: no default output device") == 1, err
     assert "waiting for an output device" in err and "leds: output_lost" in err

@@ -57,7 +57,8 @@ outputs:
 def test_agent_translates_every_utterance_and_speaks_with_the_mic_gated(scene, gateway, tmp_path, backend):
     scene_path, truth = scene
     config_path = tmp_path / "agent.yaml"
-    config_path.write_text(agent_yaml(scene_path, gateway.base_url, tmp_path, backend, realtime=True))
+    config_path.write_text(agent_yaml(scene_path, gateway.base_url, tmp_path, backend, realtime=True)
+                           + "frontend: {echo_cancellation: off}\n")  # the half-duplex gate, as configured
     started_events = []
 
     def note_gate(event):

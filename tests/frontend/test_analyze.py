@@ -55,3 +55,28 @@ def test_a_bad_recording_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "empty.wav").write_bytes(b"")
     assert main(["analyze", str(tmp_path / "empty.wav")]) == EXIT_INVALID
     assert "truncated header" in capsys.readouterr().err
+
+
+def test_analyze_with_the_reference_hears_the_room_without_the_box_own_voice(tmp_path, capsys):
+    """A recording of the box speaking (the debug recorder's raw + reference files): without the
+    reference the front end takes the box's voice for a talker; with it, the echo is cancelled."""
+    from scipy.signal import fftconvolve
+
+    from agent.audio.synth import speak
+    from agent.selfcheck import chirp
+    from agent.simulation_echo import speaker_rirs
+
+    geometry = load_array_profile("respeaker-4mic-hat")
+    rirs = speaker_rirs(geometry, rt60_s=0.3) * 0.05
+    played = np.concatenate([np.zeros(8000), chirp(16000, 500, -30.0), np.zeros(8000),
+                             speak("Buenos días, la estación de tren está muy cerca de aquí.", voice="es"), np.zeros(16000)])
+    echo = np.stack([fftconvolve(played.astype(float), rirs[:, m])[:len(played)] for m in range(4)], axis=1)
+    echo += np.random.default_rng(0).standard_normal(echo.shape) * 20
+    write_wav(tmp_path / "raw.wav", echo)
+    write_wav(tmp_path / "reference.wav", played)
+    assert main(["analyze", str(tmp_path / "raw.wav")]) == EXIT_OK
+    without = capsys.readouterr().out
+    assert main(["analyze", str(tmp_path / "raw.wav"), "--reference", str(tmp_path / "reference.wav")]) == EXIT_OK
+    cancelled = capsys.readouterr().out
+    assert not without.endswith("0 segment(s)\n")  # the box's own voice, taken for a talker
+    assert cancelled.endswith("0 segment(s)\n"), cancelled

@@ -158,3 +158,70 @@ def test_missing_output_device_lists_what_exists(alsa_out):
                           env={"ALSA_CONFIG_PATH": str(conf), "PATH": "/usr/bin:/bin"})
     assert "no output device matches 'hdmi-speaker-9'" in proc.stdout and "parley_out" in proc.stdout
     assert "waiting for an output device" in proc.stdout and proc.stdout.rstrip().endswith("None")
+
+
+
+def played_wav(path) -> np.ndarray:
+    with wave.open(str(path)) as wav:
+        return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(float)
+
+
+def wait_until(condition, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return condition()
+
+
+@pytest.mark.parametrize("mode", ["stop", "duck", "continue"])
+def test_barge_in_stops_ducks_or_plays_on(tmp_path, mode):
+    speaker = Speaker(SpeakerConfig(backend="wav", output_dir=str(tmp_path), realtime=True, barge_in=mode, duck_db=-20))
+    speaker.start()
+    speaker.play(speech(1, seconds=1.5))
+    assert wait_until(lambda: speaker.playing)
+    time.sleep(0.5)
+    speaker.barge_in()  # the pipeline heard someone speak over it
+    assert wait_until(lambda: not speaker.playing, timeout_s=3.0)
+    speaker.close()
+    samples = played_wav(tmp_path / "0001-es.wav")
+    rms = lambda x: np.sqrt(np.mean(x ** 2))  # noqa: E731
+    assert speaker.barge_ins == 1
+    if mode == "stop":
+        assert 0.4 * 16000 < len(samples) < 0.8 * 16000  # cut within a chunk or two of the barge-in
+    else:
+        assert len(samples) == int(1.5 * 16000)
+        late = rms(samples[-8000:]) / rms(samples[:4000])
+        assert (0.07 < late < 0.13) if mode == "duck" else late > 0.9  # -20 dB, or untouched
+
+
+def test_playback_never_starts_while_someone_speaks_and_waits_for_the_pause(tmp_path, caplog):
+    caplog.set_level(logging.INFO, "parley.speaker")
+    talking = {"now": True}
+    started = []
+    speaker = Speaker(SpeakerConfig(backend="wav", output_dir=str(tmp_path), realtime=True, max_age_ms=3000),
+                      on_playback_started=lambda: started.append(time.monotonic()), talker_speaking=lambda: talking["now"])
+    speaker.start()
+    speaker.play(speech(1))
+    time.sleep(0.6)
+    assert not started  # held while the room talks
+    paused_at = time.monotonic()
+    talking["now"] = False
+    assert wait_until(lambda: started)
+    assert started[0] - paused_at < 0.2  # played in the pause
+    talking["now"] = True
+    speaker.play(speech(2, age_s=2.0))  # fresh, but goes stale while the talker goes on
+    time.sleep(1.5)
+    speaker.close()
+    assert len(started) == 1 and speaker.skipped_stale == 1
+    assert "holding utterance 1: someone is speaking" in caplog.text
+    assert "not speaking utterance 2: the room was talking until it went stale" in caplog.text
+
+
+def test_close_stops_a_long_playback_at_once(tmp_path):
+    speaker = Speaker(SpeakerConfig(backend="wav", output_dir=str(tmp_path), realtime=True))
+    speaker.start()
+    speaker.play(speech(1, seconds=8.0))
+    assert wait_until(lambda: speaker.playing)
+    started = time.monotonic()
+    speaker.close(timeout_s=1.0)
+    assert time.monotonic() - started < 0.3 and not speaker._thread.is_alive()

@@ -1,0 +1,206 @@
+"""Acoustic echo cancellation: the box's own playback removed from every mic before DOA/beamformer.
+
+Placement (measured in issue 20 and again by ``bench/echo.py``): a linear filter per mic before the
+DOA and the beamformer keeps the talker intact and lets the DOA find the talker instead of the
+loudspeaker; cancelling only the beam leaves the DOA aimed at the box. The engine is SpeexDSP's MDF
+(Debian ``libspeexdsp1`` through ctypes, one multichannel state for all mics), chosen over WebRTC's
+AEC2/AEC3 because those suppress a talker who speaks over the playback (WER 0.97 in double talk).
+
+Optional residual-echo suppression (``speex_preprocess`` tied to the echo state) is applied to a
+copy of the beam that only the VAD hears: the suppressor's spectral gain makes the VAD deaf to the
+echo the linear filter leaves, while the recognizer gets the unsuppressed (linear) signal.
+
+    canceller = make_echo_canceller(EchoConfig(), "speex", n_mics=4, sample_rate_hz=16000)
+    cleaned = canceller.process(mics_int16, reference_int16)   # (n, mics), (n,)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SPEEX_ECHO_SET_SAMPLING_RATE = 24
+SPEEX_PREPROCESS_SET_DENOISE = 0
+SPEEX_PREPROCESS_SET_AGC = 2
+SPEEX_PREPROCESS_SET_DEREVERB = 8
+SPEEX_PREPROCESS_SET_ECHO_SUPPRESS = 20
+SPEEX_PREPROCESS_SET_ECHO_SUPPRESS_ACTIVE = 22
+SPEEX_PREPROCESS_SET_ECHO_STATE = 24
+
+
+class EchoUnavailable(RuntimeError):
+    """The configured engine's library is not installed."""
+
+
+@dataclass(frozen=True)
+class EchoConfig:
+    tail_ms: int = field(
+        default=200, metadata={"min": 20, "max": 1000,
+                               "help": "echo path length the filter models (room reverberation plus reference lead)"})
+    frame_ms: int = field(default=10, metadata={"min": 5, "max": 20, "help": "the filter's block length"})
+    residual_suppression: bool = field(
+        default=True, metadata={"help": "speex_preprocess residual-echo suppression on the VAD's copy of the beam"})
+    suppress_db: int = field(default=-40, metadata={"min": -90, "max": 0, "help": "residual echo suppression, far end alone"})
+    suppress_active_db: int = field(
+        default=-6, metadata={"min": -90, "max": 0, "help": "residual echo suppression while someone also speaks (deeper delays barge-in)"})
+    lead_ms: float = field(
+        default=10.0, metadata={"min": 0.0, "max": 100.0,
+                                "help": "the reference is fed this much before the measured echo (never later than it)"})
+    initial_delay_ms: float = field(
+        default=0.0, metadata={"min": -100.0, "max": 500.0,
+                               "help": "playback->capture delay beyond the output latency, until the self-check or the tracker measures it"})
+    converged_erle_db: float = field(
+        default=12.0, metadata={"min": 3.0, "max": 60.0, "help": "echo attenuation at which the mic gate may open during playback"})
+    converged_after_ms: int = field(
+        default=300, metadata={"min": 20, "max": 5000, "help": "far-end time the attenuation must hold before it counts"})
+    stall_ms: int = field(
+        default=200, metadata={"min": 20, "max": 5000,
+                               "help": "playing but no reference for this long: fall back to the half-duplex gate"})
+    track_window_ms: int = field(
+        default=1000, metadata={"min": 200, "max": 10000, "help": "playback per delay re-measurement"})
+
+    def __post_init__(self) -> None:
+        if self.lead_ms >= self.tail_ms:
+            raise ValueError(f"lead_ms {self.lead_ms} must be below tail_ms {self.tail_ms}: the filter must reach the echo")
+
+
+class EchoCanceller(ABC):
+    """One engine: mics (n, mics) int16 and the reference (n,) int16 at the capture rate, aligned."""
+
+    frame_samples: int
+
+    @abstractmethod
+    def process(self, mics: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        """The mics with the echo removed, same shape and dtype; ``n`` a multiple of ``frame_samples``."""
+
+    def suppress_residual(self, beam: np.ndarray) -> np.ndarray:
+        """The beam (n,) int16 with residual echo suppressed; engines without a suppressor return it."""
+        return beam
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Forget the learned echo path (the reference moved)."""
+
+    def close(self) -> None:
+        pass
+
+
+def _load_speexdsp():
+    name = ctypes.util.find_library("speexdsp") or "libspeexdsp.so.1"
+    try:
+        lib = ctypes.CDLL(name)
+    except OSError as exc:
+        raise EchoUnavailable(f"echo cancellation 'speex' needs libspeexdsp (Debian: apt-get install libspeexdsp1): {exc}") from None
+    lib.speex_echo_state_init_mc.restype = ctypes.c_void_p
+    lib.speex_echo_state_init_mc.argtypes = [ctypes.c_int] * 4
+    lib.speex_echo_cancellation.argtypes = [ctypes.c_void_p] * 4
+    lib.speex_echo_ctl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+    lib.speex_echo_state_reset.argtypes = [ctypes.c_void_p]
+    lib.speex_echo_state_destroy.argtypes = [ctypes.c_void_p]
+    lib.speex_preprocess_state_init.restype = ctypes.c_void_p
+    lib.speex_preprocess_state_init.argtypes = [ctypes.c_int, ctypes.c_int]
+    lib.speex_preprocess_ctl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+    lib.speex_preprocess_run.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    lib.speex_preprocess_state_destroy.argtypes = [ctypes.c_void_p]
+    return lib
+
+
+class SpeexEchoCanceller(EchoCanceller):
+    """SpeexDSP MDF, one multichannel state (``speex_echo_state_init_mc``): all mics share the
+    far-end spectrum and one double-talk decision, so 4 mics cost less than 4 mono filters."""
+
+    library = staticmethod(lambda: _load_speexdsp())
+
+    def __init__(self, config: EchoConfig, n_mics: int, sample_rate_hz: int):
+        self._lib = _load_speexdsp()
+        self.n_mics = n_mics
+        self.frame_samples = sample_rate_hz * config.frame_ms // 1000
+        self._config = config
+        self._rate = sample_rate_hz
+        tail = sample_rate_hz * config.tail_ms // 1000
+        self._state = self._lib.speex_echo_state_init_mc(self.frame_samples, tail, n_mics, 1)
+        rate = ctypes.c_int(sample_rate_hz)
+        self._lib.speex_echo_ctl(self._state, SPEEX_ECHO_SET_SAMPLING_RATE, ctypes.byref(rate))
+        self._pre = self._make_preprocess() if config.residual_suppression else None
+        self._out = np.empty(self.frame_samples * n_mics, dtype=np.int16)
+
+    def _make_preprocess(self):
+        pre = self._lib.speex_preprocess_state_init(self.frame_samples, self._rate)
+        # speex_preprocess applies no gain at all with its denoiser off, the echo suppressor included
+        for request, value in ((SPEEX_PREPROCESS_SET_DENOISE, 1), (SPEEX_PREPROCESS_SET_AGC, 0),
+                               (SPEEX_PREPROCESS_SET_DEREVERB, 0),
+                               (SPEEX_PREPROCESS_SET_ECHO_SUPPRESS, self._config.suppress_db),
+                               (SPEEX_PREPROCESS_SET_ECHO_SUPPRESS_ACTIVE, self._config.suppress_active_db)):
+            arg = ctypes.c_int(value)
+            self._lib.speex_preprocess_ctl(pre, request, ctypes.byref(arg))
+        self._lib.speex_preprocess_ctl(pre, SPEEX_PREPROCESS_SET_ECHO_STATE, ctypes.c_void_p(self._state))
+        return pre
+
+    def process(self, mics: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        mics = np.ascontiguousarray(mics, dtype=np.int16)
+        reference = np.ascontiguousarray(reference, dtype=np.int16)
+        out = np.empty_like(mics)
+        n = self.frame_samples
+        for start in range(0, mics.shape[0], n):
+            block = np.ascontiguousarray(mics[start:start + n])
+            far = np.ascontiguousarray(reference[start:start + n])
+            self._lib.speex_echo_cancellation(self._state, block.ctypes.data, far.ctypes.data, self._out.ctypes.data)
+            out[start:start + n] = self._out.reshape(n, self.n_mics)
+        return out
+
+    def suppress_residual(self, beam: np.ndarray) -> np.ndarray:
+        if self._pre is None:
+            return beam
+        out = np.array(beam, dtype=np.int16, copy=True)
+        n = self.frame_samples
+        for start in range(0, len(out) - n + 1, n):
+            block = np.ascontiguousarray(out[start:start + n])
+            self._lib.speex_preprocess_run(self._pre, block.ctypes.data)
+            out[start:start + n] = block
+        return out
+
+    def reset(self) -> None:
+        self._lib.speex_echo_state_reset(self._state)
+
+    def close(self) -> None:
+        if self._pre is not None:
+            self._lib.speex_preprocess_state_destroy(self._pre)
+            self._pre = None
+        if self._state:
+            self._lib.speex_echo_state_destroy(self._state)
+            self._state = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+ENGINES = {"speex": SpeexEchoCanceller}
+
+
+def speaker_level_pattern_db(mic_positions_m: np.ndarray, speaker_m) -> np.ndarray | None:
+    """How much louder each mic hears the box's own loudspeaker than the mics' average (1/r: a
+    speaker a few cm away is several dB louder at the near mics; a talker a metre away is not)."""
+    if speaker_m is None or len(mic_positions_m) < 2:
+        return None
+    level = -20 * np.log10(np.linalg.norm(mic_positions_m - np.asarray(speaker_m, dtype=float), axis=1))
+    return level - level.mean()
+
+
+def echo_likeness(mics: np.ndarray, pattern_db: np.ndarray) -> float:
+    """1 when the mics' level differences are the loudspeaker's, 0 when the level is even (a talker)."""
+    level = 10 * np.log10(np.mean(mics.astype(np.float64) ** 2, axis=0) + 1e-9)
+    return float(np.dot(level - level.mean(), pattern_db) / np.dot(pattern_db, pattern_db))
+
+
+def make_echo_canceller(config: EchoConfig, engine: str, n_mics: int, sample_rate_hz: int) -> EchoCanceller | None:
+    """None for ``off``; raises EchoUnavailable when the engine's library is missing."""
+    if engine == "off":
+        return None
+    return ENGINES[engine](config, n_mics, sample_rate_hz)

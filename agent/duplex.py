@@ -1,0 +1,173 @@
+"""Full duplex or the half-duplex gate, frame by frame, and barge-in.
+
+The pipeline asks ``reference_for(frame)`` before the front end (the speaker's reference for that
+frame, shifted by the measured playback->capture delay) and ``gate_closed()`` (mute the segmenter
+while the box speaks?), then reports the frame with ``observe``. Full duplex needs three facts: the
+canceller is on, it has converged (its echo attenuation held ``converged_erle_db`` for
+``converged_after_ms`` of playback, or the echo is not even audible above the room), and the
+reference is healthy (no stall, no unexplained delay jump). Otherwise the gate covers the playback,
+as it always did — and the state and log say why.
+
+Barge-in: during playback in full duplex, ``barge_in_speech_ratio`` of the VAD decisions over
+``barge_in_window_ms`` (the VAD hears the residual-suppressed beam) tells the speaker a person
+speaks over it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+
+import numpy as np
+
+from agent.dsp.echo import EchoConfig
+from agent.dsp.echo_reference import DelayTracker, ReferenceTimeline
+from agent.outputs.config import SpeakerConfig
+from parley_common.frames import Frame
+
+log = logging.getLogger("parley.duplex")
+
+FAR_END_DBFS = -55.0  # a reference frame quieter than this is not playback
+INAUDIBLE_ECHO_DB = 6.0  # mic within this of the room's floor during playback: nothing to cancel
+FLOOR_RISE_DB_PER_FRAME = 0.01
+TRAINING_PASSES = 8
+HISTORY_S = 1.5  # playback kept to re-train the canceller on after the reference moved
+
+
+def _dbfs(samples: np.ndarray) -> float:
+    power = float(np.mean(samples.astype(np.float64) ** 2)) if samples.size else 0.0
+    return 10 * np.log10(power / 32768.0 ** 2 + 1e-15)
+
+
+class Duplex:
+    """Owned by the pipeline thread; ``speaker`` needs ``playing``, ``mic_gate_open()`` and ``barge_in()``."""
+
+    def __init__(self, engine: str, config: EchoConfig, speaker_config: SpeakerConfig, timeline: ReferenceTimeline | None,
+                 speaker, rate_hz: int, frame_samples: int, on_change=None):
+        self.enabled = engine != "off" and timeline is not None
+        self.canceller = None  # the front end's EchoCanceller, reset when the echo path moves
+        self.config = config
+        self.timeline = timeline
+        self.speaker = speaker
+        self.rate_hz = rate_hz
+        self._on_change = on_change or (lambda mode, reason: None)
+        self.offset_samples = int(round((config.initial_delay_ms - config.lead_ms) * rate_hz / 1000))
+        lead = int(round(config.lead_ms * rate_hz / 1000))
+        self._lead = lead
+        self._tracker = DelayTracker(config.track_window_ms * rate_hz // 1000, config.tail_ms * rate_hz // 1000,
+                                     -config.tail_ms * rate_hz // 2000)
+        self._converged_ms = 0.0
+        self.converged = False
+        self.stalled = False
+        self._missing_ms = 0.0
+        self._floor_dbfs = 0.0
+        self._frame_ms = 1000 * frame_samples / rate_hz
+        window = max(1, int(round(speaker_config.barge_in_window_ms / self._frame_ms)))
+        self._vad_window: deque[bool] = deque(maxlen=window)
+        self._barge_in_needed = int(np.ceil(speaker_config.barge_in_speech_ratio * window))
+        self._last_reference: np.ndarray | None = None
+        # the echo may sit anywhere from half the lead to half the filter behind the reference
+        # before it is moved: re-aligning costs a re-learn (the gate meanwhile); bench/echo.py with
+        # a window of 3 leads lost 4 of 6 interruptions at +60 ms instead of 1-2
+        self._lag_window = (lead // 2, config.tail_ms * rate_hz // 2000)
+        self._history: deque[Frame] = deque(maxlen=int(HISTORY_S * rate_hz / frame_samples))
+        self.mode, self.reason = ("full", "") if self.enabled else ("half", "echo cancellation off")
+        self.erle_db: float | None = None
+        self.delay_ms: float = config.initial_delay_ms
+
+    # -- before the front end ----------------------------------------------------------------
+
+    def reference_for(self, frame: Frame) -> np.ndarray | None:
+        if not self.enabled:
+            return None
+        reference, missing = self.timeline.read(frame.start_sample - self.offset_samples, frame.n_samples)
+        self._missing_ms = self._missing_ms + 1000 * missing / self.rate_hz if missing else 0.0
+        if self._missing_ms >= self.config.stall_ms and not self.stalled:
+            self.stalled = True
+            log.warning("echo reference stalled (%.0f ms of playback without it): half-duplex gate", self._missing_ms)
+        self._last_reference = reference
+        return reference
+
+    @property
+    def full_duplex(self) -> bool:
+        return self.enabled and self.converged and not self.stalled
+
+    def gate_closed(self) -> bool:
+        """Mute the segmenter now? Only while the box speaks (or its tail) and full duplex is not on."""
+        return not self.speaker.mic_gate_open() and not self.full_duplex
+
+    def set_delay(self, delay_ms: float) -> None:
+        """The self-check measured where the echo sits relative to the reference timeline."""
+        self.delay_ms = delay_ms
+        self.offset_samples = int(round(delay_ms * self.rate_hz / 1000)) - self._lead
+        log.info("echo path delay %.1f ms (the reference is fed %.0f ms before it)", delay_ms, self.config.lead_ms)
+
+    def train(self, frames: list[Frame], passes: int = TRAINING_PASSES) -> None:
+        """Let the canceller learn the echo path from the self-check's chirp before any translation
+        plays: the recording is fed ``passes`` times (SpeexDSP's filter converges over seconds of
+        far-end; 8 passes over the chirp take the first words of speech from ~8 to ~17 dB)."""
+        if not self.enabled or self.canceller is None or not frames:
+            return
+        references = [self.timeline.read(f.start_sample - self.offset_samples, f.n_samples)[0] for f in frames]
+        for _ in range(passes):
+            for frame, reference in zip(frames, references):
+                self.canceller.process(frame.samples, reference)
+
+    # -- after the front end -----------------------------------------------------------------
+
+    def observe(self, raw: Frame, cancelled: np.ndarray | None, vad_speech: bool) -> None:
+        if self.enabled and cancelled is not None and self._last_reference is not None:
+            self._history.append(raw)
+            self._follow_echo(raw.samples[:, 0], cancelled[:, 0], self._last_reference)
+            if not self.speaker.playing and not self.timeline.playing and self.stalled and self._missing_ms == 0:
+                self.stalled = False
+                log.info("echo reference flows again")
+        self._update_mode()
+        if self.speaker.playing and self.full_duplex:
+            self._vad_window.append(vad_speech)
+            if sum(self._vad_window) >= self._barge_in_needed:
+                self._vad_window.clear()
+                self.speaker.barge_in()
+        else:
+            self._vad_window.clear()
+
+    def _follow_echo(self, mic: np.ndarray, out: np.ndarray, reference: np.ndarray) -> None:
+        mic_db = _dbfs(mic)
+        if _dbfs(reference) < FAR_END_DBFS:
+            self._floor_dbfs = min(mic_db, self._floor_dbfs + FLOOR_RISE_DB_PER_FRAME)
+            return
+        self.erle_db = mic_db - _dbfs(out)
+        cancelled_enough = self.erle_db >= self.config.converged_erle_db or mic_db < self._floor_dbfs + INAUDIBLE_ECHO_DB
+        if cancelled_enough and not self.converged:
+            self._converged_ms += self._frame_ms
+            if self._converged_ms >= self.config.converged_after_ms:
+                self.converged = True
+                log.info("echo canceller converged (%.0f dB): full duplex during playback", self.erle_db)
+        lag = self._tracker.observe(reference, mic)
+        if lag is not None and not self._lag_window[0] <= lag <= self._lag_window[1]:
+            self.offset_samples += lag - self._lead
+            self.delay_ms = 1000 * (self.offset_samples + self._lead) / self.rate_hz
+            log.warning("echo path delay moved by %.1f ms: reference re-aligned, canceller re-learning",
+                        1000 * (lag - self._lead) / self.rate_hz)
+            self._relearn()
+
+    def _relearn(self) -> None:
+        """The filter modelled the old alignment: start again, trained on the playback just heard."""
+        self.converged = False
+        self._converged_ms = 0.0
+        if self.canceller is not None:
+            self.canceller.reset()
+            self.train(list(self._history))
+
+    def _update_mode(self) -> None:
+        if not self.enabled:
+            return
+        reason = "reference stalled" if self.stalled else "" if self.converged else "echo canceller not converged"
+        mode = "half" if reason else "full"
+        if (mode, reason) != (self.mode, self.reason):
+            self.mode, self.reason = mode, reason
+            self._on_change(mode, reason)
+
+    def status(self) -> dict:
+        return {"duplex": self.mode, "duplex_reason": self.reason, "echo_delay_ms": round(self.delay_ms, 1),
+                "echo_erle_db": None if self.erle_db is None else round(self.erle_db, 1)}

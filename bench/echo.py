@@ -1,0 +1,396 @@
+"""Full duplex on simulated rooms: echo cancellation vs the half-duplex gate.
+
+The box (ReSpeaker 4-mic HAT profile, its loudspeaker at the profile's ``speaker_m``, 7.6 cm from
+the array centre) plays espeak-ng Spanish translations in a 5 x 4 x 2.8 m room (RT60 0.3 / 0.6 s,
+``agent.simulation``); a talker 1.5 m away (the shared ARCTIC recordings, else espeak-ng English)
+says one sentence in silence and then the others each starting while a translation plays. Real
+noise 20 dB under the talker. The echo is ~16 dB above the talker at mic 0. The speaker is linear or
+mildly clipping (tanh at half scale); the device plays up to 60 ms later (+) or earlier (-) than the
+reference says (the self-check measured it once; the tracker must follow).
+
+Every frame goes through the real front end (echo canceller per mic, DOA, MVDR, AGC, Silero VAD,
+segmenter) and the real ``Duplex`` (gate / full duplex / barge-in); playback stops at a barge-in
+(``barge_in: stop``), so what the room hears changes as it would. Measured:
+
+- ERLE on the echo alone (the canceller on the echo without talker or noise, same playback):
+  after convergence (from 1 s of playback on), and the time until a 0.5 s window first reaches 20 dB;
+- ERLE in double talk (echo over the residual echo, exact: the linear filter's output minus the
+  near-end is its residual) and the level of the output vs the near-end in those frames;
+- talker WER on the utterances the segmenter sent (Whisper tiny.en through the gateway's recognizer)
+  for the sentences said over playback: cancellation vs the gate vs the same scene with no playback;
+- self-utterances (a segment with no talker in it), barge-in reaction (talker onset -> stop),
+  false barge-ins per minute of playback-only time;
+- front-end CPU (RTF, one core) at 4 and 6 mics, cancellation on vs off, side by side.
+
+    python bench/echo.py --quick     # RT60 0.3, linear speaker, delay errors 0 and 30 ms, 4 talker sentences
+    python bench/echo.py             # RT60 0.3 / 0.6, linear / clipping, delay errors 0 / +60 / -60 ms, 6 sentences
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO)]
+
+from agent.audio.synth import speak  # noqa: E402
+from agent.dsp.echo import EchoConfig, SpeexEchoCanceller  # noqa: E402
+from agent.dsp.echo_reference import CaptureClock, ReferenceTimeline  # noqa: E402
+from agent.duplex import Duplex  # noqa: E402
+from agent.events import SpeechChunk, SpeechEnded, SpeechStarted  # noqa: E402
+from agent.frontend import FrontEnd, FrontendConfig  # noqa: E402
+from agent.hardware import load_array_profile  # noqa: E402
+from agent.outputs.config import SpeakerConfig  # noqa: E402
+from agent.selfcheck import SelfCheckConfig, chirp  # noqa: E402
+from agent.simulation import simulate_scene  # noqa: E402
+from agent.simulation_echo import EchoRoom, speaker_rirs  # noqa: E402
+from parley_common.frames import Frame  # noqa: E402
+from tests.support.speech import english_samples, word_errors  # noqa: E402
+
+RATE = 16000
+FRAME = 320
+CHIRP_AT = RATE // 10
+LATENCY = 1600  # the device buffer: the reference is written this far ahead
+ECHO_OVER_TALKER_DB = 16.0
+FAR_END = ("Buenos días, bienvenidos a la reunión de hoy.", "La estación de tren está muy cerca de aquí.",
+           "Por favor, abran la puerta a nuestros invitados.", "Gracias por venir, hasta la próxima semana.",
+           "El tren sale a las nueve de la mañana.", "Hoy hace buen tiempo en la ciudad.")
+
+
+class BenchSpeaker:
+    """The speaker as ``Duplex`` sees it, driven by the bench's schedule."""
+
+    def __init__(self, tail_samples: int, react: bool = True):
+        self.react = react
+        self.playing = False
+        self.stop_requested = False
+        self.barge_ins = 0
+        self._gate_until = 0
+        self._tail = tail_samples
+        self.now = 0
+
+    def mic_gate_open(self) -> bool:
+        return not self.playing and self.now >= self._gate_until
+
+    def ended(self) -> None:
+        self.playing = False
+        self._gate_until = self.now + self._tail
+
+    def barge_in(self) -> None:
+        if self.react and self.playing and not self.stop_requested:
+            self.barge_ins += 1
+            self.stop_requested = True
+
+
+def build_timeline(talkers, far_end, first_alone_s=1.6):
+    """Far-end playbacks and talker sentences on one timeline: talker 0 alone (before any playback),
+    then playback k, with talker k starting 0.8 s into it; returns (playbacks, talker spans, length)."""
+    playbacks, spans = [], []
+    cursor = int(first_alone_s * RATE)
+    spans.append((cursor, cursor + len(talkers[0])))
+    cursor += len(talkers[0]) + RATE
+    for k, talker in enumerate(talkers[1:]):
+        far = far_end[k % len(far_end)]
+        playbacks.append((cursor, far))
+        onset = cursor + int(0.8 * RATE)
+        spans.append((onset, onset + len(talker)))
+        cursor = max(cursor + len(far), onset + len(talker)) + int(1.5 * RATE)
+    return playbacks, spans, cursor + RATE
+
+
+def run_box(geometry, near, playbacks, room: EchoRoom, config: FrontendConfig, delay_error: int, echo_alone=False,
+            react=True):
+    """One pass of the box over the timeline. Returns segments, barge-in times, playback-only seconds,
+    and (for ``echo_alone``) the per-mic echo and canceller output."""
+    frontend = FrontEnd(config, geometry, RATE)
+    clock = CaptureClock(RATE)
+    clock.observe(0, 0.0)
+    timeline = ReferenceTimeline(clock, capacity_s=8.0)
+    speaker = BenchSpeaker(int(0.3 * RATE), react)
+    speaker_config = SpeakerConfig()
+    duplex = Duplex(config.echo_cancellation, config.echo, speaker_config, timeline, speaker, RATE, FRAME)
+    duplex.canceller = frontend.echo_canceller
+    duplex.set_delay(0.0)  # what the self-check measures on this simulated device
+    schedule = {start: far for start, far in playbacks}
+    chirp_signal = chirp(RATE, SelfCheckConfig().duration_ms, SelfCheckConfig().level_dbfs)
+    schedule[CHIRP_AT] = chirp_signal  # the self-check at start: the canceller trains on it
+    train_at = CHIRP_AT + len(chirp_signal) + RATE // 2
+    heard: list[Frame] = []
+    dither = np.random.default_rng(1)
+    segments, barge_ins, current = [], [], None
+    playing, play_pos, play_only_frames = None, 0, 0
+    echo0, out0 = [], []
+    for s in range(0, len(near) - FRAME + 1, FRAME):
+        speaker.now = s
+        for start in [t for t in schedule if s <= t < s + FRAME]:
+            playing, play_pos, speaker.playing, speaker.stop_requested = schedule.pop(start), 0, True, False
+        if playing is not None:
+            playing, play_pos = play_frame(playing, play_pos, s, speaker, timeline, room, delay_error)
+        echo = room.echo(s, FRAME)
+        mics = (dither.standard_normal((FRAME, geometry.n_mics)) * 3 if echo_alone else near[s:s + FRAME].astype(float)) \
+            + (echo if echo is not None else 0.0)
+        frame = Frame(np.clip(np.round(mics), -32768, 32767).astype(np.int16), s, RATE)
+        if s < train_at:
+            heard.append(frame)
+        elif heard:
+            duplex.train(heard)
+            heard = []
+        reference = duplex.reference_for(frame)
+        muted = duplex.gate_closed()
+        events = frontend.process(frame, muted=muted, reference=reference)
+        was_stopping = speaker.stop_requested
+        duplex.observe(frame, frontend.last_cancelled, frontend.is_speech)
+        if speaker.stop_requested and not was_stopping:
+            barge_ins.append(s)
+        play_only_frames += speaker.playing
+        echo0.append(echo[:, 0] if echo is not None else np.zeros(FRAME))
+        out0.append((frontend.last_cancelled if frontend.last_cancelled is not None else frame.samples)[:, 0])
+        current = follow_segments(events, segments, current)
+    follow_segments(frontend.flush(), segments, current)
+    return segments, barge_ins, play_only_frames * FRAME / RATE, (np.concatenate(echo0), np.concatenate(out0))
+
+
+def play_frame(playing, play_pos, s, speaker, timeline, room, delay_error):
+    """The device, one frame: LATENCY samples ahead of what the room hears, the reference stamped so."""
+    if not speaker.stop_requested:
+        piece = playing[play_pos:play_pos + FRAME]
+        timeline.write(piece, (s + LATENCY) / RATE, LATENCY / RATE)
+        room.emit(s + LATENCY + delay_error, piece)
+        play_pos += FRAME
+    if speaker.stop_requested or play_pos >= len(playing):
+        timeline.end_playback()
+        speaker.ended()
+        return None, 0
+    return playing, play_pos
+
+
+def follow_segments(events, segments, current):
+    for event in events:
+        if isinstance(event, SpeechStarted):
+            current = {"start": event.start_sample, "audio": []}
+            segments.append(current)
+        elif isinstance(event, SpeechChunk) and current is not None:
+            current["audio"].append(event.frame.samples[:, 0])
+        elif isinstance(event, SpeechEnded) and current is not None:
+            current["end"] = event.end_sample
+            current = None
+    return current
+
+
+def erle_figures(echo: np.ndarray, out: np.ndarray, playbacks) -> dict:
+    """ERLE (mic 0) over playback from 1 s on, and the time until a 0.5 s window first reaches 20 dB."""
+    db = lambda x: 10 * np.log10(np.mean(x.astype(np.float64) ** 2) + 1e-9)  # noqa: E731
+    converged, first_20_s, heard_s = [], None, 0.0
+    for start, far in playbacks:
+        for a in range(start, min(len(out), start + len(far)) - RATE // 2, RATE // 2):
+            window = slice(a, a + RATE // 2)
+            erle = db(echo[window]) - db(out[window])
+            if first_20_s is None and erle >= 20:
+                first_20_s = heard_s + (a - start) / RATE
+            if heard_s + (a - start) / RATE >= 1.0:
+                converged.append(erle)
+        heard_s += len(far) / RATE
+    return {"erle_db": float(np.median(converged)) if converged else None, "converge_s": first_20_s}
+
+
+def double_talk(echo0, out0, near0, playbacks, spans) -> dict:
+    """In frames where both play: ERLE (echo over the residual = output - near end) and output vs near end."""
+    both = np.zeros(len(out0), bool)
+    for start, far in playbacks:
+        both[start:start + len(far)] = True
+    talk = np.zeros(len(out0), bool)
+    for a, b in spans:
+        talk[a:b] = True
+    mask = both & talk[:len(both)]
+    if not mask.any():
+        return {"erle_dt_db": None, "near_change_db": None}
+    db = lambda x: 10 * np.log10(np.mean(x.astype(np.float64) ** 2) + 1e-9)  # noqa: E731
+    near = near0[:len(out0)].astype(float)
+    residual = out0.astype(float) - near
+    return {"erle_dt_db": db(echo0[mask]) - db(residual[mask]), "near_change_db": db(out0[mask]) - db(near[mask])}
+
+
+def overlap(a0, a1, b0, b1) -> int:
+    return max(0, min(a1, b1) - max(a0, b0))
+
+
+def score(segments, barge_ins, spans, texts, playbacks, recognizer, options) -> dict:
+    """WER of the sentences said over playback (on what the segmenter sent), self-utterances, barge-ins."""
+    errors = words = 0
+    hypotheses = []
+    for (a, b), text in zip(spans[1:], texts[1:]):
+        audio = [np.concatenate(seg["audio"]) for seg in segments
+                 if seg["audio"] and overlap(seg["start"], seg.get("end", seg["start"]), a, b + RATE // 2)]
+        hypothesis = decode(recognizer, options, np.concatenate(audio)) if audio else ""
+        e, n = word_errors(text, spell_numbers(hypothesis))
+        errors, words = errors + e, words + n
+        hypotheses.append(hypothesis)
+    own = [seg for seg in segments if not any(overlap(seg["start"], seg.get("end", seg["start"]), a, b + RATE // 2)
+                                               for a, b in spans)]
+    reactions, false = [], 0
+    for t in barge_ins:
+        onsets = [a for a, _ in spans if a - RATE // 10 <= t <= a + RATE]
+        if onsets:
+            reactions.append(1000 * (t - onsets[0]) / RATE)
+        else:
+            false += 1
+    return {"wer": errors / words if words else None, "words": words, "self_utterances": len(own),
+            "barge_in_ms": float(np.median(reactions)) if reactions else None, "barge_ins_caught": len(reactions),
+            "false_barge_ins": false, "hypotheses": hypotheses}
+
+
+def spell_numbers(text: str) -> str:
+    from bench.array_wer import spell_numbers as spell
+
+    return spell(text)
+
+
+def decode(recognizer, options, pcm: np.ndarray) -> str:
+    from bench.array_wer import decode as whisper_decode
+
+    return whisper_decode(recognizer, options, pcm)
+
+
+def trimmed(signal: np.ndarray) -> np.ndarray:
+    """The recording without its leading and trailing silence, so onsets (barge-in timing) are the speech's."""
+    loud = np.flatnonzero(np.abs(signal) > 0.05 * np.max(np.abs(signal)))
+    margin = RATE // 50
+    return signal[max(0, loud[0] - margin):loud[-1] + margin]
+
+
+def make_condition(geometry, rirs, talkers, far_end, clip, seed, shared):
+    """The near-end scene and the echo room, levels set as in the module docstring."""
+    talkers = [(text, trimmed(signal)) for text, signal in talkers]
+    playbacks, spans, length = build_timeline([t for _, t in talkers], far_end)
+    track = np.zeros(length)
+    for (a, b), (_, signal) in zip(spans, talkers):
+        track[a:b] = signal
+    scene = simulate_scene(geometry, [track], talker_azimuth_deg=60.0, distance_m=1.5, rt60_s=rirs[1], noise="diffuse",
+                           snr_db=20.0, seed=seed, noise_dir=shared / "noise" if shared else None, gap_s=0.0)
+    near = scene.mixture[:length].astype(float) * 0.16
+    noise = scene.noise_image[:length] * 0.16
+    talker_db = 10 * np.log10(np.mean(scene.speech_image[:length][track != 0, 0] ** 2) * 0.16 ** 2)
+    far_all = np.concatenate([far for _, far in playbacks]).astype(float)
+    echo_db = 10 * np.log10(np.mean(np.convolve(far_all, rirs[0][:, 0])[:len(far_all)] ** 2))
+    gain = 10 ** ((talker_db + ECHO_OVER_TALKER_DB - echo_db) / 20)
+    return near, noise, playbacks, spans, lambda delay_error_ms: EchoRoom(rirs[0], gain=gain, clip=clip)
+
+
+def cpu_rtf(n_mics_profile: str, engine: str, seconds: float = 10.0) -> float:
+    geometry = load_array_profile(n_mics_profile)
+    rng = np.random.default_rng(0)
+    mics = (rng.standard_normal((int(seconds * RATE), geometry.n_mics)) * 300).astype(np.int16)
+    far = (rng.standard_normal(len(mics)) * 2000).astype(np.int16)
+    frontend = FrontEnd(replace(FrontendConfig(), echo_cancellation=engine), geometry, RATE)
+    started = time.process_time()
+    for s in range(0, len(mics) - FRAME + 1, FRAME):
+        frontend.process(Frame(mics[s:s + FRAME], s, RATE), reference=far[s:s + FRAME] if engine != "off" else None)
+    return (time.process_time() - started) / seconds
+
+
+def run_cell(geometry, condition, delay_error_ms, texts, recognizer, options) -> dict:
+    near, noise, playbacks, spans, room_for = condition
+    error = int(round(delay_error_ms * RATE / 1000))
+    cell = {"delay_error_ms": delay_error_ms}
+    speex, gate = FrontendConfig(), replace(FrontendConfig(), echo_cancellation="off")
+    _, _, _, (echo0, out0) = run_box(geometry, near, playbacks, room_for(delay_error_ms), speex, error,
+                                     echo_alone=True, react=False)
+    cell.update(erle_figures(echo0, out0, playbacks))
+    alone_segments, alone_barge_ins, alone_play_s, _ = run_box(geometry, noise, playbacks, room_for(delay_error_ms),
+                                                              speex, error)  # the room's noise, nobody talking
+    cell["false_barge_ins_per_min"] = 60 * len(alone_barge_ins) / alone_play_s
+    cell["self_utterances_echo_alone"] = len(alone_segments)
+    for name, config in (("cancel", speex), ("gate", gate)):
+        segments, barge_ins, _, (echo0, out0) = run_box(geometry, near, playbacks, room_for(delay_error_ms), config, error)
+        cell[name] = score(segments, barge_ins, spans, texts, playbacks, recognizer, options)
+        if name == "cancel":
+            cell.update(double_talk(echo0, out0, near[:, 0], playbacks, spans))
+    return cell
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rt60", type=float, nargs="+", help="override the grid's RT60s")
+    parser.add_argument("--speaker", choices=("linear", "clipping"), nargs="+", help="override the grid's speakers")
+    parser.add_argument("--errors-ms", type=float, nargs="+", help="override the grid's reference delay errors")
+    parser.add_argument("--model", default="tiny.en")
+    parser.add_argument("--shared-data", type=Path, default=next(
+        (p for p in (REPO.parent / "shared" / "data", REPO.parent.parent / "shared" / "data") if p.is_dir()),
+        REPO.parent / "shared" / "data"))
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "echo.json")
+    args = parser.parse_args()
+    from gateway.engines.whisper_asr import DecodeOptions, WhisperRecognizer
+    from gateway.engines.whisper_models import resolve_model
+
+    started = time.perf_counter()
+    shared = args.shared_data if args.shared_data.is_dir() else None
+    rt60s, clips = ((0.3,), (None,)) if args.quick else ((0.3, 0.6), (None, 0.5))
+    errors_ms = (0.0, 30.0, -30.0) if args.quick else (0.0, 60.0, -60.0)
+    rt60s = tuple(args.rt60 or rt60s)
+    clips = tuple(None if name == "linear" else 0.5 for name in args.speaker) if args.speaker else clips
+    errors_ms = tuple(args.errors_ms or errors_ms)
+    talkers = english_samples(shared, limit=4 if args.quick else 7)
+    texts = [text for text, _ in talkers]
+    far_end = [speak(text, voice="es") for text in FAR_END]
+    geometry = load_array_profile("respeaker-4mic-hat")
+    recognizer = WhisperRecognizer(processes=1)
+    options = DecodeOptions(str(resolve_model(args.model)), "en")
+    recognizer.warm_up([options.model_path])
+    cells, silence = [], {}
+    print(f"{'RT60':>4} {'speaker':>8} {'err ms':>6} | {'ERLE':>5} {'conv s':>6} {'ERLE dt':>7} {'near dB':>7} | "
+          f"{'WER canc':>8} {'gate':>5} {'silence':>7} | {'self':>4} {'barge ms':>8} {'caught':>6} {'false/min':>9}")
+    try:
+        for rt60 in rt60s:
+            rirs = (speaker_rirs(geometry, rt60), rt60)
+            for clip in clips:
+                condition = make_condition(geometry, rirs, talkers, far_end, clip, seed=int(rt60 * 10), shared=shared)
+                if rt60 not in silence:
+                    near, _, _, spans, room_for = condition
+                    segments, _, _, _ = run_box(geometry, near, [], room_for(0.0), FrontendConfig(), 0)
+                    silence[rt60] = score(segments, [], spans, texts, [], recognizer, options)
+                for error_ms in errors_ms:
+                    cell = run_cell(geometry, condition, error_ms, texts, recognizer, options)
+                    cell.update(rt60_s=rt60, speaker="clipping" if clip else "linear", silence=silence[rt60])
+                    cells.append(cell)
+                    print(table_row(cell), flush=True)
+    finally:
+        recognizer.close()
+    cpu = {f"{profile}/{engine}": cpu_rtf(profile, engine) for profile in ("respeaker-4mic-hat", "respeaker-6mic-hat")
+           for engine in ("off", "speex")}
+    print("front-end RTF, one core: " + ", ".join(f"{k} {v:.3f}" for k, v in cpu.items()))
+    runtime = time.perf_counter() - started
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"when": datetime.now(timezone.utc).isoformat(), "quick": args.quick, "model": args.model,
+                                    "runtime_s": runtime, "cells": cells, "cpu_rtf": cpu}, indent=1, ensure_ascii=False))
+    print(f"{runtime:.0f} s; wrote {args.out}")
+    return 0
+
+
+def _f(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def table_row(c: dict) -> str:
+    k = c["cancel"]
+    return (f"{c['rt60_s']:>4} {c['speaker']:>8} {c['delay_error_ms']:>6.0f} | {_f(c['erle_db'], '5.1f')} "
+            f"{_f(c['converge_s'], '6.2f')} {_f(c['erle_dt_db'], '7.1f')} {_f(c['near_change_db'], '7.1f')} | "
+            f"{_f(k['wer'], '8.2f')} {_f(c['gate']['wer'], '5.2f')} {_f(c['silence']['wer'], '7.2f')} | "
+            f"{k['self_utterances'] + c['self_utterances_echo_alone']:>4} {_f(k['barge_in_ms'], '8.0f')} "
+            f"{k['barge_ins_caught']:>3}/{len(c['cancel']['hypotheses']):<2} {c['false_barge_ins_per_min']:>9.1f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

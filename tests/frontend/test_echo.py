@@ -1,0 +1,167 @@
+"""Echo cancellation: the SpeexDSP engine on a simulated box, the reference timeline, the delay
+tracker, the duplex decision (gate fallback on a stalled reference) and the self-check."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.signal import fftconvolve
+
+from agent.audio.synth import speak
+from agent.dsp.echo import EchoConfig, make_echo_canceller
+from agent.dsp.echo_reference import CaptureClock, ReferenceTimeline, measure_lag
+from agent.duplex import Duplex
+from agent.hardware import load_array_profile
+from agent.outputs.config import SpeakerConfig
+from agent.selfcheck import analyze_self_check, chirp
+from agent.simulation_echo import speaker_rirs
+from parley_common.frames import Frame
+
+RATE = 16000
+
+
+def db(x) -> float:
+    return 10 * np.log10(np.mean(np.asarray(x, dtype=float) ** 2) + 1e-9)
+
+
+@pytest.fixture(scope="module")
+def box():
+    geometry = load_array_profile("respeaker-4mic-hat")
+    return geometry, speaker_rirs(geometry, rt60_s=0.3) * 0.05
+
+
+def echo_of(far: np.ndarray, rirs: np.ndarray) -> np.ndarray:
+    return np.stack([fftconvolve(far.astype(float), rirs[:, m])[:len(far)] for m in range(rirs.shape[1])], axis=1)
+
+
+def test_speex_removes_the_echo_per_mic_and_keeps_the_talker(box):
+    geometry, rirs = box
+    far = np.concatenate([speak("Buenos días a todos, la estación de tren está muy cerca.", voice="es")] * 2)
+    n = len(far) // 320 * 320
+    far = far[:n]
+    echo = echo_of(far, rirs)
+    talker = np.zeros((n, 4))
+    talk = speak("Where is the train station?")[: n // 3]
+    talker[n - len(talk):] = talk[:, None] * 0.1  # speaks over the last third of the playback
+    rng = np.random.default_rng(0)
+    mics = np.clip(echo + talker + rng.standard_normal(echo.shape) * 5, -32768, 32767).astype(np.int16)
+    canceller = make_echo_canceller(EchoConfig(), "speex", 4, RATE)
+    out = canceller.process(mics, far.astype(np.int16)).astype(float)
+    alone = slice(2 * RATE, n - len(talk))  # echo alone, after 2 s of playback
+    for mic in range(4):
+        assert db(mics[alone, mic]) - db(out[alone, mic]) > 20  # ERLE, every mic
+    double_talk = slice(n - len(talk), n)
+    residual = out[double_talk, 0] - talker[double_talk, 0]
+    assert db(echo[double_talk, 0]) - db(residual) > 12  # still cancelling while the talker speaks
+    assert abs(db(out[double_talk, 0]) - db(talker[double_talk, 0])) < 2.0  # and the talker is intact
+
+
+def test_measure_lag_finds_the_echo_delay_and_refuses_noise():
+    rng = np.random.default_rng(1)
+    reference = rng.standard_normal(RATE)
+    mic = np.concatenate([np.zeros(240), reference])[:RATE] * 0.3 + rng.standard_normal(RATE) * 0.05
+    assert measure_lag(reference, mic, -800, 1600) == 240
+    assert measure_lag(reference, rng.standard_normal(RATE), -800, 1600) is None
+
+
+def test_reference_timeline_is_contiguous_within_a_playback_and_says_what_is_missing():
+    clock = CaptureClock(RATE)
+    clock.observe(0, 100.0)  # capture sample 0 at monotonic 100 s
+    timeline = ReferenceTimeline(clock)
+    piece = np.arange(1, 321, dtype=np.int16)
+    timeline.write(piece, 100.0 + 1.0, buffered_s=0.1)  # leaves the device at capture sample 16000
+    timeline.write(piece, 100.0 + 1.0 + 0.013, buffered_s=0.1)  # jitter: still follows the first piece
+    got, missing = timeline.read(16000, 640)
+    assert np.array_equal(got, np.concatenate([piece, piece])) and missing == 0
+    got, missing = timeline.read(16640, 320)  # playing, but not written yet: late
+    assert missing == 320 and not got.any()
+    timeline.write(piece, 100.0 + 1.5, buffered_s=0.1)  # 0.46 s late: an underrun, laid down anew
+    assert timeline.reanchors == 1 and np.array_equal(timeline.read(24000, 320)[0], piece)
+    timeline.end_playback()
+    assert timeline.read(30000, 320)[1] == 0  # nothing playing: silence is not missing
+
+
+class Playing:
+    playing = True
+    barge_ins = 0
+
+    def mic_gate_open(self) -> bool:
+        return False
+
+    def barge_in(self) -> None:
+        self.barge_ins += 1
+
+
+def test_a_stalled_reference_falls_back_to_the_gate_and_says_so(caplog):
+    clock = CaptureClock(RATE)
+    clock.observe(0, 0.0)
+    timeline = ReferenceTimeline(clock)
+    speaker = Playing()
+    changes = []
+    duplex = Duplex("speex", EchoConfig(), SpeakerConfig(), timeline, speaker, RATE, 320,
+                    on_change=lambda mode, reason: changes.append((mode, reason)))
+    duplex.converged = True  # as after the first playback
+    timeline.write(np.ones(320, np.int16) * 1000, 0.0, buffered_s=0.1)  # then the speaker thread stops feeding it
+    zeros = np.zeros((320, 4), np.int16)
+    for i in range(20):  # 400 ms of capture
+        frame = Frame(zeros, i * 320, RATE)
+        duplex.reference_for(frame)
+        duplex.observe(frame, zeros, vad_speech=False)
+    assert duplex.stalled and duplex.gate_closed()
+    assert changes[-1] == ("half", "reference stalled")
+    assert "echo reference stalled" in caplog.text
+
+
+def chirp_recording(geometry, rirs, channel_order=None, dead=None):
+    signal = np.concatenate([np.zeros(1600), chirp(RATE, 500, -30.0), np.zeros(8000)])
+    delay = 64  # 4 ms device + path delay beyond what the reference says
+    mics = echo_of(np.concatenate([np.zeros(delay), signal])[: len(signal)], rirs)
+    mics += np.random.default_rng(2).standard_normal(mics.shape) * 3
+    if dead is not None:
+        mics[:, dead] = 0
+    if channel_order is not None:
+        mics = mics[:, channel_order]
+    return np.round(mics).astype(np.int16), signal.astype(np.int16)
+
+
+def test_self_check_measures_the_delay_and_the_speaker_direction(box):
+    geometry, rirs = box
+    mics, reference = chirp_recording(geometry, rirs)
+    result = analyze_self_check(mics, reference, geometry, RATE)
+    assert result.problems == [] and result.channel_fix is None
+    direct_ms = 1000 * np.median(np.argmax(np.abs(rirs), axis=0)) / RATE  # the simulated path's own delay
+    assert abs(result.delay_ms - (4.0 + direct_ms)) < 0.3  # 4 ms of device delay plus the path
+    assert result.speaker_azimuth_deg is not None and min(result.speaker_azimuth_deg, 360 - result.speaker_azimuth_deg) < 20
+
+
+@pytest.mark.parametrize("shift", [1, 2, 3])
+def test_self_check_detects_a_rotated_channel_order_and_its_fix_restores_it(box, shift):
+    geometry, rirs = box
+    order = [(i + shift) % 4 for i in range(4)]  # stream channel i carries mic i + shift
+    mics, reference = chirp_recording(geometry, rirs, channel_order=order)
+    result = analyze_self_check(mics, reference, geometry, RATE)
+    assert result.rotation == shift and "rotated" in result.problems[0]
+    fixed, _ = chirp_recording(geometry, rirs)
+    assert np.array_equal(mics[:, result.channel_fix], fixed)
+
+
+def test_self_check_reports_a_dead_mic(box):
+    geometry, rirs = box
+    mics, reference = chirp_recording(geometry, rirs, dead=2)
+    result = analyze_self_check(mics, reference, geometry, RATE)
+    assert result.dead_mics == [2] and any("dead" in p for p in result.problems)
+
+
+def test_a_speaker_the_mics_do_not_hear_is_no_problem(box):
+    geometry, rirs = box
+    _, reference = chirp_recording(geometry, rirs)
+    room = np.round(np.random.default_rng(3).standard_normal((len(reference), 4)) * 30).astype(np.int16)
+    result = analyze_self_check(room, reference, geometry, RATE)
+    assert not result.heard and result.problems == [] and result.delay_ms is None
+
+
+def test_echo_cancellation_off_is_read_as_written_not_as_yaml_false():
+    from agent.config.schema import load_agent_config
+
+    config = load_agent_config(None, "frontend: {echo_cancellation: off}\n")
+    assert config.frontend.echo_cancellation == "off"
