@@ -35,7 +35,7 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -154,8 +154,9 @@ def make_cell(job):
 class Judge:
     """Decodes through the gateway's recognizer and scores, capping each utterance's edits at its length."""
 
-    def __init__(self, model: str, beam_size: int = 1, language: str = "en"):
-        self.recognizer = WhisperRecognizer(processes=1)
+    def __init__(self, model: str, processes: int = 1, beam_size: int = 1, language: str = "en"):
+        self.recognizer = WhisperRecognizer(processes)
+        self.pool = ThreadPoolExecutor(processes)  # one phrase in flight per worker, as sessions do
         self.options = DecodeOptions(str(resolve_model(model)), language, beam_size)
         self.recognizer.warm_up([self.options.model_path])
         self._dry: dict[str, tuple[int, str]] = {}
@@ -181,20 +182,22 @@ class Judge:
         return self._dry[reference]
 
     def close(self) -> None:
+        self.pool.shutdown()
         self.recognizer.close()
 
 
 def judge_cell(judge: Judge, meta: dict, clips, names: list[str]) -> dict:
+    def one(text, dry_pcm, windows, name):
+        return judge.dry(text, dry_pcm) if name == "dry" else judge.score(text, windows[name])[0::2]
+
+    futures = [[judge.pool.submit(one, *clip, name) for name in names] for clip in clips]
     errors, words, rows = dict.fromkeys(names, 0), 0, []
-    for text, dry_pcm, windows in clips:
+    for (text, _dry, _windows), decoded in zip(clips, futures):
         row = {"reference": text}
-        for name in names:
-            if name == "dry":
-                e, row[name] = judge.dry(text, dry_pcm)
-            else:
-                e, n, row[name] = judge.score(text, windows[name])
+        for name, future in zip(names, decoded):
+            e, row[name] = future.result()
             errors[name] += e
-        words += n
+        words += word_errors(text, "")[1]
         rows.append(row)
     return dict(meta, words=words, wer={name: errors[name] / words for name in names}, utterances=rows)
 
@@ -218,6 +221,7 @@ def parse_args():
     parser.add_argument("--utterances", type=int, default=None, help="per cell (default 7 = all ARCTIC; quick 3)")
     parser.add_argument("--segmenter", action="store_true", help="also decode the last variant as its segmenter cut it")
     parser.add_argument("--jobs", type=int, default=2, help="scenes simulated in parallel, one process each")
+    parser.add_argument("--decoders", type=int, default=2, help="recognizer worker processes (the gateway's default)")
     parser.add_argument("--model", default="tiny.en")
     parser.add_argument("--shared-data", type=Path, default=shared_data_dir() or Path("/work/shared/data"),
                         help="the shared ARCTIC speech and noise (default ../shared/data or $PARLEY_SHARED_DATA)")
@@ -239,7 +243,7 @@ def main() -> int:
             for noise in args.noises.split(",") for snr in snrs]
     jobs = [(index, cell, n_utterances, variants, args.segmenter, shared) for index, cell in enumerate(grid)]
     names = variants + (["segmented"] if args.segmenter else []) + list(REFERENCES)
-    judge = Judge(args.model)
+    judge = Judge(args.model, args.decoders)
     cells = []
     print(header(names, variants[-1]))
     try:
