@@ -3,7 +3,7 @@
     frame (n, mics) --STFT--> DOA (speech hops only) --> beamformer --ISTFT--> mono frame
     mono frame --> AGC --> post-filter --> VAD --> segmenter --> SpeechStarted / SpeechChunk / SpeechEnded
 
-The post-filter (``agent/dsp/postfilter.py``, none by default) is what the uplink hears; the VAD hears
+The post-filter (``agent/dsp/postfilter.py``, DeepFilterNet3) is what the uplink hears; the VAD hears
 the levelled beam before it unless ``postfilter.vad_input`` is ``filtered``. The beamformed output
 lags the input by one STFT hop (10 ms), the post-filter adds its own fixed delay; output frames
 carry their true sample index, so timestamps stay exact. The VAD decision of the previous frame gates which hops

@@ -208,6 +208,41 @@ def summarise(cells: list[dict], names: list[str]) -> dict:
     return {"mean_wer": mean, "rtf": rtf}
 
 
+def paired_excess(cell: dict, variant: str, baseline: str) -> tuple[float, float]:
+    """(WER of ``variant`` minus ``baseline``, the standard error of that paired difference) in one
+    cell, from its per-utterance capped edits: a cell is worse "beyond its noise" past 2 errors."""
+    diffs = []
+    for row in cell["utterances"]:
+        e_v, n = word_errors(row["reference"], spell_numbers(row[variant]))
+        e_b, _ = word_errors(row["reference"], spell_numbers(row[baseline]))
+        diffs.append(min(e_v, n) - min(e_b, n))
+    words = cell["words"]
+    se = float(np.sqrt(len(diffs) * np.var(diffs, ddof=1)) / words) if len(diffs) > 1 else float("nan")
+    return sum(diffs) / words, se
+
+
+def markdown(result: dict) -> str:
+    """The results as a bench/README.md table: WER per variant, and as a ratio to the reverberant reference."""
+    names, default = list(result["mean_wer"].keys() - {"default"}), result["default_variant"]
+    names = [n for n in result["variants"] + ["segmented"] + list(REFERENCES) if n in names]
+    lines = ["| array | RT60 s | noise | SNR dB | " + " | ".join(names) + f" | {default} / reverberant | "
+             f"{default} - mvdr (2 SE) |", "|" + "---|" * (len(names) + 6)]
+    for c in result["cells"]:
+        w = c["wer"]
+        excess, se = paired_excess(c, default, "mvdr") if "mvdr" in w else (float("nan"), float("nan"))
+        flag = " **worse**" if excess > 2 * se else ""
+        lines.append(f"| {c['array'].removeprefix('respeaker-').removesuffix('-hat')} | {c['rt60_s']} | {c['noise']} | "
+                     f"{c['snr_db']:.0f} | " + " | ".join(f"{w[n]:.2f}" for n in names)
+                     + f" | {w[default] / w['reverberant'] if w['reverberant'] else float('nan'):.2f} | "
+                     f"{excess:+.2f} ({2 * se:.2f}){flag} |")
+    m = result["mean_wer"]
+    lines.append("| **mean** | | | | " + " | ".join(f"**{m[n]:.2f}**" for n in names)
+                 + f" | **{m[default] / m['reverberant']:.2f}** | |")
+    lines.append("| RTF (CPU s / audio s) | | | | " + " | ".join(
+        f"{result['rtf'][n]:.3f}" if n in result["rtf"] else "" for n in names) + " | | |")
+    return "\n".join(lines)
+
+
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
@@ -226,11 +261,15 @@ def parse_args():
     parser.add_argument("--shared-data", type=Path, default=shared_data_dir() or Path("/work/shared/data"),
                         help="the shared ARCTIC speech and noise (default ../shared/data or $PARLEY_SHARED_DATA)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "array_wer.json")
+    parser.add_argument("--report", type=Path, default=None, help="print a saved result as a markdown table and stop")
     return parser.parse_args()
 
 
 def main() -> int:
     args = parse_args()
+    if args.report:
+        print(markdown(json.loads(args.report.read_text())))
+        return 0
     started = time.perf_counter()
     shared = args.shared_data if args.shared_data.is_dir() else None
     arrays = (args.arrays or ("respeaker-4mic-hat" if args.quick else "respeaker-4mic-hat,respeaker-6mic-hat")).split(",")

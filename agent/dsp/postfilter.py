@@ -30,7 +30,8 @@ CUTOFF_OF_NYQUIST = 0.95  # of the stream's Nyquist frequency (7.6 kHz at 16 kHz
 @dataclass(frozen=True)
 class PostfilterConfig:
     type: Literal["none", "deepfilternet"] = field(
-        default="none", metadata={"help": "neural noise suppression after the beamformer (what the uplink hears)"})
+        default="deepfilternet",
+        metadata={"help": "neural noise suppression after the beamformer (what the uplink hears); none: off"})
     max_attenuation_db: float = field(
         default=12.0, metadata={"min": 1.0, "max": 100.0,
                                 "help": "the most it may lower anything; full suppression costs Whisper words"})

@@ -135,7 +135,7 @@ def test_cross_field_problems_are_reported_with_lines_all_at_once(tmp_path):
     (48000, "webrtc", True), (16000, "silero", True), (8000, "silero", False),
 ])
 def test_vad_rates(tmp_path, rate_hz, engine, ok):
-    text = f"capture:\n  sample_rate_hz: {rate_hz}\nfrontend:\n  vad:\n    engine: {engine}\n"
+    text = f"capture:\n  sample_rate_hz: {rate_hz}\nfrontend:\n  vad:\n    engine: {engine}\n  postfilter:\n    type: none\n"
     if ok:
         assert load_agent_config(tmp_path / "a.yaml", text=text).capture.sample_rate_hz == rate_hz
     else:
