@@ -13,6 +13,7 @@ timeline (output frames carry their true sample index). Variants:
     mvdr+dfn<N>   + DeepFilterNet3 post-filter, attenuation limited to N dB (VAD hears the beam)
     mvdr+dfn<N>v  the same, the VAD hearing the post-filter's output
     mvdr+dfn<N>g  the same, the post-filter's local SNR also gating the beam's noise learning
+    default       the shipped FrontendConfig() (today: mvdr+dfn12g)
     reverberant   mic 0's speech image without noise (the goal's reference)
     dry           the sentence as recorded (decoded once)
 
@@ -77,6 +78,8 @@ def variant_config(name: str) -> FrontendConfig | None:
     if name == "mic0":
         return None
     base = FrontendConfig()
+    if name == "default":
+        return base
     if name == "mvdr":
         return replace(base, postfilter=PostfilterConfig(type="none"))
     stage = name.removeprefix("mvdr+dfn")
@@ -246,7 +249,7 @@ def markdown(result: dict) -> str:
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--variants", default="mic0,mvdr,mvdr+dfn12",
+    parser.add_argument("--variants", default="mic0,mvdr,default",
                         help="comma-separated, see above; the last one is the proposed default")
     parser.add_argument("--arrays", default=None, help="default respeaker-4mic-hat,respeaker-6mic-hat (quick: 4-mic)")
     parser.add_argument("--rt60", default=None, help="default 0.3,0.6 (quick: 0.3)")

@@ -126,9 +126,6 @@ def _postfilter_issues(config, lines: KeyLines) -> list[ConfigIssue]:
     postfilter = config.frontend.postfilter
     key = "frontend.postfilter.type"
     if postfilter.type == "none":
-        if postfilter.speech_presence_snr_db is not None:
-            return [lines.issue("frontend.postfilter.speech_presence_snr_db",
-                                "needs the post-filter's estimate: set frontend.postfilter.type deepfilternet, or null")]
         return []
     rate = config.capture.sample_rate_hz
     if MODEL_RATE_HZ % rate:

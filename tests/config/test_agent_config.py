@@ -157,8 +157,7 @@ def test_bad_uplink_urls_are_named(tmp_path, url, problem):
 @pytest.mark.parametrize("text, key, message", [
     ("capture:\n  sample_rate_hz: 44100\nfrontend:\n  vad:\n    engine: webrtc\n  postfilter:\n    type: deepfilternet\n",
      "frontend.postfilter.type", "DeepFilterNet3 runs at 48000 Hz, which capture.sample_rate_hz 44100 does not divide"),
-    ("frontend:\n  postfilter:\n    type: none\n    speech_presence_snr_db: 0\n",
-     "frontend.postfilter.speech_presence_snr_db", "needs the post-filter's estimate"),
+    ("frontend:\n  postfilter:\n    speech_presence_snr_db: 40\n", "frontend.postfilter.speech_presence_snr_db", "35.0"),
     ("frontend:\n  postfilter:\n    type: deepfiltrenet\n", "frontend.postfilter.type", "deepfilternet"),
     ("frontend:\n  postfilter:\n    max_attenuation_db: 0\n", "frontend.postfilter.max_attenuation_db", "1.0"),
 ])
