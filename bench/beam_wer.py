@@ -37,7 +37,7 @@ from asr import ESPEAK_SENTENCES  # noqa: E402
 from gateway.engines.whisper_asr import DecodeOptions, WhisperRecognizer  # noqa: E402
 from gateway.engines.whisper_models import resolve_model  # noqa: E402
 from tests.support.data import shared_data_dir  # noqa: E402
-from tests.support.speech import english_samples, word_errors  # noqa: E402
+from tests.support.speech import edit_distance, english_samples, word_errors  # noqa: E402
 
 SPANISH_SENTENCES = (
     "Buenos días. La estación está muy cerca.", "De nada. Buen viaje.", "¿Dónde está la sala de conferencias?",
@@ -58,13 +58,8 @@ def spanish_words(text: str) -> list[str]:
 
 
 def spanish_errors(reference: str, hypothesis: str) -> tuple[int, int]:
-    ref, hyp = spanish_words(reference), spanish_words(spanish_numbers(hypothesis))
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1], len(ref)
+    ref = spanish_words(reference)
+    return edit_distance(ref, spanish_words(spanish_numbers(hypothesis))), len(ref)
 
 
 def english_errors(reference: str, hypothesis: str) -> tuple[int, int]:
