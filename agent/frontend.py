@@ -13,6 +13,9 @@ learning it would teach both to suppress the talker). The DOA also learns a non-
 ``onset_guard_ms`` later, once no speech has begun since: the VAD calls a talker's first syllables
 speech a couple of hundred milliseconds late at low SNR, and whitening with a noise covariance that
 holds them erases the talker's direction and leaves its mirror image (θ + 180°) as the peak.
+With the post-filter on, a frame in which it hears speech (its local SNR above
+``postfilter.speech_presence_snr_db``) is not noise either: the VAD misses the quiet parts of
+low-SNR speech, and the MVDR learning them as noise suppresses the talker (bench/README.md).
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ class FrontEnd:
         self._speech = False
         self._noise_guard_hops = int(round(config.noise_guard_ms / HOP_MS))
         self._hops_since_speech = self._noise_guard_hops
+        self._hops_since_presence = self._noise_guard_hops
         self._onset_guard_hops = int(round(config.onset_guard_ms / HOP_MS))
         self._doa_noise_pending: deque[np.ndarray] = deque()  # noise hops waiting out the onset guard
         forget_ms = config.doa.forget_after_silence_ms
@@ -121,8 +125,9 @@ class FrontEnd:
             spectrum = self._stft.analyze(samples[start:start + self.hop])
             if self._speech and self._forget_hops is not None and self._hops_since_speech >= self._forget_hops:
                 self._doa.forget_speech()
-            self._hops_since_speech = 0 if self._presence else self._hops_since_speech + 1
-            is_noise = not muted and self._hops_since_speech > self._noise_guard_hops
+            self._hops_since_speech = 0 if self._speech else self._hops_since_speech + 1
+            self._hops_since_presence = 0 if self._presence else self._hops_since_presence + 1
+            is_noise = not muted and self._hops_since_presence > self._noise_guard_hops
             noise_hops.append(is_noise)
             if self._speech:
                 self._doa_noise_pending.clear()

@@ -13,7 +13,7 @@ timeline (output frames carry their true sample index). Variants:
     mvdr+dfn<N>   + DeepFilterNet3 post-filter, attenuation limited to N dB (VAD hears the beam)
     mvdr+dfn<N>v  the same, the VAD hearing the post-filter's output
     mvdr+dfn<N>g  the same, the post-filter's local SNR also gating the beam's noise learning
-    default       the shipped FrontendConfig() (today: mvdr+dfn12g)
+    default       the shipped FrontendConfig() (today: mvdr+dfn12)
     reverberant   mic 0's speech image without noise (the goal's reference)
     dry           the sentence as recorded (decoded once)
 
@@ -226,8 +226,8 @@ def paired_excess(cell: dict, variant: str, baseline: str) -> tuple[float, float
 
 def markdown(result: dict) -> str:
     """The results as a bench/README.md table: WER per variant, and as a ratio to the reverberant reference."""
-    names, default = list(result["mean_wer"].keys() - {"default"}), result["default_variant"]
-    names = [n for n in result["variants"] + ["segmented"] + list(REFERENCES) if n in names]
+    default = result["default_variant"]
+    names = [n for n in result["variants"] + ["segmented"] + list(REFERENCES) if n in result["mean_wer"]]
     lines = ["| array | RT60 s | noise | SNR dB | " + " | ".join(names) + f" | {default} / reverberant | "
              f"{default} - mvdr (2 SE) |", "|" + "---|" * (len(names) + 6)]
     for c in result["cells"]:

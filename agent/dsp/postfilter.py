@@ -38,9 +38,9 @@ class PostfilterConfig:
     vad_input: Literal["beamformed", "filtered"] = field(
         default="beamformed", metadata={"help": "what the VAD (and so the beam's noise learning) hears"})
     speech_presence_snr_db: float | None = field(
-        default=0.0, metadata={"min": -15.0, "max": 35.0,
-                               "help": "frames the model hears above this local SNR are not learned as noise by the "
-                                       "beam and the DOA, whatever the VAD says; null: the VAD alone decides"})
+        default=None, metadata={"min": -15.0, "max": 35.0,
+                                "help": "frames the model hears above this local SNR are not learned as noise by the "
+                                        "beam and the DOA, whatever the VAD says; null: the VAD alone decides"})
 
 
 class _DeepFilterLibrary:

@@ -123,3 +123,4 @@ def test_the_front_end_output_carries_the_postfilter_delay():
 def test_a_sample_rate_the_model_cannot_take_is_refused_clearly():
     with pytest.raises(ValueError, match="does not divide"):
         DeepFilterPostfilter(12.0, sample_rate_hz=44100)
+
