@@ -27,6 +27,10 @@ the cells. RTF is the front end's CPU seconds per audio second in the worker (on
 
     python bench/array_wer.py --quick   # 4-mic, RT60 0.3, 10 / 0 dB, 1 seed, 3 utterances: ~3 min
     python bench/array_wer.py           # the full grid: 2 arrays x 2 RT60 x 2 noises x 3 SNRs x 2 seeds x 7
+    python bench/array_wer.py --report bench/results/array_wer.json   # a saved run as a markdown table
+
+Decoding dominates (every decode encodes a 30 s window): 12 cells x 4 utterances x 3 variants took
+~17 min on a loaded 2-core machine (bench/README.md lists the runs taken).
 """
 
 from __future__ import annotations
