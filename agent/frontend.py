@@ -1,10 +1,12 @@
 """The front end: multichannel frames in, utterance events out.
 
     frame (n, mics) + reference --echo canceller (per mic)--> --STFT--> DOA (speech hops only) --> beamformer --ISTFT--> mono frame
-    mono frame --> AGC --> VAD --> segmenter --> SpeechStarted / SpeechChunk / SpeechEnded
+    mono frame --> AGC --> post-filter --> VAD --> segmenter --> SpeechStarted / SpeechChunk / SpeechEnded
 
-The beamformed output lags the input by one STFT hop (10 ms); output frames carry their true
-sample index, so timestamps stay exact. The VAD decision of the previous frame gates which hops
+The post-filter (``agent/dsp/postfilter.py``, DeepFilterNet3) is what the uplink hears; the VAD hears
+the levelled beam before it unless ``postfilter.vad_input`` is ``filtered``. The beamformed output
+lags the input by one STFT hop (10 ms), the post-filter adds its own fixed delay; output frames
+carry their true sample index, so timestamps stay exact. The VAD decision of the previous frame gates which hops
 update the DOA (speech) and the noise statistics of the DOA and MVDR (non-speech, but not within
 ``noise_guard_ms`` after speech: the room's reverberant tail of the talker is not noise, and
 learning it would teach both to suppress the talker). The DOA also learns a non-speech hop only
@@ -15,6 +17,10 @@ holds them erases the talker's direction and leaves its mirror image (θ + 180°
 Echo cancellation (``agent/dsp/echo.py``) is its own first stage, per mic before the DOA and the
 beamformer, so both hear the room without the box's own voice; the VAD hears a copy of the beam
 with the residual echo suppressed as well (``EchoCanceller.suppress_residual``).
+
+With the post-filter on, a frame in which it hears speech (its local SNR above
+``postfilter.speech_presence_snr_db``) is not noise either: the VAD misses the quiet parts of
+low-SNR speech, and the MVDR learning them as noise suppresses the talker (bench/README.md).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from agent.dsp.agc import AgcConfig, LevelNormalizer
 from agent.dsp.beamformer import Beamformer, BeamformerConfig
 from agent.dsp.doa import DoaConfig, WhitenedMusicDoa
 from agent.dsp.echo import EchoConfig, echo_likeness, make_echo_canceller, speaker_level_pattern_db
+from agent.dsp.postfilter import PostfilterConfig, make_postfilter
 from agent.dsp.stft import StreamingStft
 from agent.events import SegmentEvent
 from agent.hardware import ArrayGeometry
@@ -50,6 +57,7 @@ class FrontendConfig:
     doa: DoaConfig = field(default_factory=DoaConfig)
     beamformer: BeamformerConfig = field(default_factory=BeamformerConfig)
     agc: AgcConfig = field(default_factory=AgcConfig)
+    postfilter: PostfilterConfig = field(default_factory=PostfilterConfig)
     vad: VadConfig = field(default_factory=VadConfig)
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
     noise_guard_ms: float = field(
@@ -76,11 +84,16 @@ class FrontEnd:
         self._doa = WhitenedMusicDoa(config.doa, geometry, sample_rate_hz, self._stft.n_fft, self.hop) if self.spatial else None
         self._beamformer = Beamformer(config.beamformer, geometry, sample_rate_hz, self._stft.n_fft, self.hop)
         self._agc = LevelNormalizer(config.agc, sample_rate_hz) if config.agc.enabled else None
+        self._postfilter = make_postfilter(config.postfilter, sample_rate_hz)
+        self._vad_hears_filtered = config.postfilter.vad_input == "filtered"
+        self._presence_snr_db = config.postfilter.speech_presence_snr_db if self._postfilter else None
+        self._presence = False  # VAD speech, or the post-filter hearing speech: not noise to learn
         self._vad = make_vad(config.vad, sample_rate_hz)
         self._segmenter = Segmenter(config.segmenter, first_utterance_id)
         self._speech = False
         self._noise_guard_hops = int(round(config.noise_guard_ms / HOP_MS))
         self._hops_since_speech = self._noise_guard_hops
+        self._hops_since_presence = self._noise_guard_hops
         self._onset_guard_hops = int(round(config.onset_guard_ms / HOP_MS))
         self._doa_noise_pending: deque[np.ndarray] = deque()  # noise hops waiting out the onset guard
         forget_ms = config.doa.forget_after_silence_ms
@@ -113,8 +126,15 @@ class FrontEnd:
         if self._agc is not None:
             mono = self._agc.process(mono)
         delay = self.hop if self.spatial else 0
+        vad_input = mono
+        if self._postfilter is not None:
+            mono = self._postfilter.process(mono)
+            delay += self._postfilter.delay_samples
+            vad_input = mono if self._vad_hears_filtered else vad_input
         out = self.last_output = Frame(mono, frame.start_sample - delay, frame.sample_rate_hz)
-        self._speech = (not muted) and self._is_speech(mono[:, 0])
+        self._speech = (not muted) and self._is_speech(vad_input[:, 0])
+        self._presence = self._speech or (
+            self._presence_snr_db is not None and self._postfilter.local_snr_db > self._presence_snr_db)
         return self._segmenter.process(out, self._speech, muted, self.azimuth_deg, self.doa_confidence)
 
     def _cancel_echo(self, frame: Frame, reference: np.ndarray | None) -> Frame:
@@ -161,7 +181,8 @@ class FrontEnd:
             if self._speech and self._forget_hops is not None and self._hops_since_speech >= self._forget_hops:
                 self._doa.forget_speech()
             self._hops_since_speech = 0 if self._speech else self._hops_since_speech + 1
-            is_noise = not muted and self._hops_since_speech > self._noise_guard_hops
+            self._hops_since_presence = 0 if self._presence else self._hops_since_presence + 1
+            is_noise = not muted and self._hops_since_presence > self._noise_guard_hops
             noise_hops.append(is_noise)
             if self._speech:
                 self._doa_noise_pending.clear()

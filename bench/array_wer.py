@@ -1,22 +1,36 @@
-"""WER through the array: the number the front end exists for.
+"""WER through the array: the number the front end exists for, front-end variants side by side.
 
-Simulated rooms (``agent.simulation.simulate_scene``: 5 x 4 x 2.8 m, ReSpeaker 4-mic hat, talker
-1.5 m away at a random azimuth) with ARCTIC recordings (or espeak sentences without the shared
-data) said one after another with 1.5 s gaps, quasi-diffuse or point-interferer real noise at
-10 / 5 / 0 dB. Each scene goes through the real front end (``FrontEnd``: DOA, beamformer, AGC) once
-with the DAS and once with the MVDR beamformer; its mono output, put back on the input's timeline
-(the output frames carry their true sample index), is compared with raw mic 0.
+Simulated rooms (``agent.simulation.simulate_scene``: 5 x 4 x 2.8 m, a talker 1.5 m away at a
+random azimuth) with the shared ARCTIC recordings (espeak sentences without the shared data) said
+one after another with 1.5 s gaps, quasi-diffuse or point-interferer real noise at 10 / 5 / 0 dB,
+RT60 0.3 / 0.6 s, the ReSpeaker 4-mic and 6-mic arrays, several seeds (talker and interferer
+positions, noise excerpts). Each scene goes through the real front end (``FrontEnd``: DOA,
+beamformer, AGC, post-filter) once per variant; its mono output is put back on the input's
+timeline (output frames carry their true sample index). Variants:
 
-Recognition: Whisper tiny.en through the gateway's own recognizer (language en, default decode
-options), each utterance decoded on its own with the scene's known boundaries: the utterance's
-[start - 0.2 s, end + 0.5 s) of the signal (the tail keeps the reverberation), the same window for
-mic 0, DAS and MVDR. So this measures what the beamformer does to recognition, not the segmenter.
-The same sentences in every condition (only the talker's azimuth and the noise change). WER is
-pooled over a condition's utterances (edit distance / reference words, normalised like
-bench/asr.py); the "mean" row averages the conditions.
+    mic0          raw mic 0
+    mvdr          today's front end (DOA-steered MVDR, AGC)
+    mvdr+dfn<N>   + DeepFilterNet3 post-filter, attenuation limited to N dB (VAD hears the beam)
+    mvdr+dfn<N>v  the same, the VAD hearing the post-filter's output
+    mvdr+dfn<N>g  the same, the post-filter's local SNR also gating the beam's noise learning
+    default       the shipped FrontendConfig() (today: mvdr+dfn12)
+    reverberant   mic 0's speech image without noise (the goal's reference)
+    dry           the sentence as recorded (decoded once)
 
-    python bench/array_wer.py --quick    # RT60 0.3 s, diffuse + point, 10 and 0 dB, 2 utterances per cell
-    python bench/array_wer.py            # RT60 0.3 and 0.6 s, 10 / 5 / 0 dB, 5 utterances per cell
+Recognition: Whisper tiny.en through the gateway's own recognizer (language en, greedy, the
+gateway's default options), each utterance decoded on its own with the scene's known boundaries:
+[start - 0.2 s, end + 0.5 s). ``--segmenter`` adds, for the default variant, the same audio cut
+where the front end's own segmenter put its utterances (pre-roll, hangover), so what the boundaries
+cost is the difference. Per-utterance edits are capped at the reference length (one hallucinated
+paragraph cannot outweigh the rest); WER is pooled over a cell's utterances; ``mean_wer`` averages
+the cells. RTF is the front end's CPU seconds per audio second in the worker (one core).
+
+    python bench/array_wer.py --quick   # 4-mic, RT60 0.3, 10 / 0 dB, 1 seed, 3 utterances: ~3 min
+    python bench/array_wer.py           # the full grid: 2 arrays x 2 RT60 x 2 noises x 3 SNRs x 2 seeds x 7
+    python bench/array_wer.py --report bench/results/array_wer.json   # a saved run as a markdown table
+
+Decoding dominates (every decode encodes a 30 s window): 12 cells x 4 utterances x 3 variants took
+~17 min on a loaded 2-core machine (bench/README.md lists the runs taken).
 """
 
 from __future__ import annotations
@@ -26,7 +40,7 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,19 +54,20 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO)]
 
 from parley_common.frames import Frame  # noqa: E402
-from agent.dsp.beamformer import BeamformerConfig  # noqa: E402
+from parley_common.vad.events import SpeechEnded, SpeechStarted  # noqa: E402
+from agent.dsp.postfilter import PostfilterConfig  # noqa: E402
 from agent.frontend import FrontEnd, FrontendConfig  # noqa: E402
 from agent.hardware import load_array_profile  # noqa: E402
 from agent.simulation import simulate_scene  # noqa: E402
 from gateway.engines.whisper_asr import DecodeOptions, WhisperRecognizer  # noqa: E402
 from gateway.engines.whisper_models import resolve_model  # noqa: E402
+from tests.support.data import shared_data_dir  # noqa: E402
 from tests.support.speech import english_samples, word_errors  # noqa: E402
 
 RATE = 16000
 FRAME = 320
-PROFILE = "respeaker-4mic-hat"
 BEFORE_S, AFTER_S = 0.2, 0.5
-VARIANTS = ("mic0", "das", "mvdr")
+REFERENCES = ("reverberant", "dry")
 NUMBERS = {"0": "zero", "1": "one", "2": "two", "3": "three", "4": "four", "5": "five", "6": "six", "7": "seven",
            "8": "eight", "9": "nine", "10": "ten", "20th": "twentieth", "9:00": "nine o'clock"}
 
@@ -62,124 +77,255 @@ def spell_numbers(text: str) -> str:
     return " ".join(NUMBERS.get(word.strip(".,?!"), word) for word in text.lower().split())
 
 
-def front_end_output(scene, geometry, kind: str) -> np.ndarray:
-    """The front end's mono output (beamformed, levelled) on the input's timeline."""
-    frontend = FrontEnd(replace(FrontendConfig(), beamformer=BeamformerConfig(type=kind)), geometry)
+def variant_config(name: str) -> FrontendConfig | None:
+    """``mvdr``, ``mvdr+dfn12``, ``mvdr+dfn12v`` (VAD hears it), ``mvdr+dfn12g`` (gates noise learning); mic0: None."""
+    if name == "mic0":
+        return None
+    base = FrontendConfig()
+    if name == "default":
+        return base
+    if name == "mvdr":
+        return replace(base, postfilter=PostfilterConfig(type="none"))
+    stage = name.removeprefix("mvdr+dfn")
+    flags = stage.lstrip("0123456789")
+    limit = float(stage[: len(stage) - len(flags)] or 100)
+    postfilter = PostfilterConfig(type="deepfilternet", max_attenuation_db=limit,
+                                  vad_input="filtered" if "v" in flags else "beamformed",
+                                  speech_presence_snr_db=0.0 if "g" in flags else None)
+    return replace(base, postfilter=postfilter)
+
+
+def front_end_output(scene, geometry, config: FrontendConfig):
+    """The front end's mono output on the input's timeline, its CPU seconds, and its segments."""
+    frontend = FrontEnd(config, geometry)
     mixture = scene.mixture
     pad = (-len(mixture)) % FRAME
     mixture = np.concatenate([mixture, np.zeros((pad, mixture.shape[1]), mixture.dtype)])
     out = np.zeros(len(mixture), np.int16)
+    segments, start = [], None
+    cpu0 = time.process_time()
     for i in range(0, len(mixture), FRAME):
-        frontend.process(Frame(mixture[i:i + FRAME], i, RATE))
+        events = frontend.process(Frame(mixture[i:i + FRAME], i, RATE))
         frame = frontend.last_output
         a, b = frame.start_sample, frame.start_sample + frame.n_samples
         samples = frame.samples[:, 0]
-        if a < 0:
-            samples, a = samples[-a:], 0
-        out[a:b] = samples[: len(out) - a]
-    frontend.flush()
-    return out[: len(scene.mixture)]
+        if b > 0:
+            samples, a = samples[max(0, -a):], max(0, a)
+            out[a:b] = samples[: len(out) - a]
+        for event in events + (frontend.flush() if i + FRAME >= len(mixture) else []):
+            if isinstance(event, SpeechStarted):
+                start = event.start_sample
+            elif isinstance(event, SpeechEnded) and start is not None:
+                segments.append((max(0, start), event.end_sample))
+    cpu_s = time.process_time() - cpu0
+    return out[: len(scene.mixture)], cpu_s, segments
 
 
 def make_cell(job):
-    """One condition in a worker process: the scene, and per utterance the mic-0 / DAS / MVDR windows."""
-    index, (rt60, noise, snr), n_utterances, shared = job
+    """One scene in a worker process: per variant the signal, and per utterance its windows."""
+    index, (array, rt60, noise, snr, seed), n_utterances, variants, segmenter, shared = job
     samples = english_samples(shared, limit=100)
     chosen = np.random.default_rng(7).choice(len(samples), size=min(n_utterances, len(samples)), replace=False)
-    rng = np.random.default_rng(100 + index)  # the same sentences in every condition, the talker's azimuth varies
-    texts = [samples[i][0] for i in chosen]
-    geometry = load_array_profile(PROFILE)
+    scene_seed = 1000 * seed + 100 + index  # the same sentences in every cell; positions and noise vary
+    rng = np.random.default_rng(scene_seed)
+    geometry = load_array_profile(array)
     azimuth = float(rng.uniform(0, 360))
     t0 = time.perf_counter()
     scene = simulate_scene(geometry, [samples[i][1].astype(float) for i in chosen], azimuth, distance_m=1.5,
-                           rt60_s=rt60, noise=noise, snr_db=snr, seed=100 + index,
+                           rt60_s=rt60, noise=noise, snr_db=snr, seed=scene_seed,
                            noise_dir=shared / "noise" if shared else None, gap_s=1.5)
-    signals = {"mic0": scene.mixture[:, 0].copy()}
-    for kind in ("das", "mvdr"):
-        signals[kind] = front_end_output(scene, geometry, kind)
+    sim_s = time.perf_counter() - t0
+    audio_s = len(scene.mixture) / RATE
+    signals = {"mic0": scene.mixture[:, 0].copy(),
+               "reverberant": np.clip(np.round(scene.speech_image[:, 0]), -32768, 32767).astype(np.int16)}
+    rtf, segments = {}, []
+    for name in variants:
+        config = variant_config(name)
+        if config is not None:
+            signals[name], cpu_s, found = front_end_output(scene, geometry, config)
+            rtf[name] = cpu_s / audio_s
+            if name == variants[-1] and segmenter:
+                segments = found
     clips = []
-    for text, (start, end) in zip(texts, scene.utterances):
+    for i, (start, end) in zip(chosen, scene.utterances):
         a, b = max(0, start - int(BEFORE_S * RATE)), min(len(scene.mixture), end + int(AFTER_S * RATE))
-        clips.append((text, {name: signal[a:b].copy() for name, signal in signals.items()}))
-    return dict(rt60_s=rt60, noise=noise, snr_db=snr, azimuth_deg=azimuth, sim_s=time.perf_counter() - t0), clips
+        windows = {name: signals[name][a:b].copy() for name in signals}
+        if segmenter:
+            windows["segmented"] = [signals[variants[-1]][sa:sb].copy() for sa, sb in segments if sa < end and sb > start]
+        clips.append((samples[i][0], samples[i][1], windows))
+    meta = dict(array=array, rt60_s=rt60, noise=noise, snr_db=snr, seed=seed, azimuth_deg=azimuth,
+                interferer_deg=scene.interferer_azimuth_deg, sim_s=sim_s, rtf=rtf, segments=len(segments))
+    return meta, clips
 
 
-def decode(recognizer, options, pcm: np.ndarray) -> str:
-    stream = recognizer.open_stream(options)
-    try:
-        for i in range(0, len(pcm), 1600):
-            stream.feed(pcm[i:i + 1600].astype("<i2").tobytes())
-        return stream.finish()
-    finally:
-        stream.close()
+class Judge:
+    """Decodes through the gateway's recognizer and scores, capping each utterance's edits at its length."""
+
+    def __init__(self, model: str, processes: int = 1, beam_size: int = 1, language: str = "en"):
+        self.recognizer = WhisperRecognizer(processes)
+        self.pool = ThreadPoolExecutor(processes)  # one phrase in flight per worker, as sessions do
+        self.options = DecodeOptions(str(resolve_model(model)), language, beam_size)
+        self.recognizer.warm_up([self.options.model_path])
+        self._dry: dict[str, tuple[int, str]] = {}
+
+    def decode(self, pcm: np.ndarray) -> str:
+        stream = self.recognizer.open_stream(self.options)
+        try:
+            for i in range(0, len(pcm), 1600):
+                stream.feed(pcm[i:i + 1600].astype("<i2").tobytes())
+            return stream.finish()
+        finally:
+            stream.close()
+
+    def score(self, reference: str, pcm) -> tuple[int, int, str]:
+        pieces = pcm if isinstance(pcm, list) else [pcm]
+        hypothesis = " ".join(self.decode(p) for p in pieces if len(p))
+        errors, words = word_errors(reference, spell_numbers(hypothesis))
+        return min(errors, words), words, hypothesis
+
+    def dry(self, reference: str, pcm: np.ndarray) -> tuple[int, str]:
+        if reference not in self._dry:
+            self._dry[reference] = self.score(reference, pcm)[0::2]
+        return self._dry[reference]
+
+    def close(self) -> None:
+        self.pool.shutdown()
+        self.recognizer.close()
+
+
+def judge_cell(judge: Judge, meta: dict, clips, names: list[str]) -> dict:
+    def one(text, dry_pcm, windows, name):
+        return judge.dry(text, dry_pcm) if name == "dry" else judge.score(text, windows[name])[0::2]
+
+    futures = [[judge.pool.submit(one, *clip, name) for name in names] for clip in clips]
+    errors, words, rows = dict.fromkeys(names, 0), 0, []
+    for (text, _dry, _windows), decoded in zip(clips, futures):
+        row = {"reference": text}
+        for name, future in zip(names, decoded):
+            e, row[name] = future.result()
+            errors[name] += e
+        words += word_errors(text, "")[1]
+        rows.append(row)
+    return dict(meta, words=words, wer={name: errors[name] / words for name in names}, utterances=rows)
+
+
+def summarise(cells: list[dict], names: list[str]) -> dict:
+    mean = {name: float(np.mean([c["wer"][name] for c in cells])) for name in names}
+    rtf = {name: float(np.mean([c["rtf"][name] for c in cells])) for name in cells[0]["rtf"]}
+    return {"mean_wer": mean, "rtf": rtf}
+
+
+def paired_excess(cell: dict, variant: str, baseline: str) -> tuple[float, float]:
+    """(WER of ``variant`` minus ``baseline``, the standard error of that paired difference) in one
+    cell, from its per-utterance capped edits: a cell is worse "beyond its noise" past 2 errors."""
+    diffs = []
+    for row in cell["utterances"]:
+        e_v, n = word_errors(row["reference"], spell_numbers(row[variant]))
+        e_b, _ = word_errors(row["reference"], spell_numbers(row[baseline]))
+        diffs.append(min(e_v, n) - min(e_b, n))
+    words = cell["words"]
+    se = float(np.sqrt(len(diffs) * np.var(diffs, ddof=1)) / words) if len(diffs) > 1 else float("nan")
+    return sum(diffs) / words, se
+
+
+def markdown(result: dict) -> str:
+    """The results as a bench/README.md table: WER per variant, and as a ratio to the reverberant reference."""
+    default = result["default_variant"]
+    names = [n for n in result["variants"] + ["segmented"] + list(REFERENCES) if n in result["mean_wer"]]
+    lines = ["| array | RT60 s | noise | SNR dB | " + " | ".join(names) + f" | {default} / reverberant | "
+             f"{default} - mvdr (2 SE) |", "|" + "---|" * (len(names) + 6)]
+    for c in result["cells"]:
+        w = c["wer"]
+        excess, se = paired_excess(c, default, "mvdr") if "mvdr" in w else (float("nan"), float("nan"))
+        flag = " **worse**" if excess > 2 * se else ""
+        lines.append(f"| {c['array'].removeprefix('respeaker-').removesuffix('-hat')} | {c['rt60_s']} | {c['noise']} | "
+                     f"{c['snr_db']:.0f} | " + " | ".join(f"{w[n]:.2f}" for n in names)
+                     + f" | {w[default] / w['reverberant'] if w['reverberant'] else float('nan'):.2f} | "
+                     f"{excess:+.2f} ({2 * se:.2f}){flag} |")
+    m = result["mean_wer"]
+    lines.append("| **mean** | | | | " + " | ".join(f"**{m[n]:.2f}**" for n in names)
+                 + f" | **{m[default] / m['reverberant']:.2f}** | |")
+    lines.append("| RTF (CPU s / audio s) | | | | " + " | ".join(
+        f"{result['rtf'][n]:.3f}" if n in result["rtf"] else "" for n in names) + " | | |")
+    return "\n".join(lines)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--variants", default="mic0,mvdr,default",
+                        help="comma-separated, see above; the last one is the proposed default")
+    parser.add_argument("--arrays", default=None, help="default respeaker-4mic-hat,respeaker-6mic-hat (quick: 4-mic)")
+    parser.add_argument("--rt60", default=None, help="default 0.3,0.6 (quick: 0.3)")
+    parser.add_argument("--snr", default=None, help="default 10,5,0 (quick: 10,0)")
+    parser.add_argument("--noises", default="diffuse,point")
+    parser.add_argument("--seeds", type=int, default=None, help="default 2 (quick: 1)")
+    parser.add_argument("--utterances", type=int, default=None, help="per cell (default 7 = all ARCTIC; quick 3)")
+    parser.add_argument("--segmenter", action="store_true", help="also decode the last variant as its segmenter cut it")
+    parser.add_argument("--jobs", type=int, default=2, help="scenes simulated in parallel, one process each")
+    parser.add_argument("--decoders", type=int, default=2, help="recognizer worker processes (the gateway's default)")
+    parser.add_argument("--model", default="tiny.en")
+    parser.add_argument("--shared-data", type=Path, default=shared_data_dir() or Path("/work/shared/data"),
+                        help="the shared ARCTIC speech and noise (default ../shared/data or $PARLEY_SHARED_DATA)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "array_wer.json")
+    parser.add_argument("--report", type=Path, default=None, help="print a saved result as a markdown table and stop")
+    return parser.parse_args()
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--utterances", type=int, default=None, help="per condition (default 2 quick, 5 full)")
-    parser.add_argument("--jobs", type=int, default=2, help="scenes simulated in parallel, one process each")
-    parser.add_argument("--model", default="tiny.en")
-    parser.add_argument("--shared-data", type=Path, default=REPO.parent / "shared" / "data")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "array_wer.json")
-    args = parser.parse_args()
+    args = parse_args()
+    if args.report:
+        print(markdown(json.loads(args.report.read_text())))
+        return 0
     started = time.perf_counter()
     shared = args.shared_data if args.shared_data.is_dir() else None
-    rt60s, snrs = ((0.3,), (10.0, 0.0)) if args.quick else ((0.3, 0.6), (10.0, 5.0, 0.0))
-    n_utterances = args.utterances or (2 if args.quick else 5)
-    grid = [(rt, noise, snr) for rt in rt60s for noise in ("diffuse", "point") for snr in snrs]
-    jobs = [(index, cell, n_utterances, shared) for index, cell in enumerate(grid)]
-
-    recognizer = WhisperRecognizer(processes=1)
-    options = DecodeOptions(str(resolve_model(args.model)), "en")
-    recognizer.warm_up([options.model_path])
+    arrays = (args.arrays or ("respeaker-4mic-hat" if args.quick else "respeaker-4mic-hat,respeaker-6mic-hat")).split(",")
+    rt60s = [float(x) for x in (args.rt60 or ("0.3" if args.quick else "0.3,0.6")).split(",")]
+    snrs = [float(x) for x in (args.snr or ("10,0" if args.quick else "10,5,0")).split(",")]
+    seeds = range(args.seeds or (1 if args.quick else 2))
+    n_utterances = args.utterances or (3 if args.quick else 7)
+    variants = args.variants.split(",")
+    grid = [(a, rt, noise, snr, seed) for seed in seeds for a in arrays for rt in rt60s
+            for noise in args.noises.split(",") for snr in snrs]
+    jobs = [(index, cell, n_utterances, variants, args.segmenter, shared) for index, cell in enumerate(grid)]
+    names = variants + (["segmented"] if args.segmenter else []) + list(REFERENCES)
+    judge = Judge(args.model, args.decoders)
     cells = []
-    header = f"{'RT60 s':>6} {'noise':>8} {'SNR dB':>6} | {'mic0':>5} {'DAS':>5} {'MVDR':>5} | {'MVDR/mic0':>9}"
-    print(header)
+    print(header(names, variants[-1]))
     try:
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-            for cell, clips in pool.map(make_cell, jobs):
-                errors = dict.fromkeys(VARIANTS, 0)
-                words = 0
-                cell["utterances"] = []
-                for text, signals in clips:
-                    row = {"reference": text}
-                    for name in VARIANTS:
-                        hypothesis = decode(recognizer, options, signals[name])
-                        e, n = word_errors(text, spell_numbers(hypothesis))
-                        errors[name] += e
-                        row[name] = hypothesis
-                    words += n
-                    cell["utterances"].append(row)
-                cell["words"] = words
-                cell["wer"] = {name: errors[name] / words for name in VARIANTS}
-                cell["mvdr_over_mic0"] = cell["wer"]["mvdr"] / cell["wer"]["mic0"] if cell["wer"]["mic0"] else None
-                cells.append(cell)
-                print(table_row(cell), flush=True)
+            for meta, clips in pool.map(make_cell, jobs):
+                cells.append(judge_cell(judge, meta, clips, names))
+                print(table_row(cells[-1], names, variants[-1]), flush=True)
     finally:
-        recognizer.close()
-    pooled = {name: float(np.mean([c["wer"][name] for c in cells])) for name in VARIANTS}
-    print(f"{'mean':>22} | {pooled['mic0']:>5.2f} {pooled['das']:>5.2f} {pooled['mvdr']:>5.2f} | "
-          f"{ratio(pooled['mvdr'], pooled['mic0']):>9}")
+        judge.close()
+    summary = summarise(cells, names)
+    summary["mean_wer"]["default"] = summary["mean_wer"][variants[-1]]
+    print(table_row({"array": "mean", "rt60_s": 0, "noise": "", "snr_db": 0, "seed": "", "wer": summary["mean_wer"]},
+                    names, variants[-1]))
+    print("RTF (front end CPU s per audio s): " + ", ".join(f"{k} {v:.3f}" for k, v in summary["rtf"].items()))
     runtime = time.perf_counter() - started
-    print(f"Whisper {args.model}, {PROFILE}, {n_utterances} utterances per condition; {runtime:.0f} s")
+    print(f"Whisper {args.model}, {len(cells)} scenes x {n_utterances} utterances; {runtime:.0f} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"when": datetime.now(timezone.utc).isoformat(), "quick": args.quick,
-                                    "model": args.model, "array": PROFILE, "utterances_per_cell": n_utterances,
-                                    "runtime_s": runtime, "mean_wer": pooled, "cells": cells},
-                                   indent=1, ensure_ascii=False))
+                                    "model": args.model, "arrays": arrays, "variants": variants,
+                                    "default_variant": variants[-1], "utterances_per_cell": n_utterances,
+                                    "runtime_s": runtime, **summary, "cells": cells}, indent=1, ensure_ascii=False))
     print(f"wrote {args.out}")
     return 0
 
 
-def ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}" if b else "-"
+def header(names: list[str], default: str) -> str:
+    return (f"{'array':>6} {'RT60':>4} {'noise':>7} {'SNR':>3} {'seed':>4} | " + " ".join(f"{n[-11:]:>11}" for n in names)
+            + f" | {default[-11:]}/rev")
 
 
-def table_row(c) -> str:
+def table_row(c: dict, names: list[str], default: str) -> str:
     w = c["wer"]
-    return (f"{c['rt60_s']:>6.1f} {c['noise']:>8} {c['snr_db']:>6.0f} | {w['mic0']:>5.2f} {w['das']:>5.2f} "
-            f"{w['mvdr']:>5.2f} | {ratio(w['mvdr'], w['mic0']):>9}")
+    array = c["array"].removeprefix("respeaker-").removesuffix("-hat")
+    rev = w["reverberant"]
+    return (f"{array:>6} {c['rt60_s']:>4.1f} {c['noise']:>7} {c['snr_db']:>3.0f} {c['seed']:>4} | "
+            + " ".join(f"{w[n]:>11.2f}" for n in names) + f" | {(w[default] / rev if rev else float('nan')):>8.2f}")
 
 
 if __name__ == "__main__":

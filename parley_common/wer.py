@@ -17,10 +17,15 @@ def normalise(text: str) -> list[str]:
 
 def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
     """(edit distance in words, reference length)."""
-    ref, hyp = normalise(reference), normalise(hypothesis)
+    ref = normalise(reference)
+    return edit_distance(ref, normalise(hypothesis)), len(ref)
+
+
+def edit_distance(ref: list[str], hyp: list[str]) -> int:
+    """Levenshtein distance between two word lists (benches normalise their own way, e.g. Spanish)."""
     row = list(range(len(hyp) + 1))
     for i, r in enumerate(ref, 1):
         prev, row[0] = row[0], i
         for j, h in enumerate(hyp, 1):
             prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1], len(ref)
+    return row[-1]

