@@ -13,7 +13,7 @@ timeline (output frames carry their true sample index). Variants:
     mvdr+dfn<N>   + DeepFilterNet3 post-filter, attenuation limited to N dB (VAD hears the beam)
     mvdr+dfn<N>v  the same, the VAD hearing the post-filter's output
     mvdr+dfn<N>g  the same, the post-filter's local SNR also gating the beam's noise learning
-    default       the shipped FrontendConfig() (today: mvdr+dfn12)
+    default       the shipped FrontendConfig() (today: mvdr; the post-filter ships off)
     reverberant   mic 0's speech image without noise (the goal's reference)
     dry           the sentence as recorded (decoded once)
 
