@@ -61,6 +61,7 @@ from parley_common.protocols.usp_messages import (
 )
 from parley_common.protocols.wav import (
     TICKS_PER_SAMPLE,
+    WIRE_BYTES_PER_S,
     WIRE_BYTES_PER_SAMPLE,
     AudioBudget,
     WavHeaderError,
@@ -165,8 +166,9 @@ class UspConnection:
             while len(self._contexts) > MAX_PENDING_CONTEXTS:
                 self._contexts.popitem(last=False)
         elif path == AUDIO:
-            self._slot.heard_audio()
-            await self._audio(request_id, Audio.decode(message).payload)
+            payload = Audio.decode(message).payload
+            self._slot.heard_audio(len(payload) / WIRE_BYTES_PER_S)
+            await self._audio(request_id, payload)
         # other client paths (speech.event, event, agent, audio.commit) carry nothing a turn needs
 
     async def _audio(self, request_id: str, payload: bytes) -> None:
