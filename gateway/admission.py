@@ -1,10 +1,10 @@
 """Who may hold a session: no client locks others out, and no one streaming speech is pushed out.
 
-Activity is audio at a real-time rate, not any bytes: each session banks the seconds of audio it
-sends and spends them at ``streaming_rate`` seconds per second; it counts as streaming while its
-bank stays above a quarter second, so 2 bytes a second never do, and a 100 ms chunk every 100 ms
-always does. Telemetry, ``speech.config`` and pings are not audio. A session whose phrase is still
-being recognized is busy too, whatever it sends.
+Activity is audio at a real-time rate, not any bytes: a message of audio counts only while the
+session's audio over the last ``STREAMING_WINDOW_S`` adds up to ``streaming_rate`` of that time,
+so 2 bytes a second never count, a 100 ms chunk every 100 ms always does, and a lump of audio
+now and then counts only if the lumps average the rate. Telemetry, ``speech.config`` and pings
+are not audio. A session whose phrase is still being recognized is busy too, whatever it sends.
 
 Room is made only from idle sessions: at an address's quota or at ``max_sessions`` the session
 idle longest gives way once idle for ``idle_yield_s``, closed with 4429, which the Speech SDK
@@ -19,13 +19,14 @@ import asyncio
 import ipaddress
 import math
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from gateway.config import LimitsConfig
 
 CLOSE_EVICTED = 4429  # the service's "too many requests": fatal for the SDKs, so no silent retry
-STREAMING_THRESHOLD_S = 0.25  # banked audio above which a session counts as streaming
-STREAMING_BANK_CAP_S = 2.0  # a burst (a replay, a file) buys a few seconds of standing, not minutes
+STREAMING_WINDOW_S = 4.0  # the audio rate is judged over this much of the recent past
+MIN_WINDOW_S = 0.5  # ... and over at least this much, right after admission
 
 
 @dataclass(eq=False)
@@ -38,26 +39,26 @@ class Slot:
     admitted_s: float = field(default_factory=time.monotonic)
     released: bool = False
     session: object | None = None  # the protocol's open TranslationSession, whose phrase state drain reads
-    _bank_s: float = 0.0
-    _bank_at_s: float = 0.0
-    _streaming_until_s: float = 0.0
+    _recent: deque = field(default_factory=deque)  # (arrival_s, audio_s) within the window
+    _recent_audio_s: float = 0.0
+    _streamed_at_s: float = 0.0
 
     def __post_init__(self) -> None:
-        self._bank_at_s = self._streaming_until_s = self.admitted_s
+        self._streamed_at_s = self.admitted_s
 
     def heard_audio(self, audio_s: float, now_s: float | None = None) -> None:
         now_s = time.monotonic() if now_s is None else now_s
-        spent_s = (now_s - self._bank_at_s) * self.streaming_rate
-        self._bank_s = min(STREAMING_BANK_CAP_S, max(0.0, self._bank_s - spent_s) + audio_s)
-        self._bank_at_s = now_s
-        if self._bank_s >= STREAMING_THRESHOLD_S:
-            until_s = now_s + (self._bank_s - STREAMING_THRESHOLD_S) / self.streaming_rate
-            self._streaming_until_s = max(self._streaming_until_s, until_s)
+        self._recent.append((now_s, audio_s))
+        self._recent_audio_s += audio_s
+        while self._recent and self._recent[0][0] <= now_s - STREAMING_WINDOW_S:
+            self._recent_audio_s -= self._recent.popleft()[1]
+        window_s = max(MIN_WINDOW_S, min(STREAMING_WINDOW_S, now_s - self.admitted_s))
+        if self._recent_audio_s >= self.streaming_rate * window_s:
+            self._streamed_at_s = now_s
 
     def idle_s(self, now_s: float | None = None) -> float:
-        """How long since the session last streamed audio at the real-time rate (0 while it does)."""
-        now_s = time.monotonic() if now_s is None else now_s
-        return max(0.0, now_s - self._streaming_until_s)
+        """How long since the session last streamed audio at the real-time rate."""
+        return max(0.0, (time.monotonic() if now_s is None else now_s) - self._streamed_at_s)
 
     def in_phrase(self) -> bool:
         return bool(getattr(self.session, "phrase_open", False))

@@ -171,6 +171,10 @@ def serve_requests(conn, handle) -> None:
             return
         op, stream_id, payload = request
         try:
-            conn.send((True, handle(op, stream_id, payload)))
+            reply = (True, handle(op, stream_id, payload))
         except Exception as exc:
-            conn.send((False, f"{op}: {exc!r}"))
+            reply = (False, f"{op}: {exc!r}")
+        try:
+            conn.send(reply)
+        except OSError:  # the gateway is gone (killed): nobody is left to answer
+            return

@@ -42,10 +42,14 @@ def test_real_time_audio_is_streaming_and_a_trickle_of_bytes_is_idle():
     assert trickler.idle_s(10.0) == pytest.approx(10.0)
 
 
-def test_a_burst_buys_seconds_of_standing_not_minutes():
-    slot = Slot("a", None, 0.5, admitted_s=0.0)
-    slot.heard_audio(600.0, now_s=1.0)  # ten minutes of audio at once
-    assert slot.idle_s(4.0) == 0.0 and slot.idle_s(20.0) > 10.0
+def test_lumps_of_audio_count_only_if_they_average_the_rate():
+    lumpy, steady = Slot("a", None, 0.5, admitted_s=0.0), Slot("b", None, 0.5, admitted_s=0.0)
+    for second in range(1, 31):
+        if second % 5 == 0:
+            lumpy.heard_audio(1.0, now_s=second)  # 1 s of audio every 5 s: 20 % of real time
+        steady.heard_audio(1.0, now_s=second)
+    assert lumpy.idle_s(30.0) == pytest.approx(30.0)
+    assert steady.idle_s(30.5) == pytest.approx(0.5)  # idle counts from its last audio, as it stops
 
 
 def test_the_most_specific_network_quota_wins():
