@@ -42,6 +42,7 @@ class Slot:
     _recent: deque = field(default_factory=deque)  # (arrival_s, audio_s) within the window
     _recent_audio_s: float = 0.0
     _streamed_at_s: float = 0.0
+    waited_s: float = 0.0  # spent waiting for a message since the last streaming audio (see receive)
 
     def __post_init__(self) -> None:
         self._streamed_at_s = self.admitted_s
@@ -55,6 +56,7 @@ class Slot:
         window_s = max(MIN_WINDOW_S, min(STREAMING_WINDOW_S, now_s - self.admitted_s))
         if self._recent_audio_s >= self.streaming_rate * window_s:
             self._streamed_at_s = now_s
+            self.waited_s = 0.0
 
     def idle_s(self, now_s: float | None = None) -> float:
         """How long since the session last streamed audio at the real-time rate."""
@@ -152,11 +154,16 @@ class Admission:
 
 
 async def receive(ws, slot: Slot, idle_timeout_s: float):
-    """The next message, or None once the session has gone ``idle_timeout_s`` without streaming audio."""
-    remaining_s = idle_timeout_s - slot.idle_s()
+    """The next message, or None once the session has waited ``idle_timeout_s`` in here without
+    streaming audio. Only time spent waiting counts: while the gateway decodes, a client's audio
+    queues up unread, and that client is not idle."""
+    remaining_s = idle_timeout_s - slot.waited_s
     if remaining_s <= 0:
         return None
+    started_s = time.monotonic()
     try:
         return await asyncio.wait_for(ws.recv(), timeout=remaining_s)
     except asyncio.TimeoutError:
         return None
+    finally:
+        slot.waited_s += time.monotonic() - started_s
