@@ -80,8 +80,9 @@ def forwarded_client(peer: str, forwarded_for: str | None, networks) -> str:
 
 
 class ProxiedConnection(ServerConnection):
-    """A websockets server connection that first reads a PROXY v2 header, if a trusted peer sends one.
-    ``trusted`` is set on the class by ``for_networks``."""
+    """A websockets server connection that first reads a PROXY v2 header, if a trusted peer sends one
+    (from any other peer it is cut, with a log line naming ``limits.trusted_proxies``). ``trusted``
+    is set on the class by ``for_networks``."""
 
     trusted: tuple = ()
 
@@ -92,7 +93,7 @@ class ProxiedConnection(ServerConnection):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.proxied_address: str | None = None
-        self._preamble: bytes | None = b"" if self.trusted else None  # None: done (or never looked for)
+        self._preamble: bytes | None = b""  # None: done. Looked for always, to name a misconfiguration
 
     def data_received(self, data: bytes) -> None:
         if self._preamble is None:

@@ -347,6 +347,10 @@ class GatewayThread:
             raise RuntimeError(f"gateway did not start: {self._error}")
         return self
 
+    def drain(self) -> None:
+        """What SIGUSR1 does to a gateway process (see ``gateway.health``)."""
+        self._loop.call_soon_threadsafe(self.gateway.drain)
+
     def close(self) -> None:
         """Idempotent; safe before ``start()``."""
         if self._loop and self._stop and not self._loop.is_closed():
