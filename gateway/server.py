@@ -103,12 +103,13 @@ class Gateway:
         return health.readiness(self)
 
     def drain(self) -> None:
-        """Finish open turns on other gateways' behalf: see ``gateway.health``."""
+        """Refuse new sessions, close open ones between phrases (SIGUSR1): see ``gateway.health``."""
         asyncio.ensure_future(health.drain(self))
 
     def process_request(self, connection, request):
         response = self._answer_request(connection, request)
-        if response is not None and response.status_code >= 400:
+        upgrade = urlsplit(request.path).path in WS_PATHS  # a 503 /healthz is an answer, not a refusal
+        if upgrade and response is not None and response.status_code >= 400:
             kind = getattr(connection, "parley_refusal", None) or HTTPStatus(response.status_code).phrase.lower()
             self.metrics.refused.labels(str(response.status_code), kind).inc()
         return response

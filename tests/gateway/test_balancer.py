@@ -22,6 +22,7 @@ from agent.uplink.config import ReconnectConfig, UplinkConfig
 from bench.gateway_bench_client import send_realtime
 from parley_common.protocols.wav import streaming_header
 from tests.support.balancer import HAPROXY, Balancer, GatewayProcess, gateway_yaml
+from tests.support.captions_scene import wait_until
 from tests.support.data import shared_data_dir
 from tests.support.speech import english_samples, word_errors
 from tests.support.talker import Talker, finals_by_id, wait_for_finals
@@ -119,7 +120,7 @@ def test_a_killed_and_a_drained_gateway_lose_no_utterance_and_cost_one_reconnect
         uplink.start()
         agents.append((uplink, results, Talker(uplink, speed=1.0)))
     try:
-        _wait(lambda: all(u.connected for u, _, _ in agents), 15, "every agent connected")
+        wait_until(lambda: all(u.connected for u, _, _ in agents), 15, "every agent connected")
         on_killed = _say_round(agents, speech[0][1], lambda: killed.health()[1].get("sessions", 0), killed.kill)
         on_drained = _say_round(agents, speech[1][1], lambda: drained.health()[1].get("sessions", 0), drained.drain)
         _say_round(agents, speech[2][1], None, None)  # after both failures: every room talks on the survivor
@@ -166,10 +167,3 @@ def _state(gateways) -> dict:
               "parley_gateway_final_latency_seconds_count", "parley_gateway_closes_total")
     return {g.name: (g.health(), [line for line in g.metrics().splitlines() if line.startswith(wanted)])
             for g in gateways if g.process.poll() is None}
-
-
-def _wait(predicate, timeout_s: float, what: str) -> None:
-    deadline_s = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline_s, f"not {what} within {timeout_s} s"
-        time.sleep(0.1)

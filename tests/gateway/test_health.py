@@ -15,6 +15,7 @@ from bench.gateway_bench_client import send_realtime
 from gateway.config import GatewayConfig, LimitsConfig, RecognitionConfig, SourceLanguageConfig
 from gateway.server import GatewayThread
 from parley_common.protocols.wav import streaming_header
+from tests.gateway.test_bad_input import close_frame
 from tests.support.captions_scene import get_json
 from tests.support.data import shared_data_dir
 from tests.support.speech import english_samples
@@ -23,13 +24,6 @@ pytestmark = pytest.mark.slow
 
 V1 = "/speech/translate?api-version=1.0&from=en-US&to=es"
 LIGHT = RecognitionConfig(languages={"en-US": SourceLanguageConfig(engine="pocketsphinx")}, processes=1)
-
-
-def _close_frame(ws) -> tuple[int, str]:
-    while True:
-        opcode, data = ws.recv_data(control_frame=True)
-        if opcode == websocket.ABNF.OPCODE_CLOSE:
-            return int.from_bytes(data[:2], "big"), data[2:].decode()
 
 
 def test_healthz_is_ready_then_full_at_the_cap_and_metrics_count_the_refusal():
@@ -64,7 +58,7 @@ def test_drain_finishes_the_phrase_in_progress_then_closes_with_1001_and_refuses
             assert time.monotonic() < deadline_s, "no phrase started"
             time.sleep(0.02)
         gw.drain()  # mid-phrase
-        assert _close_frame(idle)[0] == 1001  # nothing to finish: closed at once
+        assert close_frame(idle)[0] == 1001  # nothing to finish: closed at once
         status, health = get_json(http + "/healthz")
         assert status == 503 and health["status"] == "draining"
         with pytest.raises(websocket.WebSocketBadStatusException) as refused:
@@ -72,7 +66,7 @@ def test_drain_finishes_the_phrase_in_progress_then_closes_with_1001_and_refuses
         assert refused.value.status_code == 503
         final = json.loads(talker.recv())  # the phrase in progress still gets its final ...
         assert final["type"] == "final" and final["recognition"]
-        assert _close_frame(talker)[0] == 1001  # ... and then the session goes
+        assert close_frame(talker)[0] == 1001  # ... and then the session goes
         sender.join(10)
         closes = 'parley_gateway_closes_total{code="1001",name="going away"} 2.0'
         deadline_s = time.monotonic() + 5  # counted once each connection has closed

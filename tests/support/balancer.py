@@ -9,12 +9,10 @@ rather than going untested.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import time
@@ -132,9 +130,6 @@ class Balancer:
     def url(self) -> str:
         return f"wss://127.0.0.1:{self.port}"
 
-    def client_ssl(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.pem))
-
     def start(self) -> "Balancer":
         check = subprocess.run([HAPROXY, "-c", "-f", str(self.config_path)], capture_output=True, text=True)
         assert check.returncode == 0, f"haproxy -c: {check.stdout}{check.stderr}"
@@ -176,7 +171,3 @@ def gateway_yaml(**limits) -> str:
     return ("recognition:\n  languages:\n    en-US: {engine: pocketsphinx}\n  processes: 1\n"
             "  vad: {engine: webrtc}\nengine_threads: 2\nlimits:\n  trusted_proxies: [127.0.0.1]\n" + limit_lines)
 
-
-def environment_trusting(pem: Path) -> dict[str, str]:
-    """What websocket-client (the agent's uplink) needs to trust the test certificate."""
-    return {**os.environ, "WEBSOCKET_CLIENT_CA_BUNDLE": str(pem)}
