@@ -6,7 +6,7 @@ PYTHON      := $(VENV)/bin/python
 SYSTEM_PY   ?= python3
 APT_PACKAGES := python3-venv python3-dev gcc portaudio19-dev libasound2-plugins alsa-utils systemd \
                 espeak-ng sox libspeexdsp1 apertium apertium-eng-spa apertium-eng-cat nodejs \
-                chromium chromium-driver
+                chromium chromium-driver haproxy
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test bench deps apt-deps clean

@@ -46,8 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await run_gateway(config, stop=stop,
-                          on_ready=lambda port, _: notifier.notify(READY="1", STATUS=f"listening on port {port}"))
+        def on_ready(port: int, gateway) -> None:
+            loop.add_signal_handler(signal.SIGUSR1, gateway.drain)  # maintenance: see gateway.health
+            notifier.notify(READY="1", STATUS=f"listening on port {port}")
+
+        await run_gateway(config, stop=stop, on_ready=on_ready)
         notifier.notify(STOPPING="1")
 
     try:

@@ -14,20 +14,47 @@ from parley_common.vad.engines import VadConfig
 @dataclass(frozen=True)
 class LimitsConfig:
     max_sessions: int = field(default=8, metadata={"min": 1, "max": 1000, "help": "concurrent sessions; more get 429/4429"})
-    max_sessions_per_address: int = field(
-        default=4, metadata={"min": 1, "max": 1000, "help": "sessions one client IP address may hold; a newer one replaces its idlest"})
+    max_sessions_per_address: int | None = field(
+        default=None, metadata={"min": 1, "max": 1000,
+                                "help": "sessions one client address may hold (null: no cap but max_sessions; "
+                                        "behind a NAT every room has one address)"})
+    address_quotas: dict[str, int] = field(
+        default_factory=dict, metadata={"help": "network (CIDR) -> sessions each of its addresses may hold; the "
+                                                "most specific wins over max_sessions_per_address"})
+    trusted_proxies: tuple[str, ...] = field(
+        default=(), metadata={"help": "balancer addresses/networks (CIDR) whose PROXY protocol v2 header or "
+                                      "X-Forwarded-For names the client; from anyone else both are refused or ignored"})
+    streaming_rate: float = field(
+        default=0.5, metadata={"min": 0.05, "max": 1.0,
+                               "help": "a session is active while its audio averages this fraction of real time; "
+                                       "a trickle of bytes is idle"})
+    drain_timeout_s: float = field(
+        default=60.0, metadata={"min": 1.0, "help": "draining: sessions still in a phrase after this are closed "
+                                                    "anyway (1001; clients resend what has no final)"})
     max_message_bytes: int = field(default=1 << 20, metadata={"min": 1024, "help": "largest WebSocket message accepted"})
     max_audio_s: float = field(default=3600.0, metadata={"min": 1.0, "help": "audio per connection before a clean close"})
     idle_timeout_s: float = field(
         default=30.0, metadata={"min": 1.0, "help": "no audio for this long closes the session (telemetry is not audio)"})
     idle_yield_s: float = field(
-        default=5.0, metadata={"min": 0.0, "help": "at a session cap, a session without audio this long gives way"})
+        default=5.0, metadata={"min": 0.0, "help": "at a session cap or quota, a session without real-time audio "
+                                                   "this long gives way (closed with 4429)"})
     release_recognizers_after_s: float = field(
         default=300.0, metadata={"min": 1.0, "help": "no session for this long: fresh recognizer workers replace "
                                                     "the old ones, returning the memory decoding grew"})
     receive_queue_messages: int = field(
         default=1024, metadata={"min": 16, "max": 100000,
                                 "help": "messages held per connection while a final decodes; beyond it reading (and pings) pause"})
+
+    def __post_init__(self) -> None:
+        for network in (*self.trusted_proxies, *self.address_quotas):
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r} is not an IP address or network; allowed: e.g. 10.0.0.5, "
+                                 "10.0.0.0/24, ::1") from None
+        for network, sessions in self.address_quotas.items():
+            if sessions < 1:
+                raise ValueError(f"address_quotas.{network}: {sessions} sessions; allowed: >= 1")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@
                                                    Azure USP speech-to-text (language in the query)
     POST /sts/v1.0/issueToken                      a 10-minute bearer token for a valid key
     GET /languages?api-version=1.0&scope=...       what is installed
-    GET /healthz                                   liveness
+    GET /healthz                                   readiness: 200 ready, 503 starting/full/draining
+    GET /metrics                                   Prometheus: load, latency, refusals and closes
 """
 
 from __future__ import annotations
@@ -28,13 +29,14 @@ from websockets.asyncio.server import serve
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
-from gateway import profanity
+from gateway import health, profanity
 from gateway.admission import Admission, Refusal, Slot
+from gateway.client_address import ProxiedConnection, client_address, trusted_networks
 from gateway.config import GatewayConfig
 from gateway.engines.recognizers import Recognizers
 from gateway.engines.workers import RecognizerError
 from gateway.engines.registry import Engines, LanguageError, LanguageRequest
-from gateway.session import TranslationSession
+from gateway.metrics import GatewayMetrics, MeteredSession
 from gateway.tokens import TOKEN_PATH, TokenError, TokenIssuer, looks_like_token
 from gateway.translator_v1 import serve_translator_v1
 from gateway.turn_options import PhraseTuning, TurnOptionError, TurnOptions
@@ -83,12 +85,6 @@ def _required(query: dict[str, list[str]], name: str) -> str:
     return values[0]
 
 
-def _client_address(connection) -> str:
-    """The peer's IP address: the per-address session limit counts by it."""
-    peer = connection.remote_address
-    return str(peer[0]) if peer else "unknown"
-
-
 def _echo_usp(connection, offered):
     """Echo USP to Speech SDK clients; Translator v1 clients offer no subprotocol and need none."""
     return "USP" if "USP" in offered else None
@@ -101,18 +97,38 @@ class Gateway:
         self.executor = ThreadPoolExecutor(config.engine_threads, thread_name_prefix="engine")
         self._key = config.resolved_key()
         self.tokens = TokenIssuer(self._key)
-        self.admission = Admission(config.limits)
+        self.metrics = GatewayMetrics(self)
+        self.admission = Admission(config.limits, lambda slot, reason: self.metrics.evicted.labels(reason).inc())
+        self.trusted_proxies = trusted_networks(config.limits.trusted_proxies)
+        self.engines_ready = False
         self.sessions_served = 0
         self.recognizer_generation = 0  # how many times idle workers were replaced
 
     # -- HTTP phase ----------------------------------------------------------------------------
 
+    def readiness(self) -> tuple[int, dict]:
+        return health.readiness(self)
+
+    def drain(self) -> None:
+        """Refuse new sessions, close open ones between phrases (SIGUSR1): see ``gateway.health``."""
+        asyncio.ensure_future(health.drain(self))
+
     def process_request(self, connection, request):
+        response = self._answer_request(connection, request)
+        upgrade = urlsplit(request.path).path in WS_PATHS  # a 503 /healthz is an answer, not a refusal
+        if upgrade and response is not None and response.status_code >= 400:
+            kind = getattr(connection, "parley_refusal", None) or HTTPStatus(response.status_code).phrase.lower()
+            self.metrics.refused.labels(str(response.status_code), kind).inc()
+        return response
+
+    def _answer_request(self, connection, request):
         """Answer plain HTTP, refuse bad upgrades before they become sessions; None = accept."""
         url = urlsplit(request.path)
         query = parse_qs(url.query)
         if url.path == "/healthz":
-            return _response(200, {"status": "ok", "sessions": self.admission.sessions})
+            return _response(*self.readiness())
+        if url.path == "/metrics":
+            return _response(200, self.metrics.render().decode(), "text/plain; version=0.0.4; charset=utf-8")
         if url.path == "/languages":
             scopes = _query_list(query, "scope") or ["text"]
             return _response(200, self.engines.languages_document(scopes))
@@ -130,9 +146,11 @@ class Gateway:
             connection.parley_options = TurnOptions.from_query(query)
         except (LanguageError, QueryError, profanity.ProfanityError, TurnOptionError) as exc:
             return _response(400, str(exc))
-        slot = self.admission.admit(_client_address(connection), connection)
+        slot = self.admission.admit(client_address(connection, request.headers, self.trusted_proxies), connection)
         if isinstance(slot, Refusal):
-            return _response(429, slot.reason, extra=(("Retry-After", str(slot.retry_after_s)),))
+            connection.parley_refusal = slot.kind
+            return _response(slot.status, slot.reason, extra=(("Retry-After", str(slot.retry_after_s)),))
+        self.metrics.admitted.inc()
         connection.parley_slot = slot
         asyncio.ensure_future(self._release_when_closed(connection, slot))
         return None
@@ -141,6 +159,9 @@ class Gateway:
         """The slot frees when the connection ends, whether or not its handshake completed."""
         await connection.wait_closed()
         self.admission.release(slot)
+        close = connection.protocol.close_sent
+        if close is not None and not connection.protocol.close_rcvd_then_sent:
+            self.metrics.count_close(close.code)
 
     def _issue_token(self, request) -> Response:
         """``POST /sts/v1.0/issueToken`` with the key in ``Ocp-Apim-Subscription-Key``: a 10-minute JWT."""
@@ -237,7 +258,7 @@ class Gateway:
             if url.path == V1_PATH:
                 query = parse_qs(url.query)
                 features = {f.lower() for f in _query_list(query, "features")}
-                session = self._new_session(request, "partial" in features, ws.parley_profanity)
+                session = self._new_session(slot, request, "partial" in features, ws.parley_profanity)
                 mp3 = (_query_list(query, "format") or [""])[0].lower() == "audio/mp3"
                 await serve_translator_v1(ws, session, features, self.config.limits, slot, mp3)
             else:
@@ -248,7 +269,8 @@ class Gateway:
                                        tuple(_query_list(parse_qs(url.query), "to")),
                                        None if url.path == USP_V1_PATH else self.config.source_language)
                 connection = UspConnection(
-                    ws, endpoint, lambda req, mode, tuning: self._new_session(req, True, mode, tuning), self.resolve,
+                    ws, endpoint, lambda req, mode, tuning: self._new_session(slot, req, True, mode, tuning),
+                    self.resolve,
                     self.engines.resolve_identified, request, self.config.limits, slot)
                 await connection.serve()
         except RecognizerError as exc:
@@ -284,9 +306,12 @@ class Gateway:
         recognizers.warm_up()
         return recognizers
 
-    def _new_session(self, request: LanguageRequest, partials: bool, profanity_mode: str,
-                     tuning: PhraseTuning = PhraseTuning()) -> TranslationSession:
-        return TranslationSession(self.engines, request, partials, self.executor, profanity_mode, tuning)
+    def _new_session(self, slot: Slot, request: LanguageRequest, partials: bool, profanity_mode: str,
+                     tuning: PhraseTuning = PhraseTuning()) -> MeteredSession:
+        """The slot knows its session's phrase state: drain and eviction wait for a phrase to end."""
+        slot.session = MeteredSession(self.metrics, self.engines, request, partials, self.executor, profanity_mode,
+                                      tuning)
+        return slot.session
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -299,10 +324,12 @@ async def run_gateway(config: GatewayConfig, stop: asyncio.Event | None = None,
     gateway = Gateway(config)
     await asyncio.get_running_loop().run_in_executor(gateway.executor, gateway.engines.recognizer.warm_up)
     await asyncio.get_running_loop().run_in_executor(gateway.executor, gateway.engines.warm_up_profanity)
+    gateway.engines_ready = True
     try:
         async with serve(gateway.handle, config.host, config.port, process_request=gateway.process_request,
                          process_response=gateway.process_response,
                          max_size=config.limits.max_message_bytes, select_subprotocol=_echo_usp,
+                         create_connection=ProxiedConnection.for_networks(gateway.trusted_proxies),
                          # A Whisper final takes ~0.5-2 s, during which a session reads no audio; with
                          # websockets' 16 queued messages reading would pause and pings go unanswered.
                          max_queue=config.limits.receive_queue_messages,
@@ -363,6 +390,10 @@ class GatewayThread:
         if not self._ready.wait(timeout_s) or self._error:
             raise RuntimeError(f"gateway did not start: {self._error}")
         return self
+
+    def drain(self) -> None:
+        """What SIGUSR1 does to a gateway process (see ``gateway.health``)."""
+        self._loop.call_soon_threadsafe(self.gateway.drain)
 
     def close(self) -> None:
         """Idempotent; safe before ``start()``."""

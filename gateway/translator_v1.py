@@ -16,7 +16,7 @@ from gateway.mp3 import wav_to_mp3
 from gateway.phrases import PhraseStarted
 from gateway.session import Result, TranslationSession
 from parley_common.protocols.translator_v1 import Timing, V1Result
-from parley_common.protocols.wav import AudioBudget, WavHeaderError, pcm_after_header
+from parley_common.protocols.wav import WIRE_BYTES_PER_S, AudioBudget, WavHeaderError, pcm_after_header
 
 log = logging.getLogger("parley.gateway.v1")
 CLOSE_BAD_MESSAGE = 1003
@@ -45,7 +45,7 @@ async def serve_translator_v1(ws, session: TranslationSession, features: set[str
                     await ws.close(CLOSE_BAD_MESSAGE, str(exc)[:120])
                     return
                 header_seen = True
-            slot.heard_audio()
+            slot.heard_audio(len(message) / WIRE_BYTES_PER_S)
             if not budget.take(message):
                 await ws.close(1000, "maximum audio duration reached")
                 return

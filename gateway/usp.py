@@ -65,7 +65,13 @@ from parley_common.protocols.usp_messages import (
     SynthesisStart,
 )
 from parley_common.protocols.usp_schema import MessageError, check_object
-from parley_common.protocols.wav import TICKS_PER_SAMPLE, WIRE_BYTES_PER_SAMPLE, WIRE_SAMPLE_RATE_HZ, AudioBudget
+from parley_common.protocols.wav import (
+    TICKS_PER_SAMPLE,
+    WIRE_BYTES_PER_S,
+    WIRE_BYTES_PER_SAMPLE,
+    WIRE_SAMPLE_RATE_HZ,
+    AudioBudget,
+)
 
 log = logging.getLogger("parley.gateway.usp")
 CLOSE_PROTOCOL = 1002
@@ -171,7 +177,6 @@ class UspConnection:
             while len(self._contexts) > MAX_PENDING_CONTEXTS:
                 self._contexts.popitem(last=False)
         elif path == AUDIO:
-            self._slot.heard_audio()
             await self._audio(request_id, Audio.decode(message).payload)
         # other client paths (speech.event, event, agent, audio.commit) carry nothing a turn needs
 
@@ -202,6 +207,7 @@ class UspConnection:
             except AudioFormatError as exc:
                 raise ProtocolViolation(CLOSE_INVALID, str(exc)) from None
         payload = turn.audio.decode(payload)
+        self._slot.heard_audio(len(payload) / WIRE_BYTES_PER_S)  # seconds of audio, whatever its format
         if not self._budget.take(payload):
             await self.ws.close(1000, "maximum audio duration reached")
             return

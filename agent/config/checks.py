@@ -73,8 +73,11 @@ def cross_field_issues(config, lines: KeyLines) -> list[ConfigIssue]:
             f"the {vad} VAD cannot run at capture.sample_rate_hz {rate}; allowed with {vad}: "
             f"{', '.join(map(str, allowed))}" + (" (or frontend.vad.engine: webrtc)" if vad == "silero" else ""))))
     issues += _postfilter_issues(config, lines)
-    if config.uplink.url is not None and (problem := url_problem(config.uplink.url)):
+    if config.uplink.url is not None and not config.uplink.urls and (problem := url_problem(config.uplink.url)):
         issues.append(lines.issue("uplink.url", problem))
+    for url in config.uplink.urls:
+        if problem := url_problem(url):
+            issues.append(lines.issue("uplink.urls", problem))
     for section, low, high in (("capture", "reopen_initial_ms", "reopen_max_ms"),
                                ("uplink.reconnect", "initial_backoff_ms", "max_backoff_ms")):
         obj = config

@@ -48,6 +48,11 @@ class UplinkConfig:
         default="gateway", metadata={"help": "gateway/translator-v1: Translator Speech v1 protocol; azure: Speech USP"})
     url: str | None = field(
         default=None, metadata={"help": "service URL; gateway default ws://127.0.0.1:5318; azure: an endpoint overrides region"})
+    urls: tuple[str, ...] = field(
+        default=(), metadata={"help": "several addresses of the same service (gateways without a balancer), "
+                                      "instead of url: after a failed connect or a drop the next is tried"})
+    url_order: Literal["ordered", "random"] = field(
+        default="ordered", metadata={"help": "urls: next in list order, or a random other one (spreads rooms)"})
     region: str | None = field(
         default=None, metadata={"help": "azure region, e.g. westeurope; china*/usgov* regions use their sovereign cloud"})
     endpoint_version: Literal["v1", "v2"] = field(
@@ -86,6 +91,14 @@ class UplinkConfig:
     reconnect: ReconnectConfig = field(default_factory=ReconnectConfig)
 
     def __post_init__(self) -> None:
+        if self.urls:
+            if self.url is not None and self.url != self.urls[0]:
+                raise ValueError("set url (one address) or urls (several), not both")
+            paths = {urlsplit(u).path.rstrip("/") for u in self.urls}
+            if len(paths) > 1:
+                raise ValueError(f"urls must be addresses of one service, differing only in host and port; "
+                                 f"their paths differ: {', '.join(sorted(paths))}")
+            object.__setattr__(self, "url", self.urls[0])  # the protocol builds its URL from the first
         if not self.to_languages:
             raise ValueError("to_languages needs at least one language")
         if self.backend == "translator-v1" and not self.url:

@@ -29,6 +29,7 @@ import websocket
 
 from agent.events import LinkStatus, PartialResult, ResultEvent, SegmentEvent, UplinkError
 from agent.queues import QUEUES
+from agent.uplink.addresses import next_address, with_origin
 from agent.uplink.config import UplinkConfig
 from agent.uplink.outbox import Outbox
 from agent.uplink.protocol import ProtocolError, WireProtocol
@@ -83,6 +84,8 @@ class Uplink:
         self._drain_until: float | None = None  # set by close(): wait for finals due until then
         self._thread = threading.Thread(target=self._run, name="uplink", daemon=True)
         self._backoff_ms = config.reconnect.initial_backoff_ms
+        self._address: int | None = None  # index into uplink.urls of the last attempt
+        self._address_failed = False  # it failed or dropped: the next attempt goes to another
         self._next_attempt = 0.0
         self._connected_at = 0.0
         self._last_rx = 0.0
@@ -210,6 +213,11 @@ class Uplink:
     def _connect(self) -> None:
         self.connect_attempts += 1
         url = self.protocol.url()
+        if len(self.config.urls) > 1:
+            self._address = next_address(self._address, self._address_failed, len(self.config.urls),
+                                         self.config.url_order)
+            url = with_origin(url, self.config.urls[self._address])
+        self._address_failed = False
         try:
             ws = websocket.create_connection(
                 url, header=self.protocol.headers(), subprotocols=self.protocol.subprotocols,
@@ -257,6 +265,7 @@ class Uplink:
         self._schedule_retry(f"handshake refused: {detail}")
 
     def _schedule_retry(self, why: str) -> None:
+        self._address_failed = True
         delay_ms = random.uniform(0.5, 1.0) * self._backoff_ms
         self._backoff_ms = min(self._backoff_ms * 2, self.config.reconnect.max_backoff_ms)
         self._next_attempt = self._clock() + delay_ms / 1000

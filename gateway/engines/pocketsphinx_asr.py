@@ -31,6 +31,10 @@ class PocketsphinxRecognizer:
     def worker_pids(self) -> list[int]:
         return self._pool.pids
 
+    @property
+    def load(self):
+        return self._pool.load
+
     def warm_up(self, decoders_per_worker: int = 1) -> None:
         """Create decoders ahead of the first session, all workers in parallel."""
         self._pool.broadcast("warm", decoders_per_worker)

@@ -14,6 +14,7 @@ from gateway.engines.language_id import LanguageIdStream, LanguageRule
 from gateway.engines.pocketsphinx_asr import PocketsphinxRecognizer
 from gateway.engines.whisper_asr import DecodeOptions, WhisperRecognizer
 from gateway.engines.whisper_models import resolve_model
+from gateway.engines.workers import WorkerLoad
 from parley_common.languages import base_language
 
 
@@ -67,6 +68,10 @@ class Recognizers:
     @property
     def worker_pids(self) -> list[int]:
         return [pid for engine in (self.whisper, self.pocketsphinx) if engine for pid in engine.worker_pids]
+
+    @property
+    def load(self) -> WorkerLoad:
+        return sum((engine.load for engine in (self.whisper, self.pocketsphinx) if engine), WorkerLoad())
 
     def warm_up(self) -> None:
         """Load every model in every worker before the first session."""

@@ -60,6 +60,10 @@ class WhisperRecognizer:
     def worker_pids(self) -> list[int]:
         return self._pool.pids
 
+    @property
+    def load(self):
+        return self._pool.load
+
     def open_detector(self, model_path: str, languages: tuple[str, ...]) -> "LanguageDetector":
         return LanguageDetector(self._pool, model_path, languages)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import threading
+import time
+from dataclasses import dataclass
 
 
 class RecognizerError(RuntimeError):
@@ -18,6 +20,18 @@ class RecognizerError(RuntimeError):
 
 class WorkerBusy(Exception):
     """``call(..., wait=False)`` found the worker decoding for someone else."""
+
+
+@dataclass(frozen=True)
+class WorkerLoad:
+    """What /metrics reports of a pool: its size, seconds spent decoding, requests queued for a worker."""
+
+    workers: int = 0
+    busy_s: float = 0.0
+    waiting: int = 0
+
+    def __add__(self, other: "WorkerLoad") -> "WorkerLoad":
+        return WorkerLoad(self.workers + other.workers, self.busy_s + other.busy_s, self.waiting + other.waiting)
 
 
 class Worker:
@@ -30,6 +44,9 @@ class Worker:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self.streams = 0  # guarded by the owning pool's lock
+        self._stats_lock = threading.Lock()
+        self.busy_s = 0.0  # time spent in requests (guarded by _stats_lock)
+        self.waiting = 0  # callers queued behind the request in progress (guarded by _stats_lock)
         self._process = None
         self._conn = None
         self._start()
@@ -52,8 +69,14 @@ class Worker:
         """One request and its reply. ``retry``: the request holds no state in the worker yet, so a
         worker found dead is restarted and the request sent again once instead of failing a session.
         ``wait=False`` raises :class:`WorkerBusy` rather than queue behind another request."""
-        if not self._lock.acquire(blocking=wait):
+        with self._stats_lock:
+            self.waiting += 1
+        acquired = self._lock.acquire(blocking=wait)
+        with self._stats_lock:
+            self.waiting -= 1
+        if not acquired:
             raise WorkerBusy(op)
+        started_s = time.monotonic()
         try:
             attempts = 2 if retry else 1
             for attempt in range(1, attempts + 1):
@@ -69,6 +92,8 @@ class Worker:
                     if attempt == attempts:
                         raise RecognizerError(f"recognizer process died: {exc}") from exc
         finally:
+            with self._stats_lock:
+                self.busy_s += time.monotonic() - started_s
             self._lock.release()
         if not ok:
             raise RecognizerError(value)
@@ -125,6 +150,10 @@ class WorkerPool:
     def pids(self) -> list[int]:
         return [worker.pid for worker in self.workers]
 
+    @property
+    def load(self) -> WorkerLoad:
+        return sum((WorkerLoad(1, w.busy_s, w.waiting) for w in self.workers), WorkerLoad())
+
     def close(self) -> None:
         for worker in self.workers:
             worker.stop()
@@ -142,6 +171,10 @@ def serve_requests(conn, handle) -> None:
             return
         op, stream_id, payload = request
         try:
-            conn.send((True, handle(op, stream_id, payload)))
+            reply = (True, handle(op, stream_id, payload))
         except Exception as exc:
-            conn.send((False, f"{op}: {exc!r}"))
+            reply = (False, f"{op}: {exc!r}")
+        try:
+            conn.send(reply)
+        except OSError:  # the gateway is gone (killed): nobody is left to answer
+            return

@@ -192,7 +192,7 @@ def test_fuzzed_usp_messages_get_a_clean_answer(gateway, headers, body, binary):
         pass  # closed after a close frame we did not get to read: still not a crash
     finally:
         ws.close()
-    assert json.loads(_health(gateway))["status"] == "ok"
+    assert json.loads(_health(gateway))["status"] == "ready"
 
 
 @_fuzz_settings()
