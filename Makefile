@@ -9,7 +9,7 @@ APT_PACKAGES := python3-venv python3-dev gcc portaudio19-dev libasound2-plugins 
                 chromium chromium-driver
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test bench deps apt-deps clean
+.PHONY: demo test test-fast bench deps apt-deps clean
 
 demo: deps
 	$(VENV)/bin/parley demo
@@ -17,6 +17,10 @@ demo: deps
 # pytest exits 5 when it collects no tests (e.g. a filtered run); that is not a failure.
 test: deps
 	$(PYTHON) -m pytest || [ $$? -eq 5 ]
+
+# Everything but the tests that start a real gateway (marked slow; tests/conftest.py): about a minute.
+test-fast: deps
+	$(PYTHON) -m pytest -m "not slow" || [ $$? -eq 5 ]
 
 bench: deps
 	$(PYTHON) bench/frontend.py --quick

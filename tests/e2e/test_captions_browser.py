@@ -16,6 +16,8 @@ from selenium.webdriver.chrome.service import Service
 
 from tests.support.captions_scene import agent_yaml, free_port, get_json, start_gateway, wait_until, write_scene
 
+pytestmark = pytest.mark.slow  # starts its own real gateway
+
 CHROMEDRIVER = shutil.which("chromedriver")
 CHROMIUM = shutil.which("chromium")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
