@@ -40,7 +40,7 @@ apt-deps:
 $(VENV)/.installed: setup.cfg pyproject.toml
 	[ -x $(PYTHON) ] || $(SYSTEM_PY) -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip
-	$(PYTHON) -m pip install -q -e '.[test,bench,silero]'
+	$(PYTHON) -m pip install -q -e '.[agent,gateway,test,bench]'
 	# silero-vad's wheel carries the ONNX model we run with onnxruntime; its torch dependency is not needed.
 	$(PYTHON) -m pip install -q --no-deps silero-vad
 	touch $@

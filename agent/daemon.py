@@ -50,6 +50,7 @@ from agent.outputs.pins import make_pin_factory
 from agent.outputs.speaker import Speaker
 from agent.outputs.subtitles import SubtitleWriter
 from agent.outputs.transcript import TranscriptWriter
+from parley_common.logsetup import configure_logging
 from parley_common.sdnotify import SystemdNotifier
 from agent.queues import QUEUES, RESULT_QUEUE_SIZE
 from agent.state import DeviceStateMachine
@@ -268,11 +269,6 @@ class Agent:
             elif isinstance(event, UplinkError):
                 self.console.error(event)
                 self.state.uplink_error(event.message, event.fatal)
-
-
-def configure_logging(level: str) -> None:
-    """One line per record; systemd's journal adds the time itself."""
-    logging.basicConfig(level=level.upper(), format="%(levelname)s %(name)s: %(message)s")
 
 
 def run_daemon(config: AgentConfig) -> int:

@@ -1,23 +1,23 @@
-"""``parley-gateway``: run the offline speech-translation server."""
+"""``parley-gateway``: run the offline speech-translation server, or check its configuration."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import dataclasses
-import logging
 import signal
 import sys
 from pathlib import Path
 
 from parley_common import __version__
+from parley_common.logsetup import configure_logging
 from parley_common.typedyaml import ConfigError, load_yaml_config
 from parley_common.sdnotify import SystemdNotifier
+from gateway.checks import environment_problems
 from gateway.config import GatewayConfig
 from gateway.engines.whisper_models import ModelError
-from gateway.server import run_gateway
 
-EXIT_CONFIG = 78
+EXIT_OK, EXIT_INVALID, EXIT_CONFIG = 0, 1, 78
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,17 +27,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", help="bind address (overrides the file)")
     parser.add_argument("--port", type=int, help="port (overrides the file)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--check-config", action="store_true",
+                        help="check the config and what it needs on this machine; exit 0 if it would start, else 1")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    try:
-        config = load_yaml_config(args.config, GatewayConfig)
-        overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-        config = dataclasses.replace(config, **overrides) if overrides else config
-    except ConfigError as exc:
-        print(f"parley-gateway: invalid configuration:\n{exc}", file=sys.stderr)
+    configure_logging(args.log_level)
+    config = _load_or_report(args)
+    if args.check_config:
+        return _check(config)
+    if config is None:
         return EXIT_CONFIG
-    except ValueError as exc:
-        print(f"parley-gateway: invalid configuration: {exc}", file=sys.stderr)
+    try:
+        from gateway.server import run_gateway
+    except ModuleNotFoundError as exc:
+        print(f"parley-gateway: the Python package {exc.name} is missing: install parley[gateway]", file=sys.stderr)
         return EXIT_CONFIG
     notifier = SystemdNotifier()
 
@@ -55,7 +57,32 @@ def main(argv: list[str] | None = None) -> int:
     except ModelError as exc:
         print(f"parley-gateway: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    return 0
+    return EXIT_OK
+
+
+def _load_or_report(args: argparse.Namespace) -> GatewayConfig | None:
+    """The config with the command line's overrides, or None after printing every problem with its line."""
+    try:
+        config = load_yaml_config(args.config, GatewayConfig)
+        overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+        return dataclasses.replace(config, **overrides) if overrides else config
+    except ConfigError as exc:
+        print(f"parley-gateway: invalid configuration:\n{exc}", file=sys.stderr)
+    except ValueError as exc:
+        print(f"parley-gateway: invalid configuration: {exc}", file=sys.stderr)
+    return None
+
+
+def _check(config: GatewayConfig | None) -> int:
+    if config is None:
+        return EXIT_INVALID
+    problems = environment_problems(config)
+    for problem in problems:
+        print(f"parley-gateway: {problem}", file=sys.stderr)
+    if problems:
+        return EXIT_INVALID
+    print(f"parley-gateway: configuration OK (languages: {', '.join(config.recognition.languages)})")
+    return EXIT_OK
 
 
 if __name__ == "__main__":

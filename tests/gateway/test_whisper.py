@@ -8,6 +8,7 @@ import urllib.request
 import wave
 
 import numpy as np
+import pytest
 import websocket
 
 from agent.audio.synth import speak
@@ -101,6 +102,7 @@ def test_noise_gets_no_final_over_v1_and_nomatch_without_speech_over_usp(gateway
     assert not [m for m in messages if m.path.startswith("translation.synthesis")]
 
 
+@pytest.mark.slow
 def test_the_engine_itself_hears_no_words_in_noise():
     recognizer = WhisperRecognizer(processes=1)
     try:
