@@ -9,7 +9,7 @@ APT_PACKAGES := python3-venv python3-dev gcc portaudio19-dev libasound2-plugins 
                 chromium chromium-driver
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-fast bench deps apt-deps clean
+.PHONY: demo test test-fast bench deps apt-deps deb deb-deps clean
 
 demo: deps
 	$(VENV)/bin/parley demo
@@ -51,5 +51,25 @@ $(JS_SDK): tests/js/package.json tests/js/package-lock.json
 	cd tests/js && npm ci --no-audit --no-fund
 	touch $@
 
+# Debian packages parley-agent and parley-gateway for this machine's architecture, into dist/.
+# Built from a copy of the tree (without .venv and other local state) by dpkg-buildpackage, with
+# dh-virtualenv pip-installing each program's extra from PyPI into /opt/venvs/PACKAGE.
+DEB_BUILD_PACKAGES := debhelper dh-virtualenv python3-venv python3-dev gcc portaudio19-dev rsync
+DEB_STAGE := build/deb
+
+deb: deb-deps
+	rm -rf $(DEB_STAGE) && mkdir -p $(DEB_STAGE)/parley dist
+	rsync -a --exclude=/.venv --exclude=/build --exclude=/dist --exclude=/out --exclude=.git \
+		--exclude=node_modules --exclude=__pycache__ --exclude='*.egg-info' ./ $(DEB_STAGE)/parley/
+	cd $(DEB_STAGE)/parley && dpkg-buildpackage -b -us -uc
+	mv $(DEB_STAGE)/parley-*.deb dist/
+	@ls -l dist/parley-*.deb
+
+deb-deps:
+	@missing=$$(for p in $(DEB_BUILD_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
 clean:
-	rm -rf $(VENV) build *.egg-info tests/js/node_modules
+	rm -rf $(VENV) build dist *.egg-info tests/js/node_modules
