@@ -30,12 +30,15 @@ JS_SDK      := tests/js/node_modules/.installed
 
 deps: apt-deps $(VENV)/.installed $(JS_SDK)
 
-apt-deps:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+# $(call apt_ensure,PACKAGES): install those of PACKAGES that are not installed yet.
+apt_ensure = @missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:" $$missing; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
+
+apt-deps:
+	$(call apt_ensure,$(APT_PACKAGES))
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	[ -x $(PYTHON) ] || $(SYSTEM_PY) -m venv $(VENV)
@@ -66,10 +69,7 @@ deb: deb-deps
 	@ls -l dist/parley-*.deb
 
 deb-deps:
-	@missing=$$(for p in $(DEB_BUILD_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
-	fi
+	$(call apt_ensure,$(DEB_BUILD_PACKAGES))
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info tests/js/node_modules

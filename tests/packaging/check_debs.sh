@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 DIST=${DIST:-dist}
 WORK=$(mktemp -d)
 PORT=${PARLEY_CHECK_PORT:-5318}
-trap 'kill "${GATEWAY_PID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'for pid in ${AGENT_PID:-} ${GATEWAY_PID:-}; do kill "$pid" 2>/dev/null; done; rm -rf "$WORK"' EXIT
 step() { printf '\n== %s\n' "$*"; }
 fail() { echo "check_debs: FAILED: $*" >&2; exit 1; }
 
@@ -50,9 +50,12 @@ fi
 
 step "the installed gateway as parley-gateway with the unit's environment"
 install -d -o parley-gateway -g parley-gateway -m 0700 /var/cache/parley-gateway   # CacheDirectory=
-runuser -u parley-gateway -- env -i PATH=/usr/bin:/bin CACHE_DIRECTORY=/var/cache/parley-gateway MALLOC_ARENA_MAX=2 \
-    /opt/venvs/parley-gateway/bin/parley-gateway --config /etc/parley/gateway.yaml --port "$PORT" > "$WORK/gateway.log" 2>&1 &
-GATEWAY_PID=$!
+runuser -u parley-gateway -- sh -c 'echo $$ > /var/cache/parley-gateway/check.pid; exec env -i PATH=/usr/bin:/bin \
+    CACHE_DIRECTORY=/var/cache/parley-gateway MALLOC_ARENA_MAX=2 \
+    parley-gateway --config /etc/parley/gateway.yaml --port '"$PORT" > "$WORK/gateway.log" 2>&1 &
+GATEWAY_RUNUSER=$!
+sleep 1
+GATEWAY_PID=$(cat /var/cache/parley-gateway/check.pid)
 for _ in $(seq 120); do curl -sf "http://127.0.0.1:$PORT/healthz" > "$WORK/healthz" && break; sleep 1; done
 cat "$WORK/healthz" && grep -q '"status": "ok"' "$WORK/healthz" || { cat "$WORK/gateway.log"; fail "no /healthz"; }
 [ -s /var/cache/parley-gateway/whisper/base/model.bin ] || fail "the base model was not joined into CacheDirectory"
@@ -73,21 +76,20 @@ outputs:
 YAML
 install -m 0644 "$WORK/agent.yaml" /etc/parley/check-agent.yaml
 runuser -u parley -- /opt/venvs/parley-agent/bin/parley check-config /etc/parley/check-agent.yaml >/dev/null
-set +e
-runuser -u parley -- env -i PATH=/usr/bin:/bin STATE_DIRECTORY=/var/lib/parley LOGS_DIRECTORY=/var/log/parley \
-    MALLOC_ARENA_MAX=2 timeout -s TERM 40 /opt/venvs/parley-agent/bin/parley run --config /etc/parley/check-agent.yaml \
-    > "$WORK/agent.out" 2>&1 &
-AGENT_PID=$!
-for _ in $(seq 38); do grep -q '"es"' /var/lib/parley/transcript.jsonl 2>/dev/null && break; sleep 1; done
-AGENT_RSS_KB=$(ps -o rss= -C parley | sort -n | tail -1)
-kill -TERM "$(pgrep -u parley -f 'parley run' | head -1)" 2>/dev/null
-wait "$AGENT_PID"
-set -e
+runuser -u parley -- sh -c 'echo $$ > /var/lib/parley/check-agent.pid; exec env -i PATH=/usr/bin:/bin \
+    STATE_DIRECTORY=/var/lib/parley LOGS_DIRECTORY=/var/log/parley MALLOC_ARENA_MAX=2 \
+    parley run --config /etc/parley/check-agent.yaml' > "$WORK/agent.out" 2>&1 &
+RUNUSER_PID=$!
+for _ in $(seq 60); do grep -q '"es"' /var/lib/parley/transcript.jsonl 2>/dev/null && break; sleep 1; done
+AGENT_PID=$(cat /var/lib/parley/check-agent.pid)
+AGENT_RSS_KB=$(awk '/^VmRSS/ {print $2}' "/proc/$AGENT_PID/status")
+kill -TERM "$AGENT_PID"
+wait "$RUNUSER_PID" && unset AGENT_PID || fail "the agent did not stop cleanly on SIGTERM: $(tail -5 "$WORK/agent.out")"
 rm -f /etc/parley/check-agent.yaml
-cat "$WORK/agent.out" | tail -5
+tail -5 "$WORK/agent.out"
 grep '"es"' /var/lib/parley/transcript.jsonl || fail "the installed agent wrote no translated final"
 echo "agent RSS while translating: $((AGENT_RSS_KB / 1024)) MB"
-kill "$GATEWAY_PID"; wait "$GATEWAY_PID" 2>/dev/null || true; unset GATEWAY_PID
+kill -TERM "$GATEWAY_PID"; wait "$GATEWAY_RUNUSER" || fail "the gateway did not stop cleanly"; unset GATEWAY_PID
 
 step "purge"
 DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq parley-agent parley-gateway >/dev/null
