@@ -50,6 +50,8 @@ from agent.outputs.pins import make_pin_factory
 from agent.outputs.speaker import Speaker
 from agent.outputs.subtitles import SubtitleWriter
 from agent.outputs.transcript import TranscriptWriter
+from agent.session import UtteranceStamper, new_session_id
+from parley_common.languages import base_language
 from parley_common.logsetup import configure_logging
 from parley_common.sdnotify import SystemdNotifier
 from agent.queues import QUEUES, RESULT_QUEUE_SIZE
@@ -81,6 +83,8 @@ class Agent:
         self.config = config
         self.geometry = config.geometry
         self.counters = AgentCounters()
+        self.session = new_session_id()
+        self._stamper = UtteranceStamper(self.session, config.capture.sample_rate_hz)
         self.results: queue.Queue = QUEUES["results"].make(RESULT_QUEUE_SIZE)
         self.state = DeviceStateMachine()
         self._on_segment_event = on_segment_event or (lambda event: None)
@@ -107,7 +111,8 @@ class Agent:
             claimed.callback(self.transcript.close)
             self.subtitles = SubtitleWriter(config.outputs.subtitles, config.capture.sample_rate_hz)
             claimed.callback(self.subtitles.close)
-            self.http = HttpOutput(config.outputs.http, self.status, config.daemon.audio_stall_s)
+            self.http = HttpOutput(config.outputs.http, self.status, config.daemon.audio_stall_s,
+                                   *caption_languages(config))
             claimed.callback(self.http.close)
             self.state.subscribe(self.http.device_state)
             self.button = attach_button(config.outputs.button, self.state, pins)
@@ -128,6 +133,7 @@ class Agent:
     def start(self) -> "Agent":
         try:
             self.state.starting()
+            log.info("session %s", self.session)
             self.leds.start()
             self.http.start()
             self.speaker.start()
@@ -225,7 +231,7 @@ class Agent:
             if self.recorder is not None:
                 self.recorder.frame(frame, self.frontend.last_output)
             for event in events:
-                self._route_segment_event(event)
+                self._route_segment_event(self._stamper.stamp(event, frame.end_sample))
         for event in self.frontend.flush():
             self._route_segment_event(event)
         self._input_ended.set()
@@ -269,6 +275,16 @@ class Agent:
             elif isinstance(event, UplinkError):
                 self.console.error(event)
                 self.state.uplink_error(event.message, event.fatal)
+
+
+def caption_languages(config: AgentConfig) -> tuple[tuple[str, ...], str | None]:
+    """(the captions page's columns this box fills, the language of a caption that names none)."""
+    parties = config.conversation.parties
+    if parties:
+        reads = [lang for party in parties for lang in party.reads]
+        return tuple(dict.fromkeys(["source", *reads])), None
+    spoken = base_language(config.uplink.from_language)
+    return tuple(dict.fromkeys(["source", spoken, *config.uplink.to_languages])), spoken
 
 
 def run_daemon(config: AgentConfig) -> int:

@@ -76,6 +76,9 @@ class HttpConfig:
     link_down_bound_s: float = field(
         default=30.0, metadata={"min": 1.0, "help": "/healthz answers 503 when the link is down longer than this"})
     finals_kept: int = field(default=50, metadata={"min": 1, "max": 1000, "help": "finals a new page is sent on connect"})
+    history_file: str | None = field(
+        default=None, metadata={"help": "keeps the page's last finals_kept finals across restarts; "
+                                "null: $STATE_DIRECTORY/captions-history.jsonl under systemd, else none"})
     queue_items: int = field(default=512, metadata={"min": 16, "max": 100000, "help": "agent -> server event queue"})
 
     def __post_init__(self) -> None:

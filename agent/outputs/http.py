@@ -30,6 +30,7 @@ from typing import Callable
 from aiohttp import web
 
 from agent.events import FinalResult, LinkStatus, PartialResult, SpeechEnded, SpeechStarted, SynthesizedSpeech
+from agent.outputs.caption_history import CaptionHistory, history_path
 from agent.outputs.config import HttpConfig
 from agent.outputs.http_metrics import Metrics
 
@@ -51,24 +52,32 @@ class DeviceState:
 def _caption(event: PartialResult | FinalResult, azimuth_deg: float | None) -> dict:
     return {"utterance": event.utterance_id, "source": event.source_text, "translations": event.translations,
             "azimuth_deg": None if azimuth_deg is None else round(azimuth_deg),
-            "party": event.party, "language": event.language}
+            "party": event.party, "language": event.language, "session": event.session}
 
 
 class CaptionState:
-    """What a page needs to draw itself from scratch; owned by the server's loop."""
+    """What a page needs to draw itself from scratch; owned by the server's loop.
 
-    def __init__(self, finals_kept: int, clock=time.time):
+    ``languages``: the columns this box can fill ('source' and every language read); ``spoken``: the
+    language of a caption that names none (the one-language setup's ``from_language``). The finals
+    survive a restart in ``history`` (the page shows the room what was said before)."""
+
+    def __init__(self, finals_kept: int, clock=time.time, languages: tuple[str, ...] = (), spoken: str | None = None,
+                 history: CaptionHistory | None = None):
         self._clock = clock
         self.device_state = "starting"
         self.link_up = False
         self.link_since = clock()
-        self.finals: deque[dict] = deque(maxlen=finals_kept)
+        self.languages, self.spoken = languages, spoken
+        self.history = history or CaptionHistory(None, finals_kept)
+        self.finals: deque[dict] = deque(self.history.load(), maxlen=finals_kept)
         self.partial: dict | None = None
         self.azimuth_deg: dict[int, float | None] = {}
 
     def snapshot(self) -> dict:
         return {"type": "snapshot", "state": self.device_state, "link_up": self.link_up,
-                "finals": list(self.finals), "partial": self.partial}
+                "finals": list(self.finals), "partial": self.partial, "languages": list(self.languages),
+                "spoken": self.spoken}
 
     def apply(self, event) -> dict | None:
         """Fold one event in; returns the message for the pages, or None if they need none."""
@@ -91,6 +100,7 @@ class CaptionState:
             azimuth = event.azimuth_deg if event.azimuth_deg is not None else self.azimuth_deg.get(event.utterance_id)
             final = _caption(event, azimuth)
             self.finals.append(final)
+            self.history.append(final)
             if self.partial and self.partial["utterance"] == event.utterance_id:
                 self.partial = None
             return {"type": "final", **final}
@@ -103,7 +113,8 @@ class HttpOutput:
     ``/healthz`` says "no audio" after ``audio_stall_s``: the daemon's bound, the same one that stops
     petting the systemd watchdog."""
 
-    def __init__(self, config: HttpConfig, status: Callable[[], dict], audio_stall_s: float):
+    def __init__(self, config: HttpConfig, status: Callable[[], dict], audio_stall_s: float,
+                 languages: tuple[str, ...] = (), spoken: str | None = None):
         self.config = config
         self.audio_stall_s = audio_stall_s
         self.enabled = config.enabled
@@ -118,7 +129,8 @@ class HttpOutput:
         self._thread = threading.Thread(target=self._run, name="http", daemon=True)
         self._start_error: BaseException | None = None
         self.port: int | None = None
-        self.state = CaptionState(config.finals_kept)
+        history = CaptionHistory(history_path(config.history_file) if config.enabled else None, config.finals_kept)
+        self.state = CaptionState(config.finals_kept, languages=languages, spoken=spoken, history=history)
         self.metrics = Metrics(self.status)
         self._clients: set[asyncio.Queue] = set()
         self._ended_at: dict[int, float] = {}
@@ -160,6 +172,8 @@ class HttpOutput:
             return
         self._loop.call_soon_threadsafe(self._stopping.set)
         self._thread.join(timeout_s)
+        if not self._thread.is_alive():
+            self.state.history.close()
 
     @property
     def pages_connected(self) -> int:

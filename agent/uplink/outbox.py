@@ -336,7 +336,8 @@ class Outbox:
             return
         if not event.final:
             self._emit(PartialResult(utterance.id, _join(utterance.pieces + [event]),
-                                     _join_translations(utterance.pieces + [event]), language=event.language))
+                                     _join_translations(utterance.pieces + [event]), language=event.language,
+                                     session=utterance.started.session))
             return
         utterance.pieces.append(event)
         self._last_final_utterance = utterance.id  # v1 audio follows its final
@@ -414,7 +415,8 @@ class Outbox:
         utterance.finalized, utterance.finalized_at = True, self._clock()
         self._emit(FinalResult(utterance.id, _join(utterance.pieces), _join_translations(utterance.pieces),
                                _azimuth(utterance), utterance.started.start_sample, _duration(utterance),
-                               language=_identified_language(utterance.pieces)))
+                               language=_identified_language(utterance.pieces), session=utterance.started.session,
+                               started_at_s=utterance.started.started_at_s))
         if self._spool:
             self._spool.remove(utterance.id)  # delivered: a restart must not send it again (its speech would be stale)
         if self.turns:
