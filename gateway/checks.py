@@ -1,8 +1,8 @@
 """``parley-gateway --check-config``: what ``parley-gateway`` would fail on at start, found beforehand.
 
 The file itself is checked by the typed loader (file:line); this adds what the file points at on this
-machine: the engines' Python packages and programs, the Whisper weights and the model cache, the key
-file. Apertium pairs are not required (a source without targets still recognizes)."""
+machine: the engines' Python packages and programs, the Whisper weights and the model cache, the
+endpointing VAD's model, the key file. Apertium pairs are not required (a source without targets still recognizes)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from gateway.config import GatewayConfig
 from gateway.engines.whisper_models import ModelError, check_model
+from parley_common.vad.engines import VadUnavailable, make_vad
 
 ENGINE_MODULES = {"whisper": "faster_whisper", "pocketsphinx": "pocketsphinx"}
 
@@ -33,6 +34,10 @@ def environment_problems(config: GatewayConfig) -> list[str]:
             check_model(model, cache_dir)
         except ModelError as exc:
             problems.append(f"recognition model {model}: {exc}")
+    try:
+        make_vad(recognition.vad, 16000)  # server-side endpointing; silero needs the silero-vad wheel's model
+    except VadUnavailable as exc:
+        problems.append(f"recognition.vad: {exc}")
     if importlib.util.find_spec("websockets") is None:
         problems.append("the server needs the Python package websockets: install parley[gateway]")
     for program, package in (("espeak-ng", "espeak-ng"), ("lt-proc", "apertium")):

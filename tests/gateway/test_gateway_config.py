@@ -82,3 +82,19 @@ def test_an_unwritable_model_cache_is_a_model_error_not_a_traceback(tmp_path):
 def test_the_units_cache_directory_is_the_default(monkeypatch, tmp_path):
     monkeypatch.setenv("CACHE_DIRECTORY", str(tmp_path))
     assert default_cache_dir() == tmp_path / "whisper"
+
+
+HIDE_SILERO = """
+import importlib.machinery, sys
+class Hide:  # the silero-vad wheel as if it were not installed (a spec without files)
+    def find_spec(self, name, path=None, target=None):
+        return importlib.machinery.ModuleSpec(name, None) if name == "silero_vad" else None
+sys.meta_path.insert(0, Hide())
+import gateway.cli
+sys.exit(gateway.cli.main(["--check-config"]))
+"""
+
+
+def test_check_config_finds_the_endpointing_vads_missing_model():
+    done = subprocess.run([sys.executable, "-c", HIDE_SILERO], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "recognition.vad" in done.stderr and "silero-vad" in done.stderr, done.stderr

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 DIST=${DIST:-dist}
 WORK=$(mktemp -d)
 PORT=${PARLEY_CHECK_PORT:-5318}
-trap 'for pid in ${AGENT_PID:-} ${GATEWAY_PID:-}; do kill "$pid" 2>/dev/null; done; rm -rf "$WORK"' EXIT
+trap 'for pid in ${AGENT_PID:-} ${GATEWAY_PID:-}; do kill "$pid" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
 step() { printf '\n== %s\n' "$*"; }
 fail() { echo "check_debs: FAILED: $*" >&2; exit 1; }
 
@@ -67,25 +67,24 @@ sox "$WORK/say.wav" -r 16000 -c 1 -b 16 "$WORK/utterance.wav" pad 0.5 3
 install -m 0644 "$WORK/utterance.wav" /var/lib/parley/utterance.wav
 cat > "$WORK/agent.yaml" <<YAML
 array: {profile: mono}
-capture: {source: wav, wav: {path: /var/lib/parley/utterance.wav, realtime: false}}
+capture: {source: wav, wav: {path: /var/lib/parley/utterance.wav, realtime: true}}  # run stops when a non-realtime WAV ends
 uplink: {url: "ws://127.0.0.1:$PORT", to_languages: [es], speech_output: false}
 outputs:
   speaker: {backend: none}
   leds: {backend: log}
   transcript: {path: /var/lib/parley/transcript.jsonl}
 YAML
-install -m 0644 "$WORK/agent.yaml" /etc/parley/check-agent.yaml
-runuser -u parley -- /opt/venvs/parley-agent/bin/parley check-config /etc/parley/check-agent.yaml >/dev/null
+install -m 0644 "$WORK/agent.yaml" /var/lib/parley/check-agent.yaml
+runuser -u parley -- /opt/venvs/parley-agent/bin/parley check-config /var/lib/parley/check-agent.yaml >/dev/null
 runuser -u parley -- sh -c 'echo $$ > /var/lib/parley/check-agent.pid; exec env -i PATH=/usr/bin:/bin \
     STATE_DIRECTORY=/var/lib/parley LOGS_DIRECTORY=/var/log/parley MALLOC_ARENA_MAX=2 \
-    parley run --config /etc/parley/check-agent.yaml' > "$WORK/agent.out" 2>&1 &
+    parley run --config /var/lib/parley/check-agent.yaml' > "$WORK/agent.out" 2>&1 &
 RUNUSER_PID=$!
 for _ in $(seq 60); do grep -q '"es"' /var/lib/parley/transcript.jsonl 2>/dev/null && break; sleep 1; done
 AGENT_PID=$(cat /var/lib/parley/check-agent.pid)
 AGENT_RSS_KB=$(awk '/^VmRSS/ {print $2}' "/proc/$AGENT_PID/status")
 kill -TERM "$AGENT_PID"
 wait "$RUNUSER_PID" && unset AGENT_PID || fail "the agent did not stop cleanly on SIGTERM: $(tail -5 "$WORK/agent.out")"
-rm -f /etc/parley/check-agent.yaml
 tail -5 "$WORK/agent.out"
 grep '"es"' /var/lib/parley/transcript.jsonl || fail "the installed agent wrote no translated final"
 echo "agent RSS while translating: $((AGENT_RSS_KB / 1024)) MB"
