@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     config = _load_or_report(args)
     if args.check_config:
         return _check(config)
-    if config is None:
+    if config is None or _report(environment_problems(config)):  # refused at start, not per session
         return EXIT_CONFIG
     try:
         from gateway.server import run_gateway
@@ -73,13 +73,14 @@ def _load_or_report(args: argparse.Namespace) -> GatewayConfig | None:
     return None
 
 
-def _check(config: GatewayConfig | None) -> int:
-    if config is None:
-        return EXIT_INVALID
-    problems = environment_problems(config)
+def _report(problems: list[str]) -> bool:
     for problem in problems:
         print(f"parley-gateway: {problem}", file=sys.stderr)
-    if problems:
+    return bool(problems)
+
+
+def _check(config: GatewayConfig | None) -> int:
+    if config is None or _report(environment_problems(config)):
         return EXIT_INVALID
     print(f"parley-gateway: configuration OK (languages: {', '.join(config.recognition.languages)})")
     return EXIT_OK

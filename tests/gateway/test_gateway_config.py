@@ -91,10 +91,12 @@ class Hide:  # the silero-vad wheel as if it were not installed (a spec without 
         return importlib.machinery.ModuleSpec(name, None) if name == "silero_vad" else None
 sys.meta_path.insert(0, Hide())
 import gateway.cli
-sys.exit(gateway.cli.main(["--check-config"]))
+sys.exit(gateway.cli.main(sys.argv[1:]))
 """
 
 
-def test_check_config_finds_the_endpointing_vads_missing_model():
-    done = subprocess.run([sys.executable, "-c", HIDE_SILERO], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 1 and "recognition.vad" in done.stderr and "silero-vad" in done.stderr, done.stderr
+@pytest.mark.parametrize("argv, status", [(["--check-config"], 1), ([], 78)], ids=["check-config", "run"])
+def test_the_endpointing_vads_missing_model_is_found_before_any_session(argv, status):
+    done = subprocess.run([sys.executable, "-c", HIDE_SILERO, *argv], capture_output=True, text=True, timeout=60)
+    assert done.returncode == status and "recognition.vad" in done.stderr and "silero-vad" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
