@@ -90,6 +90,11 @@ grep '"es"' /var/lib/parley/transcript.jsonl || fail "the installed agent wrote 
 echo "agent RSS while translating: $((AGENT_RSS_KB / 1024)) MB"
 kill -TERM "$GATEWAY_PID"; wait "$GATEWAY_RUNUSER" || fail "the gateway did not stop cleanly"; unset GATEWAY_PID
 
+step "a reinstall (an upgrade's path) keeps the edited config"
+echo "# edited on this box" >> /etc/parley/agent.yaml
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --reinstall "./$agent_deb" >/dev/null
+grep -qx "# edited on this box" /etc/parley/agent.yaml || fail "the reinstall replaced the edited /etc/parley/agent.yaml"
+
 step "purge"
 DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq parley-agent parley-gateway >/dev/null
 left=$(while read -r path; do [ -e "$path" ] && [ ! -d "$path" ] && echo "$path"; done < "$WORK/files"; true)
