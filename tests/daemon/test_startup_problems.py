@@ -154,6 +154,7 @@ def test_a_missing_mic_is_the_mic_lost_state_not_a_crash(tmp_path):
             backend: none
         daemon:
           status_interval_s: 1.0
+          log_level: debug  # the log LED backend's state lines are debug
         """)
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify"))
