@@ -30,8 +30,8 @@ getent passwd parley-gateway >/dev/null || fail "no user parley-gateway"
 dpkg-query -W -f='${Conffiles}\n' parley-agent parley-gateway | grep -q /etc/parley/agent.yaml || fail "agent.yaml is no conffile"
 
 step "check-config as the service users"
-runuser -u parley -- /opt/venvs/parley-agent/bin/parley check-config /etc/parley/agent.yaml >/dev/null
-runuser -u parley-gateway -- /opt/venvs/parley-gateway/bin/parley-gateway --check-config --config /etc/parley/gateway.yaml
+runuser -u parley -- parley check-config /etc/parley/agent.yaml >/dev/null   # /usr/bin/parley, as the unit would
+runuser -u parley-gateway -- parley-gateway --check-config --config /etc/parley/gateway.yaml
 
 step "systemd-analyze verify and security on the installed units"
 for unit in parley-agent parley-gateway; do
@@ -75,7 +75,7 @@ outputs:
   transcript: {path: /var/lib/parley/transcript.jsonl}
 YAML
 install -m 0644 "$WORK/agent.yaml" /var/lib/parley/check-agent.yaml
-runuser -u parley -- /opt/venvs/parley-agent/bin/parley check-config /var/lib/parley/check-agent.yaml >/dev/null
+runuser -u parley -- parley check-config /var/lib/parley/check-agent.yaml >/dev/null
 runuser -u parley -- sh -c 'echo $$ > /var/lib/parley/check-agent.pid; exec env -i PATH=/usr/bin:/bin \
     STATE_DIRECTORY=/var/lib/parley LOGS_DIRECTORY=/var/log/parley MALLOC_ARENA_MAX=2 \
     parley run --config /var/lib/parley/check-agent.yaml' > "$WORK/agent.out" 2>&1 &
