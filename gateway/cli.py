@@ -18,12 +18,14 @@ from gateway.config import GatewayConfig
 from gateway.engines.whisper_models import ModelError
 
 EXIT_OK, EXIT_INVALID, EXIT_CONFIG = 0, 1, 78
+SYSTEM_CONFIG_PATH = Path("/etc/parley/gateway.yaml")  # what the package installs and the unit names
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="parley-gateway", description="Parley offline speech-translation gateway")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--config", type=Path, help="YAML config (default: built-in defaults)")
+    parser.add_argument("--config", type=Path,
+                        help=f"YAML config (default: {SYSTEM_CONFIG_PATH} if it exists, else built-in defaults)")
     parser.add_argument("--host", help="bind address (overrides the file)")
     parser.add_argument("--port", type=int, help="port (overrides the file)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -63,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
 def _load_or_report(args: argparse.Namespace) -> GatewayConfig | None:
     """The config with the command line's overrides, or None after printing every problem with its line."""
     try:
-        config = load_yaml_config(args.config, GatewayConfig)
+        path = args.config or (SYSTEM_CONFIG_PATH if SYSTEM_CONFIG_PATH.exists() else None)
+        config = load_yaml_config(path, GatewayConfig)
         overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
         return dataclasses.replace(config, **overrides) if overrides else config
     except ConfigError as exc:

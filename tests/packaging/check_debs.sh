@@ -31,7 +31,7 @@ dpkg-query -W -f='${Conffiles}\n' parley-agent parley-gateway | grep -q /etc/par
 
 step "check-config as the service users"
 runuser -u parley -- parley check-config /etc/parley/agent.yaml >/dev/null   # /usr/bin/parley, as the unit would
-runuser -u parley-gateway -- parley-gateway --check-config --config /etc/parley/gateway.yaml
+runuser -u parley-gateway -- parley-gateway --check-config   # reads /etc/parley/gateway.yaml
 
 step "systemd-analyze verify and security on the installed units"
 for unit in parley-agent parley-gateway; do
