@@ -206,14 +206,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from agent.daemon import run_daemon
 
     from agent.audio import CaptureError, DeviceNotFound
+    from agent.uplink.credentials import CredentialError
 
     config = _load_or_report(_resolve_config_path(args.config))
     if config is None:
         return EXIT_CONFIG
     try:
         return run_daemon(config)
-    except (CaptureError, DeviceNotFound, OSError) as exc:  # what the pre-flight checks could not foresee
-        print(f"parley: cannot start: {exc}", file=sys.stderr)
+    except (CaptureError, DeviceNotFound, CredentialError, OSError) as exc:  # what the pre-flight checks could not foresee
+        print(f"parley: cannot start: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}",
+              file=sys.stderr)
         return EXIT_CONFIG
 
 

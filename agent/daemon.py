@@ -6,7 +6,8 @@ Threads, each forced by a library or by hardware, with bounded queues between th
     pipeline thread: FrontEnd.process -> Uplink.send            (never blocks on the network)
       (with two or more parties a ConversationUplink routes each utterance to its language's Uplink)
     uplink thread(s) (websocket-client, one per party language) --ResultEvent queue--> results thread
-    results thread: console, transcript, subtitles, speaker queue, state machine, HTTP queue
+    results thread: console, transcript, subtitles, speaker queue, state machine, HTTP queue; each output
+      fails on its own (OutputHealth), and a final's spool entry goes once the transcript has it
     speaker thread, LED thread, HTTP thread (asyncio: captions page, /healthz, /metrics): inside their outputs
     main thread: signals, systemd notify/watchdog, state-machine ticks
 
@@ -43,7 +44,9 @@ from agent.events import (
 )
 from agent.frontend import FrontEnd
 from agent.outputs.console import ConsoleOutput
+from agent.outputs.health import OutputHealth, RetryingWriter
 from agent.outputs.http import HttpOutput
+from agent.outputs.http_guard import raise_fd_limit
 from agent.outputs.http_metrics import thread_cpu_s
 from agent.outputs.leds import LedDriver, make_led_backend
 from agent.outputs.pins import make_pin_factory
@@ -87,6 +90,7 @@ class Agent:
         self._stamper = UtteranceStamper(self.session, config.capture.sample_rate_hz)
         self.results: queue.Queue = QUEUES["results"].make(RESULT_QUEUE_SIZE)
         self.state = DeviceStateMachine()
+        self.health = OutputHealth(on_change=self.state.outputs_failing)
         self._on_segment_event = on_segment_event or (lambda event: None)
         with ExitStack() as claimed:  # what a failing part leaves claimed (GPIO, devices) is released, like AIY's board.py
             pins = make_pin_factory(config.outputs.leds.backend)
@@ -104,11 +108,15 @@ class Agent:
                 config.outputs.speaker,
                 on_playback_started=self.state.speaker_started,
                 on_playback_finished=self.state.speaker_finished,
+                health=self.health,
             )
             claimed.callback(self.speaker.close)
             self.console = ConsoleOutput(config.outputs.console)
             self.transcript = TranscriptWriter(config.outputs.transcript)
             claimed.callback(self.transcript.close)
+            # the durable record: a final is acknowledged (its spool entry removed) only once written
+            self.durable = RetryingWriter("transcript", self.transcript.write, self.health,
+                                          on_written=lambda final: self.uplink.acknowledge(final.utterance_id))
             self.subtitles = SubtitleWriter(config.outputs.subtitles, config.capture.sample_rate_hz)
             claimed.callback(self.subtitles.close)
             self.http = HttpOutput(config.outputs.http, self.status, config.daemon.audio_stall_s,
@@ -175,10 +183,12 @@ class Agent:
         self.speaker.close(timeout_s=max(0.05, deadline - time.monotonic() - 0.2))
         if self.button is not None:
             self.button.close()
-        self.transcript.close()
+        if not self._results_thread.is_alive():
+            self.durable.flush()  # a last try; what is still not written is in the spool for the restart
+        self.health.run("transcript", self.transcript.close)
         if self.recorder is not None:
             self.recorder.close()
-        self.subtitles.close()
+        self.health.run("subtitles", self.subtitles.close)
         self.http.close()
         self.leds.close()
 
@@ -208,7 +218,13 @@ class Agent:
                 "last_frame_age_s": time.monotonic() - last_frame_s if last_frame_s else None,
                 "utterances": c.utterances, "finals": c.finals, "link_up": int(self.uplink.connected),
                 "reconnects": max(0, self.uplink.connects - 1), "dropped_utterances": self.uplink.dropped_utterances,
-                "outbox_depth": self.uplink.pending_utterances, "pipeline_cpu_s": thread_cpu_s(self._threads[0].native_id)}
+                "outbox_depth": self.uplink.pending_utterances, "pipeline_cpu_s": thread_cpu_s(self._threads[0].native_id),
+                "output_problems": self.health.problems()}
+
+    def tick(self, now: float) -> None:
+        """The main thread's second: timeouts in the state machine, the spool's own verdict."""
+        self.state.tick(now)
+        self.health.report("spool", self.uplink.spool_problem)
 
     # -- threads -----------------------------------------------------------------------------
 
@@ -252,29 +268,38 @@ class Agent:
             self.state.speech_ended()
 
     def _results_loop(self) -> None:
-        """Uplink results -> outputs and state. Each output is quick or has its own queue."""
+        """Uplink results -> outputs and state. Each output is quick or has its own queue, and fails
+        on its own: this thread must outlive any of them."""
         while not (self._uplink_closed.is_set() and self.results.empty()):
             try:
                 event = self.results.get(timeout=0.2)
             except queue.Empty:
+                self.durable.tick()  # a transcript backlog is retried between finals too
                 continue
-            self.http.publish(event)
-            if isinstance(event, PartialResult):
-                self.console.partial(event)
-            elif isinstance(event, FinalResult):
-                self.console.final(event)
-                self.counters.finals += 1
-                self.transcript.write(event)
-                self.subtitles.write(event)
-                self.state.final_received()
-            elif isinstance(event, SynthesizedSpeech):
-                self.speaker.play(event)
-            elif isinstance(event, LinkStatus):
-                self.console.link_status(event)
-                self.state.link_changed(event.connected)
-            elif isinstance(event, UplinkError):
-                self.console.error(event)
-                self.state.uplink_error(event.message, event.fatal)
+            try:
+                self._deliver(event)
+            except Exception:  # a bug here must not end every later final with it
+                log.exception("results: %s skipped", type(event).__name__)
+
+    def _deliver(self, event) -> None:
+        run = self.health.run
+        run("http", self.http.publish, event)
+        if isinstance(event, PartialResult):
+            run("console", self.console.partial, event)
+        elif isinstance(event, FinalResult):
+            run("console", self.console.final, event)
+            self.counters.finals += 1
+            self.durable.put(event)
+            run("subtitles", self.subtitles.write, event)
+            self.state.final_received()
+        elif isinstance(event, SynthesizedSpeech):
+            self.speaker.play(event)
+        elif isinstance(event, LinkStatus):
+            run("console", self.console.link_status, event)
+            self.state.link_changed(event.connected)
+        elif isinstance(event, UplinkError):
+            run("console", self.console.error, event)
+            self.state.uplink_error(event.message, event.fatal)
 
 
 def caption_languages(config: AgentConfig) -> tuple[tuple[str, ...], str | None]:
@@ -290,6 +315,7 @@ def caption_languages(config: AgentConfig) -> tuple[tuple[str, ...], str | None]
 def run_daemon(config: AgentConfig) -> int:
     """``parley run``: start, serve until SIGTERM/SIGINT, stop cleanly. Returns the exit status."""
     configure_logging(config.daemon.log_level)
+    raise_fd_limit()  # the HTTP server's connection cap is taken inside this budget
     notifier = SystemdNotifier()
     stop_requested = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -301,7 +327,7 @@ def run_daemon(config: AgentConfig) -> int:
     last_status = 0.0
     while not stop_requested.wait(tick_s):
         now = time.monotonic()
-        agent.state.tick(now)
+        agent.tick(now)
         audio_flowing = now - agent.counters.last_frame_monotonic_s < config.daemon.audio_stall_s
         audio_flowing |= agent.capture.state == "reopening"  # waiting for a mic (mic_lost) is alive, not hung
         if watchdog_s and audio_flowing:

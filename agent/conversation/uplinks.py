@@ -185,6 +185,14 @@ class ConversationUplink:
         for uplink in self.uplinks.values():
             uplink.close(timeout_s=timeout_s / max(1, len(self.uplinks)))
 
+    def acknowledge(self, utterance_id: int) -> None:
+        for uplink in self.uplinks.values():  # only the one that spooled it has a file to remove
+            uplink.acknowledge(utterance_id)
+
+    @property
+    def spool_problem(self) -> str | None:
+        return next((u.spool_problem for u in self.uplinks.values() if u.spool_problem), None)
+
     @property
     def next_utterance_id(self) -> int:
         """Past every id any language's spool still owes, so ids stay unique across connections."""

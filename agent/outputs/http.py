@@ -15,6 +15,7 @@ and ``/metrics`` call ``status()``, the agent's read-only snapshot of its counte
 from __future__ import annotations
 
 import asyncio
+import errno
 import hmac
 import json
 import logging
@@ -32,6 +33,8 @@ from aiohttp import web
 from agent.events import FinalResult, LinkStatus, PartialResult, SpeechEnded, SpeechStarted, SynthesizedSpeech
 from agent.outputs.caption_history import CaptionHistory, history_path
 from agent.outputs.config import HttpConfig
+from agent.outputs.http_guard import (SECURITY_HEADERS, ConnectionGuard, GuardedSite, allowed_hosts, connection_cap,
+                                     hide_server_version, is_allowed, quiet_client_triggered_logs)
 from agent.outputs.http_metrics import Metrics
 
 log = logging.getLogger("parley.http")
@@ -40,6 +43,20 @@ CLIENT_QUEUE_ITEMS = 256
 KEEPALIVE_S = 15.0
 SSE_RETRY_MS = 1000
 START_TIMEOUT_S = 10.0
+BIND_RETRY_S = 3.0
+MAX_BODY_BYTES = 1024  # every route is a GET
+
+
+class HttpListenError(OSError):
+    """The captions port cannot be had: says which key, what is wrong and what to do."""
+
+    def __init__(self, config: HttpConfig, cause: BaseException):
+        reason = getattr(cause, "strerror", None) or str(cause)
+        advice = (f"allowed: a free port, or stop the program holding it (ss -ltnp 'sport = :{config.port}')"
+                  if getattr(cause, "errno", None) == errno.EADDRINUSE else
+                  "allowed: an address of this machine (outputs.http.host) and a port this user may bind")
+        super().__init__(getattr(cause, "errno", None),
+                         f"outputs.http.port {config.port} on {config.host} cannot be listened on ({reason}); {advice}")
 
 
 @dataclass(frozen=True)
@@ -122,6 +139,8 @@ class HttpOutput:
         self._events: queue.Queue = queue.Queue(maxsize=config.queue_items)
         self.events_dropped = 0
         self._token = Path(config.token_file).read_text().strip() if config.token_file else None
+        self._hosts = allowed_hosts(config)
+        self.guard: ConnectionGuard | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._ready = threading.Event()
@@ -164,8 +183,7 @@ class HttpOutput:
         if not self._ready.wait(START_TIMEOUT_S):
             raise RuntimeError("HTTP server did not start")
         if self._start_error is not None:
-            raise RuntimeError(f"HTTP server could not listen on {self.config.host}:{self.config.port}: "
-                               f"{self._start_error}") from self._start_error
+            raise HttpListenError(self.config, self._start_error) from None
 
     def close(self, timeout_s: float = 1.0) -> None:
         if not self.enabled or self._loop is None or not self._thread.is_alive():
@@ -204,14 +222,19 @@ class HttpOutput:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake, self._stopping = asyncio.Event(), asyncio.Event()
-        app = web.Application(middlewares=[self._auth])
+        app = web.Application(middlewares=[self._admit, self._auth], client_max_size=MAX_BODY_BYTES)
         app.add_routes([web.get("/", self._page), web.get("/events", self._sse),
                         web.get("/healthz", self._healthz), web.get("/metrics", self._metrics)])
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
+        app.on_response_prepare.append(_security_headers)
+        timeout_s = self.config.request_timeout_s
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5,
+                               keepalive_timeout=timeout_s, lingering_time=min(2.0, timeout_s))
         await runner.setup()
+        quiet_client_triggered_logs()
+        hide_server_version()
+        self.guard = ConnectionGuard(runner.server, connection_cap(self.config), timeout_s)
         try:
-            site = web.TCPSite(runner, self.config.host, self.config.port)
-            await site.start()
+            await self._listen(runner)
             self.port = runner.addresses[0][1]
             log.info("captions and status on %s", self.url)
             self._ready.set()
@@ -222,6 +245,19 @@ class HttpOutput:
                 self._disconnect(client)
         finally:
             await runner.cleanup()
+
+    async def _listen(self, runner: web.AppRunner) -> None:
+        """Bind, retrying a port in use for ``BIND_RETRY_S``: an agent restarted by hand may find its
+        predecessor still closing; anything holding the port longer is a conflict to fix (exit 78)."""
+        deadline = time.monotonic() + BIND_RETRY_S
+        while True:
+            try:
+                await GuardedSite(runner, self.config.host, self.config.port, self.guard).start()
+                return
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(0.25)
 
     async def _pump(self) -> None:
         """Agent events -> captions state, metrics and every page."""
@@ -273,11 +309,23 @@ class HttpOutput:
     # -- handlers ------------------------------------------------------------------------------
 
     @web.middleware
+    async def _admit(self, request: web.Request, handler):
+        """A whole request arrived (the connection's deadline is off); its Host must be ours."""
+        self.guard.served(request)
+        host = request.headers.get("Host", "")
+        if not is_allowed(host, self._hosts):
+            raise web.HTTPMisdirectedRequest(text=f"Host {host!r} is not served here; allowed: "
+                                                  f"{', '.join(sorted(self._hosts))} (outputs.http.allowed_hosts)\n")
+        return await handler(request)
+
+    @web.middleware
     async def _auth(self, request: web.Request, handler):
         if self._token is not None:
-            offered = request.query.get("token") or request.headers.get("Authorization", "").removeprefix("Bearer ")
+            scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+            offered = request.query.get("token") or (credentials.strip() if scheme.lower() == "bearer" else "")
             if not hmac.compare_digest(offered.encode(), self._token.encode()):
-                raise web.HTTPUnauthorized(text="access token required (?token= or Authorization: Bearer)\n")
+                raise web.HTTPUnauthorized(text="access token required (?token= or Authorization: Bearer)\n",
+                                           headers={"WWW-Authenticate": "Bearer"})
         return await handler(request)
 
     async def _page(self, request: web.Request) -> web.Response:
@@ -325,7 +373,7 @@ class HttpOutput:
         audio_age_s = status.get("last_frame_age_s")
         if audio_age_s is None:  # no frame yet: count from the server's start
             audio_age_s = time.monotonic() - self._started_monotonic_s
-        problems = []
+        problems = list(status.get("output_problems") or ())
         if audio_age_s > self.audio_stall_s:
             problems.append(f"no audio for {audio_age_s:.1f} s (bound {self.audio_stall_s} s)")
         if link_down_s > self.config.link_down_bound_s:
@@ -337,6 +385,10 @@ class HttpOutput:
                         "overruns": status.get("overruns")},
             **{key: status.get(key) for key in ("frames", "utterances", "finals", "dropped_utterances", "outbox_depth")},
         }
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.update(SECURITY_HEADERS)
 
 
 def _sse_data(message: dict) -> bytes:

@@ -29,12 +29,14 @@ PATTERNS = {
     "muted": ((1.0, 0.0, 0.0), "solid", 0.0),
     "offline": ((1.0, 0.3, 0.0), "blink", 1.0),
     "mic_lost": ((1.0, 0.0, 1.0), "blink", 2.0),  # magenta, slow: waiting for the microphone
+    "output_lost": ((1.0, 0.8, 0.0), "blink", 2.0),  # yellow, slow: a disk or the speaker fails; the rest works
     "error": ((1.0, 0.0, 0.0), "blink", 0.3),
 }
 
 
 COLOUR_NAMES = {(0.0, 0.0, 1.0): "blue", (0.0, 0.25, 0.0): "dim green", (0.0, 1.0, 0.0): "green",
-                (0.0, 0.6, 1.0): "sky blue", (1.0, 0.0, 0.0): "red", (1.0, 0.3, 0.0): "orange", (1.0, 0.0, 1.0): "magenta"}
+                (0.0, 0.6, 1.0): "sky blue", (1.0, 0.0, 0.0): "red", (1.0, 0.3, 0.0): "orange", (1.0, 0.0, 1.0): "magenta",
+                (1.0, 0.8, 0.0): "yellow"}
 PATTERN_WORDS = {"solid": "steady", "blink": "blinking", "breathe": "breathing"}
 
 

@@ -209,17 +209,30 @@ def _existing_cues(path: Path) -> tuple[int, float, str]:
 
 
 class _LiveFile:
-    """One STEM.LANG.FMT, opened for appending: an earlier run's cues stay, numbering goes on."""
+    """One STEM.LANG.FMT, opened for appending: an earlier run's cues stay, numbering goes on. A write
+    that fails (a full disk) is cut back off, so the file stays valid."""
 
     def __init__(self, path: Path, fmt: str):
         self.fmt = fmt
         self.cues, _, tail = _existing_cues(path)
-        self.file = path.open("a", encoding="utf-8")
+        self.file = path.open("ab", buffering=0)
         if not tail and fmt == "vtt":
-            self.file.write(VTT_HEADER)
+            self.append(VTT_HEADER)
         elif tail and tail != "\n\n":  # a torn last block (power cut): close it before the next cue
-            self.file.write("\n" if tail.endswith("\n") else "\n\n")
-        self.file.flush()
+            self.append("\n" if tail.endswith("\n") else "\n\n")
+
+    def append(self, text: str) -> None:
+        data, before = text.encode(), self.file.seek(0, 2)
+        try:
+            written = 0
+            while written < len(data):
+                written += self.file.write(data[written:])
+        except OSError:
+            try:
+                self.file.truncate(before)
+            except OSError:
+                pass
+            raise
 
 
 class SubtitleWriter:
@@ -262,6 +275,7 @@ class SubtitleWriter:
         if times is None:
             return
         languages = self.config.languages or tuple(event.translations)
+        failure: OSError | None = None
         with self._lock:
             fresh = self._sessions.fresh
             offset_s = self._sessions.offset(event.session, times[0], event.started_at_s)
@@ -275,7 +289,12 @@ class SubtitleWriter:
                 for cue in cues:
                     self._sessions.placed(cue.end_s)
                 for fmt in self.config.formats:
-                    self._append(language, fmt, cues)
+                    try:
+                        self._append(language, fmt, cues)
+                    except OSError as exc:  # the other files still get their cues
+                        failure = failure or exc
+        if failure is not None:
+            raise failure  # these cues are skipped; `parley subtitles` rebuilds them from the transcript
 
     def _save_origin(self, origin_s: float) -> None:
         if self._origin_path is None:
@@ -290,10 +309,9 @@ class SubtitleWriter:
         if key not in self._files:
             self._files[key] = _LiveFile(self.path(language, fmt), fmt)
         live = self._files[key]
-        for cue in cues:
-            live.cues += 1
-            live.file.write(format_cue(cue, live.cues, fmt))
-        live.file.flush()
+        if cues:
+            live.append("".join(format_cue(cue, live.cues + n, fmt) for n, cue in enumerate(cues, 1)))
+            live.cues += len(cues)
 
     def close(self) -> None:
         with self._lock:

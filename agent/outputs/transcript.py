@@ -21,6 +21,9 @@ from agent.outputs.config import TranscriptConfig
 
 
 class TranscriptWriter:
+    """``write`` raises on a full or failing disk, leaving the file as it was (no torn line), so the
+    caller can keep the final and write it again later (``RetryingWriter``)."""
+
     def __init__(self, config: TranscriptConfig):
         self.config = config
         self.path = Path(config.path) if config.path else None
@@ -28,10 +31,17 @@ class TranscriptWriter:
         self._file = None
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("a", encoding="utf-8")
+            self._open()
+
+    @property
+    def enabled(self) -> bool:
+        return self.path is not None
+
+    def _open(self) -> None:
+        self._file = self.path.open("ab", buffering=0)  # unbuffered: a failed write leaves nothing queued
 
     def write(self, event: FinalResult) -> None:
-        if self._file is None:
+        if self.path is None:
             return
         ended_at_s = None
         if event.started_at_s is not None and event.duration_ms is not None:
@@ -50,17 +60,32 @@ class TranscriptWriter:
             "source": event.source_text,
             "translations": event.translations,
         }
-        line = json.dumps(record, ensure_ascii=False) + "\n"
+        line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
         with self._lock:
-            if self._file.tell() + len(line.encode()) > self.config.max_bytes:
+            if self._file is None:
+                self._open()
+            if self._file.tell() + len(line) > self.config.max_bytes:
                 self._rotate()
-            self._file.write(line)
-            self._file.flush()
+            self._append(line)
+
+    def _append(self, line: bytes) -> None:
+        before = self._file.seek(0, os.SEEK_END)
+        try:
+            written = 0
+            while written < len(line):
+                written += self._file.write(line[written:])
             if self.config.fsync:
                 os.fsync(self._file.fileno())
+        except OSError:
+            try:
+                os.ftruncate(self._file.fileno(), before)  # no torn line: the retry writes it whole
+            except OSError:
+                pass
+            raise
 
     def _rotate(self) -> None:
         self._file.close()
+        self._file = None
         for index in range(self.config.keep_files, 0, -1):
             older = self.path.with_name(f"{self.path.name}.{index}")
             newer = self.path.with_name(f"{self.path.name}.{index - 1}") if index > 1 else self.path
@@ -70,7 +95,7 @@ class TranscriptWriter:
                 newer.rename(older)
         if self.config.keep_files == 0:
             self.path.unlink(missing_ok=True)
-        self._file = self.path.open("a", encoding="utf-8")
+        self._open()
 
     def close(self) -> None:
         with self._lock:

