@@ -9,7 +9,7 @@ APT_PACKAGES := python3-venv python3-dev gcc portaudio19-dev libasound2-plugins 
                 chromium chromium-driver haproxy
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test bench deps apt-deps clean
+.PHONY: demo test test-fast bench deps apt-deps deb deb-deps clean
 
 demo: deps
 	$(VENV)/bin/parley demo
@@ -17,6 +17,10 @@ demo: deps
 # pytest exits 5 when it collects no tests (e.g. a filtered run); that is not a failure.
 test: deps
 	$(PYTHON) -m pytest || [ $$? -eq 5 ]
+
+# Everything but the tests that start a real gateway (marked slow; tests/conftest.py): about a minute.
+test-fast: deps
+	$(PYTHON) -m pytest -m "not slow" || [ $$? -eq 5 ]
 
 bench: deps
 	$(PYTHON) bench/frontend.py --quick
@@ -26,17 +30,20 @@ JS_SDK      := tests/js/node_modules/.installed
 
 deps: apt-deps $(VENV)/.installed $(JS_SDK)
 
-apt-deps:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+# $(call apt_ensure,PACKAGES): install those of PACKAGES that are not installed yet.
+apt_ensure = @missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:" $$missing; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
+apt-deps:
+	$(call apt_ensure,$(APT_PACKAGES))
+
 $(VENV)/.installed: setup.cfg pyproject.toml
 	[ -x $(PYTHON) ] || $(SYSTEM_PY) -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip
-	$(PYTHON) -m pip install -q -e '.[test,bench,silero]'
+	$(PYTHON) -m pip install -q -e '.[agent,gateway,test,bench]'
 	# silero-vad's wheel carries the ONNX model we run with onnxruntime; its torch dependency is not needed.
 	$(PYTHON) -m pip install -q --no-deps silero-vad
 	touch $@
@@ -47,5 +54,22 @@ $(JS_SDK): tests/js/package.json tests/js/package-lock.json
 	cd tests/js && npm ci --no-audit --no-fund
 	touch $@
 
+# Debian packages parley-agent and parley-gateway for this machine's architecture, into dist/.
+# Built from a copy of the tree (without .venv and other local state) by dpkg-buildpackage, with
+# dh-virtualenv pip-installing each program's extra from PyPI into /opt/venvs/PACKAGE.
+DEB_BUILD_PACKAGES := debhelper dh-virtualenv python3-venv python3-dev gcc portaudio19-dev rsync
+DEB_STAGE := build/deb
+
+deb: deb-deps
+	rm -rf $(DEB_STAGE) && mkdir -p $(DEB_STAGE)/parley dist
+	rsync -a --exclude=/.venv --exclude=/build --exclude=/dist --exclude=/out --exclude=.git \
+		--exclude=node_modules --exclude=__pycache__ --exclude='*.egg-info' ./ $(DEB_STAGE)/parley/
+	cd $(DEB_STAGE)/parley && dpkg-buildpackage -b -us -uc
+	mv $(DEB_STAGE)/parley-*.deb dist/
+	@ls -l dist/parley-*.deb
+
+deb-deps:
+	$(call apt_ensure,$(DEB_BUILD_PACKAGES))
+
 clean:
-	rm -rf $(VENV) build *.egg-info tests/js/node_modules
+	rm -rf $(VENV) build dist *.egg-info tests/js/node_modules

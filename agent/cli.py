@@ -133,7 +133,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from agent.analyze import analyze_recording, print_segments, write_segments
     from agent.audio import CaptureError
-    from agent.daemon import configure_logging
+    from parley_common.logsetup import configure_logging
 
     config = _load_or_report(_resolve_config_path(args.config), check_machine=False)  # a recording from another box
     if config is None:
@@ -193,11 +193,13 @@ def _cmd_devices(args: argparse.Namespace) -> int:
 
 def _cmd_leds(args: argparse.Namespace) -> int:
     from agent.daemon import cycle_leds
+    from parley_common.logsetup import configure_logging
 
     config = _load_or_report(_resolve_config_path(args.config))
     if config is None:
         return EXIT_INVALID
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging("info")
+    logging.getLogger("parley.leds").setLevel(logging.DEBUG)  # the log backend's state lines are what an installer watches
     cycle_leds(config, args.seconds_per_state)
     return EXIT_OK
 
@@ -253,8 +255,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from agent.demo import run_demo
 
-    return run_demo(out_dir=args.out, shared_data=args.shared_data, realtime=not args.fast, conversation=args.conversation,
-                    route_by=args.route_by)
+    try:
+        return run_demo(out_dir=args.out, shared_data=args.shared_data, realtime=not args.fast, conversation=args.conversation,
+                        route_by=args.route_by)
+    except ModuleNotFoundError as exc:  # an agent-only install: the demo runs a gateway and simulates a room
+        print(f"parley demo: the Python package {exc.name} is missing: it needs pip install 'parley[agent,gateway,bench]'",
+              file=sys.stderr)
+        return EXIT_INVALID
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ from agent.outputs.subtitles import SubtitleWriter
 from agent.outputs.transcript import TranscriptWriter
 from agent.session import UtteranceStamper, new_session_id
 from parley_common.languages import base_language
+from parley_common.logsetup import configure_logging
 from parley_common.sdnotify import SystemdNotifier
 from agent.queues import QUEUES, RESULT_QUEUE_SIZE
 from agent.state import DeviceStateMachine
@@ -392,11 +393,6 @@ def caption_languages(config: AgentConfig) -> tuple[tuple[str, ...], str | None]
         return tuple(dict.fromkeys(["source", *reads])), None
     spoken = base_language(config.uplink.from_language)
     return tuple(dict.fromkeys(["source", spoken, *config.uplink.to_languages])), spoken
-
-
-def configure_logging(level: str) -> None:
-    """One line per record; systemd's journal adds the time itself."""
-    logging.basicConfig(level=level.upper(), format="%(levelname)s %(name)s: %(message)s")
 
 
 def run_daemon(config: AgentConfig) -> int:

@@ -199,7 +199,8 @@ outputs:
 def run_demo(out_dir: Path, shared_data: Path | None = None, realtime: bool = True, conversation: bool = False,
              route_by: str = "direction") -> int:
     from agent.config.schema import load_agent_config
-    from agent.daemon import Agent, configure_logging
+    from agent.daemon import Agent
+    from parley_common.logsetup import configure_logging
     from agent.outputs.transcript import read_transcript
     from agent.simulation_echo import EchoRoom, speaker_rirs
     from gateway.server import GatewayThread

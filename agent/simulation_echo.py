@@ -14,7 +14,6 @@ import threading
 import time
 
 import numpy as np
-from scipy.signal import fftconvolve
 
 from agent.dsp.echo_reference import CaptureClock
 from agent.hardware import ArrayGeometry
@@ -94,6 +93,8 @@ class EchoRoom:
             self._ring[np.arange(start - taps + 1, start - taps + 1 + n) % len(self._ring)] = 0.0  # heard out
         if not np.any(played):
             return None
+        from scipy.signal import fftconvolve  # the demo and benches only (pyroomacoustics brings SciPy)
+
         return np.stack([fftconvolve(played, self.rirs[:, m], mode="valid") for m in range(self.rirs.shape[1])], axis=1)
 
     def speaker_sink(self, speaker_config=None) -> "RoomSink":

@@ -84,7 +84,8 @@ def child_stages() -> dict:
 
 def child_agent(config_path: str, seconds: float) -> dict:
     from agent.config.schema import load_agent_config
-    from agent.daemon import Agent, configure_logging
+    from agent.daemon import Agent
+    from parley_common.logsetup import configure_logging
 
     configure_logging("error")
     agent = Agent(load_agent_config(config_path))

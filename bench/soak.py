@@ -29,7 +29,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO)]
 
 from agent.config.schema import load_agent_config  # noqa: E402
-from agent.daemon import Agent, configure_logging  # noqa: E402
+from agent.daemon import Agent  # noqa: E402
+from parley_common.logsetup import configure_logging  # noqa: E402
 from agent.demo import demo_config_text  # noqa: E402
 from agent.outputs.transcript import read_transcript  # noqa: E402
 

@@ -95,7 +95,7 @@ class RecognitionConfig:
     processes: int = field(
         default=2, metadata={"min": 1, "max": 64, "help": "recognizer worker processes (one thread each); one per core"})
     model_cache_dir: str | None = field(
-        default=None, metadata={"help": "where split packaged models are joined (default ~/.cache/parley-gateway)"})
+        default=None, metadata={"help": "where split packaged models are joined (default $CACHE_DIRECTORY/whisper under systemd, else ~/.cache/parley-gateway/whisper)"})
     endpoint_silence_ms: int = field(
         default=600, metadata={"min": 100, "max": 5000, "help": "silence that ends a phrase (server-side endpointing)"})
     partial_interval_ms: int = field(

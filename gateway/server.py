@@ -65,6 +65,7 @@ def _response(status: int, body: str | dict, content_type: str = "text/plain; ch
     phrase = HTTPStatus(status).phrase
     if status >= 400:
         phrase = f"{phrase}: {' '.join(body.split())}".encode("ascii", "replace").decode()[:200]
+        log.info("refused with HTTP %d: %s", status, " ".join(body.split())[:200])  # websockets' own lines are quiet below debug
     return Response(status, phrase, headers, data)
 
 

@@ -11,6 +11,25 @@ from gateway.server import GatewayThread
 from tests.support.data import REPO_ROOT, shared_data_dir
 
 
+def pytest_collection_modifyitems(items):
+    """Every test that uses the shared real gateway is slow: ``make test-fast`` (``-m "not slow"``) skips it.
+    Tests that start their own gateway mark themselves (``pytestmark = pytest.mark.slow``)."""
+    for item in items:
+        if "gateway" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _a_real_gateway_only_in_slow_tests(request, monkeypatch):
+    """A test that starts a GatewayThread without the slow mark fails, so the fast run stays fast."""
+    if request.node.get_closest_marker("slow"):
+        return
+
+    def refuse(self, *args, **kwargs):
+        pytest.fail(f"{request.node.nodeid} starts a real gateway: mark it slow (pytestmark = pytest.mark.slow)")
+    monkeypatch.setattr(GatewayThread, "start", refuse)
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from scipy.signal import firwin, lfilter, lfilter_zi
 
 MODEL_RATE_HZ = 48000
 RESAMPLE_TAPS = 97  # odd: a whole-sample group delay of 48 samples at 48 kHz
@@ -71,15 +70,28 @@ class _DeepFilterLibrary:
         return cls._instance
 
 
+def lowpass_taps(n_taps: int, cutoff_hz: float, rate_hz: float) -> np.ndarray:
+    """A Hamming-windowed sinc low-pass with unity gain at DC (what scipy's ``firwin`` designs; NumPy
+    alone, so the agent carries no SciPy)."""
+    n = np.arange(n_taps) - (n_taps - 1) / 2
+    taps = 2 * cutoff_hz / rate_hz * np.sinc(2 * cutoff_hz / rate_hz * n) * np.hamming(n_taps)
+    return taps / taps.sum()
+
+
 class _Resampler:
-    """Streaming integer-factor resampling with a linear-phase FIR (state kept across calls)."""
+    """Streaming integer-factor resampling with a linear-phase FIR (its input history kept across calls)."""
 
     def __init__(self, factor: int, up: bool):
         self.factor, self.up = factor, up
         cutoff_hz = CUTOFF_OF_NYQUIST * MODEL_RATE_HZ / factor / 2
-        self.taps = firwin(RESAMPLE_TAPS, cutoff_hz, fs=MODEL_RATE_HZ) * (factor if up else 1)
-        self._state = lfilter_zi(self.taps, 1.0) * 0.0
+        self.taps = lowpass_taps(RESAMPLE_TAPS, cutoff_hz, MODEL_RATE_HZ) * (factor if up else 1)
+        self._history = np.zeros(len(self.taps) - 1)
         self._phase = 0  # downsampling: offset of the next kept sample in the next block
+
+    def _filter(self, x: np.ndarray) -> np.ndarray:
+        extended = np.concatenate([self._history, x])
+        self._history = extended[len(extended) - len(self._history):]
+        return np.convolve(extended, self.taps, mode="valid")
 
     def process(self, x: np.ndarray) -> np.ndarray:
         if self.factor == 1:
@@ -87,9 +99,8 @@ class _Resampler:
         if self.up:
             stuffed = np.zeros(len(x) * self.factor, np.float64)
             stuffed[::self.factor] = x
-            y, self._state = lfilter(self.taps, 1.0, stuffed, zi=self._state)
-            return y
-        y, self._state = lfilter(self.taps, 1.0, x, zi=self._state)
+            return self._filter(stuffed)
+        y = self._filter(x)
         kept = y[self._phase::self.factor]
         self._phase = (self._phase - len(x)) % self.factor
         return kept

@@ -80,13 +80,13 @@ class NoLeds(LedBackend):
 
 
 class LogLeds(LedBackend):
-    """Logs each state change (not each frame), so the journal shows the state without a flood."""
+    """Logs each state change (not each frame) at debug: ``journalctl -p debug`` shows them, the default view does not."""
 
     def show(self, pixels):
         pass
 
     def announce(self, state):
-        log.info("leds: %s", state)
+        log.debug("leds: %s", state)
 
 
 class MockLeds(LedBackend):

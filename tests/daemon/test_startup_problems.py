@@ -130,6 +130,7 @@ def test_a_missing_mic_is_the_mic_lost_state_not_a_crash(tmp_path):
             backend: none
         daemon:
           status_interval_s: 1.0
+          log_level: debug  # the log LED backend's state lines are debug
         """)
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify"))
@@ -190,6 +191,8 @@ def test_no_sound_card_for_the_speaker_is_a_waiting_state_like_a_missing_mic(tmp
             outputs:
               leds:
                 backend: log
+            daemon:
+              log_level: debug  # the log LED backend's state lines are debug
             """)
         env = {k: v for k, v in os.environ.items() if k != "PARLEY_LED_BACKEND"}
         proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(path)],

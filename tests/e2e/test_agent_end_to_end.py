@@ -88,7 +88,7 @@ def test_daemon_stops_cleanly_on_sigterm_within_two_seconds(scene, gateway, tmp_
     scene_path, _ = scene
     config_path = tmp_path / "agent.yaml"
     config_path.write_text(agent_yaml(scene_path, gateway.base_url, tmp_path, "gateway", realtime=True, loop=True)
-                           .replace("backend: mock", "backend: log"))
+                           .replace("backend: mock", "backend: log") + "daemon: {log_level: debug}\n")  # LED states are debug
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify.sock"))
     notify.settimeout(0.5)

@@ -18,6 +18,8 @@ from agent.outputs.transcript import read_transcript
 from tests.support.captions_page import start_chromium
 from tests.support.captions_scene import agent_yaml, free_port, get_json, start_gateway, wait_until, write_scene
 
+pytestmark = pytest.mark.slow  # starts its own real gateway
+
 # Records what the page shows as it changes, so a partial that lasts 200 ms is not missed between polls.
 RECORDER = """
 window.__seen = [];

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import urllib.request
 
+import pytest
 import srt
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -13,6 +14,8 @@ from agent.daemon import Agent
 from agent.outputs.transcript import read_transcript
 
 from tests.support.captions_scene import agent_yaml, free_port, get_json, start_gateway, wait_until, write_scene
+
+pytestmark = pytest.mark.slow  # starts its own real gateway
 
 GAP_S = 3.0
 

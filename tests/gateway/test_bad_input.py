@@ -153,6 +153,7 @@ def test_a_client_vanishing_mid_utterance_does_not_disturb_the_next(gateway):
     assert (host, port) == (gateway.host, gateway.port)
 
 
+@pytest.mark.slow
 def test_a_dead_recognizer_costs_at_most_its_session_and_the_next_session_works():
     """Every recognizer worker killed mid-sentence. Whisper holds no state in a worker, so a worker
     found dead before a request is restarted and the session goes on to its final; one that dies
@@ -238,6 +239,7 @@ def telemetry_only(ws, stop_s: float) -> tuple[int, str]:
     return 0, "still open"
 
 
+@pytest.mark.slow
 def test_idle_and_telemetry_only_clients_do_not_lock_out_a_real_one(two_utterance_wav):
     """8 clients hold every slot (4 silent, 4 telemetry-only); the Speech SDK is served within idle_yield_s."""
     speechsdk = pytest.importorskip("azure.cognitiveservices.speech")
@@ -262,6 +264,7 @@ def test_idle_and_telemetry_only_clients_do_not_lock_out_a_real_one(two_utteranc
             ws.close()
 
 
+@pytest.mark.slow
 def test_a_telemetry_only_session_is_closed_within_the_idle_bound():
     with GatewayThread(GatewayConfig(port=0, limits=LOCKOUT)) as gw:
         ws = websocket.create_connection(gw.base_url + USP, timeout=10)
@@ -269,6 +272,7 @@ def test_a_telemetry_only_session_is_closed_within_the_idle_bound():
         assert code == 1000 and "no audio" in reason
 
 
+@pytest.mark.slow
 def test_idle_recognizer_workers_are_replaced_and_the_next_session_is_served():
     reference, pcm = english_samples(shared_data_dir(), limit=1)[0]
     audio = streaming_header() + np.concatenate([pcm, np.zeros(24000, np.int16)]).astype("<i2").tobytes()

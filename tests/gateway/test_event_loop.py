@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 import websocket
 
 from gateway.engines import pocketsphinx_asr, whisper_asr
@@ -18,6 +19,8 @@ from parley_common.protocols.wav import streaming_header
 
 from tests.support.data import shared_data_dir
 from tests.support.speech import english_samples
+
+pytestmark = pytest.mark.slow  # starts its own real gateway
 
 
 def start_turn(ws, pcm: bytes) -> str:

@@ -16,6 +16,7 @@ from parley_common.protocols.wav import streaming_header
 from tests.gateway.test_bad_input import close_frame
 from tests.gateway.test_usp import run_turn
 from tests.support.sdk import auto_detect_recognizer, recognize_until_stopped
+from tests.support.speech import word_error_rate
 from tests.support.wavfiles import write_wav
 
 speechsdk = pytest.importorskip("azure.cognitiveservices.speech")
@@ -23,6 +24,8 @@ speechsdk = pytest.importorskip("azure.cognitiveservices.speech")
 SPANISH = "Buenos días. La estación de tren está muy cerca de aquí."
 ENGLISH = "Good morning. Where is the train station?"
 SILENCE = np.zeros(16000, np.int16)
+# Measured 0.0-0.2 on each two-sentence phrase; recognized in the wrong language, WER is near 1.
+RECOGNIZED_WER_BOUND = 0.5
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +45,10 @@ def test_each_phrase_is_recognized_and_translated_in_the_language_it_was_spoken_
     assert [f["SpeechPhrase"]["PrimaryLanguage"]["Language"] for f in finals] == ["es-ES", "en-US"]
     spanish, english = ({t["Language"]: t["Text"] for t in f["Translations"]} for f in finals)
     assert spanish["es"] == finals[0]["SpeechPhrase"]["DisplayText"]  # passthrough: the recognized text itself
-    assert "good morning" in spanish["en"].lower()  # espeak-ng Spanish: Whisper base gets the greeting right
-    assert "station" in english["en"].lower() and english["es"] != english["en"]
+    # each phrase recognized in its own language: WER over both sentences of each, with margin
+    assert word_error_rate(SPANISH, spanish["es"]) <= RECOGNIZED_WER_BOUND, spanish
+    assert word_error_rate(ENGLISH, english["en"]) <= RECOGNIZED_WER_BOUND and english["es"] != english["en"], english
+    assert spanish["en"] and spanish["en"] != spanish["es"]
     # spoken: only the other language each time (onPassthrough None), one audio stream per phrase
     assert [m.json()["TranslationLanguage"] for m in messages if m.path == "audio.start"] == ["en", "es"]
 
@@ -63,6 +68,7 @@ def test_a_candidate_without_a_recognizer_is_refused_by_name(gateway):
     assert code == 1007 and "xx-YY" in reason and "en-US" in reason
 
 
+@pytest.mark.slow
 def test_a_gateway_without_whisper_refuses_identification_by_name():
     light = GatewayConfig(port=0, recognition=RecognitionConfig(
         languages={"en-US": SourceLanguageConfig(engine="pocketsphinx")}))
@@ -80,7 +86,7 @@ def test_the_official_sdk_auto_detects_the_source_language(gateway, spanish_then
     languages = [r.properties.get(speechsdk.PropertyId.SpeechServiceConnection_AutoDetectSourceLanguageResult)
                  for r in translated]
     assert languages == ["es-ES", "en-US"]
-    assert "station" in translated[1].translations["en"].lower()
+    assert word_error_rate(ENGLISH, translated[1].translations["en"]) <= RECOGNIZED_WER_BOUND  # passthrough
 
 
 @pytest.mark.parametrize("probabilities, expected, audio_s, chosen", [

@@ -12,6 +12,8 @@ from gateway.engines.pocketsphinx_asr import PocketsphinxRecognizer, RecognizerE
 from tests.support.data import shared_data_dir
 from tests.support.speech import english_samples, wer_bound, word_errors
 
+pytestmark = pytest.mark.slow  # real recognizer worker processes
+
 
 def recognise(stream, pcm) -> str:
     for i in range(0, len(pcm), 3200):

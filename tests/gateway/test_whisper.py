@@ -8,6 +8,7 @@ import urllib.request
 import wave
 
 import numpy as np
+import pytest
 import websocket
 
 from agent.audio.synth import speak
@@ -17,10 +18,13 @@ from parley_common.protocols.usp import build_binary, build_text, new_request_id
 from parley_common.protocols.wav import streaming_header
 
 from tests.support.data import shared_data_dir
-from tests.support.speech import SYNTH_SENTENCES, english_samples, word_errors
+from tests.support.speech import SPANISH_SENTENCES, SYNTH_SENTENCES, english_samples, pooled_wer, word_errors
 
 # Measured pooled WER: 0.09 on the ARCTIC recordings, 0.07 on espeak (bench/asr.py); pocketsphinx 0.5-0.6.
 WHISPER_WER_BOUND = 0.2
+# espeak-ng Spanish through Whisper base: pooled WER 0.22 on SPANISH_SENTENCES (recognition and translation,
+# Xeon, any CT2_FORCE_CPU_ISA); one mangled sentence more (as on an AMD EPYC) stays well under the bound.
+SPANISH_WER_BOUND = 0.5
 SILENCE = np.zeros(16000, dtype=np.int16)
 
 
@@ -98,6 +102,7 @@ def test_noise_gets_no_final_over_v1_and_nomatch_without_speech_over_usp(gateway
     assert not [m for m in messages if m.path.startswith("translation.synthesis")]
 
 
+@pytest.mark.slow
 def test_the_engine_itself_hears_no_words_in_noise():
     recognizer = WhisperRecognizer(processes=1)
     try:
@@ -112,9 +117,32 @@ def test_the_engine_itself_hears_no_words_in_noise():
 
 
 def test_spanish_through_es_es_comes_back_in_english(gateway):
-    finals = v1_finals(gateway, speak("Buenos días a todos.", voice="es"), source="es-ES", to="en")
-    assert "buenos d" in finals[0]["recognition"].lower()
-    assert "good morning" in finals[0]["translation"].lower()
+    """WER over several sentences, recognition and translation (judged against Apertium's own
+    translation of the reference); the same audio through the English-only model is far off the bound."""
+    translator = gateway.gateway.engines.translator
+    spanish = [(text, speak(text, voice="es")) for text in SPANISH_SENTENCES]
+    finals = [v1_finals(gateway, pcm, source="es-ES", to="en")[0] for _, pcm in spanish]
+    recognition_wer = pooled_wer((text, final["recognition"]) for (text, _), final in zip(spanish, finals))
+    translation_wer = pooled_wer((translator.translate(text, "es", "en"), final["translation"])
+                                 for (text, _), final in zip(spanish, finals))
+    assert recognition_wer <= SPANISH_WER_BOUND and translation_wer <= SPANISH_WER_BOUND, (recognition_wer, translation_wer, finals)
+    wrong_model = decode_alone("tiny.en", "en", [pcm for _, pcm in spanish[:2]])
+    assert pooled_wer(zip(SPANISH_SENTENCES, wrong_model)) > SPANISH_WER_BOUND, wrong_model
+
+
+def decode_alone(model: str, language: str, recordings: list[np.ndarray]) -> list[str]:
+    """The engine's final for each recording on its own ("" when it hears no words), without a gateway."""
+    recognizer = WhisperRecognizer(processes=1)
+    try:
+        stream = recognizer.open_stream(DecodeOptions(str(resolve_model(model)), language))
+        texts = []
+        for pcm in recordings:
+            stream.feed(pcm.astype("<i2").tobytes())
+            texts.append(stream.finish())
+        stream.close()
+        return texts
+    finally:
+        recognizer.close()
 
 
 def test_the_same_audio_after_a_noise_session_gives_the_same_text(gateway):

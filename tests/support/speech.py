@@ -11,6 +11,10 @@ from agent.audio.synth import speak
 from parley_common.wer import normalise, word_errors  # noqa: F401 (the tests' and benches' import)
 
 SYNTH_SENTENCES = ("Please open the door for our guests.", "Where is the train station?", "Good morning everyone.")
+# Spanish for Whisper base through espeak-ng's "es" voice; judged by WER over all of them together,
+# since the int8 kernels differ by CPU and one short synthetic sentence can come back mangled on one.
+SPANISH_SENTENCES = ("Buenos días a todos.", "La estación de tren está muy cerca de aquí.",
+                     "Muchas gracias por su ayuda.", "Me gusta mucho esta ciudad.")
 
 
 # pocketsphinx's US-English model was trained on human speech: on the CMU ARCTIC recordings its word
@@ -36,3 +40,16 @@ def english_samples(shared_data: Path | None, limit: int = 3) -> list[tuple[str,
     if not samples:
         samples = [(s, speak(s)) for s in SYNTH_SENTENCES]
     return samples[:limit]
+
+
+def pooled_wer(pairs) -> float:
+    """Word error rate over (reference, hypothesis) pairs: all their errors over all reference words."""
+    errors = words = 0
+    for reference, hypothesis in pairs:
+        e, n = word_errors(reference, hypothesis)
+        errors, words = errors + e, words + n
+    return errors / words
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    return pooled_wer([(reference, hypothesis)])

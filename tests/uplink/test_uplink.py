@@ -142,6 +142,7 @@ def test_half_open_connection_is_detected_within_the_ping_timeout(gateway, speec
     assert_exactly_one_final_each(events, ids)
 
 
+@pytest.mark.slow
 def test_server_down_for_five_seconds_then_back_loses_nothing_and_backs_off(speech):
     first = GatewayThread()
     first.start()
@@ -167,6 +168,7 @@ def test_server_down_for_five_seconds_then_back_loses_nothing_and_backs_off(spee
     assert 4 <= attempts_while_down <= 30
 
 
+@pytest.mark.slow
 def test_wrong_key_is_reported_once_and_not_hammered(speech, monkeypatch):
     with GatewayThread(GatewayConfig(port=0, subscription_key="right")) as gw:
         monkeypatch.setenv("PARLEY_TEST_KEY", "wrong")
@@ -210,6 +212,7 @@ def test_outage_queue_is_bounded_and_drops_the_oldest_with_a_warning(speech):
     assert f"utterance {ids[0]} dropped" in dropped[0].message
 
 
+@pytest.mark.slow
 def test_azure_token_is_exchanged_and_sent_as_bearer(speech, monkeypatch):
     monkeypatch.setenv("PARLEY_TEST_KEY", "the-key")
     with TokenService() as tokens, GatewayThread(GatewayConfig(port=0, subscription_key="token-1")) as gw:
@@ -233,6 +236,7 @@ def test_the_first_failed_connect_at_boot_is_offline():
     assert uplink.connect_attempts >= 2
 
 
+@pytest.mark.slow
 def test_the_services_idle_close_is_not_an_outage_and_speech_reconnects(speech):
     limits = LimitsConfig(idle_timeout_s=1.0)
     with GatewayThread(GatewayConfig(port=0, limits=limits)) as gw:
