@@ -281,7 +281,8 @@ class Uplink:
                     utterance.sent_chunks += 1
                 if utterance.ended is None:
                     return
-                self._outbox.end_sent(utterance, self.protocol.end(self._ws, utterance))
+                self.protocol.end(self._ws, utterance)
+                self._outbox.end_sent(utterance)
         except (OSError, websocket.WebSocketException) as exc:
             self._disconnect(f"send failed: {exc}")
 

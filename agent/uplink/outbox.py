@@ -19,13 +19,23 @@ Attributing results:
   before the utterance's end was sent, or fails with a retryable status, continues in a new turn
   from the audio its finals acknowledged (finals already in are kept), after a back-off when the
   turn brought no final; ``MAX_TURN_RETRIES`` such turns without progress give the utterance up.
-- Translator v1: no ids. Results belong to the oldest utterance without a final, or (timing
-  info) to the open utterance whose byte range holds ``audioStreamPosition``. A final that
-  arrives before that utterance's end was sent is a piece of it (the service ended a phrase
-  early) and is joined; the first final after its end was sent completes it, and so does
-  ``V1_SETTLE_S`` of quiet after the end when pieces are already in (the silence tail then holds
-  no more speech). Audio goes to the utterance whose final came last, and nowhere when that final
-  belonged to no open utterance.
+- Translator v1: no ids, so a result is placed by the bytes the agent itself sent. Each
+  utterance's speech occupies ``[stream_start, speech_end)`` of the connection's stream, followed
+  by ``silence_tail_ms`` of zeros (default 1 000 ms = 32 000 bytes). A result's span is
+  ``[audioStreamPosition, + audioSizeBytes)`` (``V1_UNSIZED_SPAN_BYTES`` = 1 s when it has no
+  size); it belongs to the owed utterance whose *speech* it overlaps most, and to none when it
+  overlaps none. The service's phrase starts up to its pre-roll before the first speech byte (the
+  gateway's 300 ms = 9 600 bytes: measured 20-280 ms early), i.e. in the previous utterance's
+  silence tail, which holds no speech and so never claims it: a noise-only utterance without a
+  final cannot capture the next one's phrase. A final that fits no owed utterance is logged and
+  shown (an UplinkError with its text), never attached by arrival order; so is one without
+  timing info. A final passes every owed utterance whose speech ends at or before the final's
+  start, and every one sent before the utterance it belongs to (the service finalises in stream
+  order): those are complete now, empty when nothing was recognised in them. A final that arrives
+  before its utterance's end was sent is a piece of it (the service ended a phrase early) and is
+  joined; the first final after its end was sent completes it, and so does ``V1_SETTLE_S`` of
+  quiet after the end when pieces are already in. Audio goes to the utterance whose final came
+  last, and nowhere when that final belonged to no owed utterance.
 """
 
 from __future__ import annotations
@@ -55,7 +65,7 @@ log = logging.getLogger("parley.uplink")
 
 V1_SETTLE_S = 1.5
 MAX_TIMEOUTS = 3  # an utterance unanswered this many times is dropped, not written empty
-V1_PRE_ROLL_BYTES = WIRE_BYTES_PER_S  # a recognizer's pre-roll may reach up to a second back
+V1_UNSIZED_SPAN_BYTES = WIRE_BYTES_PER_S  # a v1 result without audioSizeBytes: taken to reach 1 s past its start
 MAX_TURN_RETRIES = 4  # the SDK's retry count; reset whenever a final acknowledges more audio
 TURN_RETRY_BACKOFF_S = 0.25  # the SDK's retry interval, doubled per retry without progress
 THROTTLED_BACKOFF_S = 1.0  # TooManyRequests: start slower
@@ -74,7 +84,7 @@ class Utterance:
     finalized: bool = False
     attempts: int = 0
     stream_start: int | None = None  # v1: byte range on the current connection
-    stream_end: int | None = None
+    speech_end: int | None = None  # v1: where its speech ends; the silence tail follows
     ended_at: float | None = None  # clock when the talker stopped; None: in an earlier run
     finalized_at: float | None = None
     awaiting_speech: bool = False  # v1: the final is out, its synthesized speech is owed
@@ -96,7 +106,7 @@ class Utterance:
 
     def reset_transmission(self) -> None:
         self.sent_chunks, self.begun, self.end_sent_at, self.turn, self.pieces = 0, False, None, None, []
-        self.stream_start = self.stream_end = None
+        self.stream_start = self.speech_end = None
         self.acked_bytes, self.failure = 0, None
 
     def continue_from_ack(self, at: float) -> None:
@@ -228,9 +238,10 @@ class Outbox:
         utterance.turn_start_bytes = sum(len(c) for c in utterance.chunks[:utterance.sent_chunks])
         utterance.turn_progressed = False
 
-    def end_sent(self, utterance: Utterance, stream_end: int | None) -> None:
+    def end_sent(self, utterance: Utterance) -> None:
         utterance.end_sent_at = self._clock()
-        utterance.stream_end = stream_end
+        if utterance.stream_start is not None:  # v1 sends an utterance whole on each connection
+            utterance.speech_end = utterance.stream_start + sum(len(c) for c in utterance.chunks)
 
     @property
     def in_flight(self) -> int:
@@ -327,12 +338,16 @@ class Outbox:
             self._done(utterance)
 
     def _result(self, event: ServiceResult) -> None:
-        utterance = self._target(event.turn, event.stream_position)
-        if event.final and not self.turns and event.stream_position is not None:
-            self._passed(event.stream_position)
+        utterance = self._turn_target(event.turn) if self.turns else self._v1_target(event)
+        if event.final and not self.turns:
+            self._passed(event, utterance)
         if utterance is None:
             if event.final:
                 self._last_final_utterance = None  # its speech, if any, belongs to nobody either
+                if event.text:
+                    log.warning("final %r (stream bytes %s+%s) fits no utterance owed a result", event.text,
+                                event.stream_position, event.stream_size_bytes)
+                    self._emit(UplinkError(f"the service recognized {event.text!r} outside any utterance sent"))
             return
         if not event.final:
             self._emit(PartialResult(utterance.id, _join(utterance.pieces + [event]),
@@ -348,15 +363,18 @@ class Outbox:
             # USP finalises at turn.end, when every phrase of the turn is in
             self._finalize(utterance, speech_follows=bool(event.translations.get(self.spoken_language)))
 
-    def _passed(self, position: int) -> None:
-        """v1: the service finalises in stream order, so a final at ``position`` means every
-        utterance that ended before it was heard in full; one with nothing recognised gets its
-        (empty) final now instead of waiting for the timeout."""
+    def _passed(self, event: ServiceResult, owner: Utterance | None) -> None:
+        """v1: the service finalises in stream order, so a final means every utterance whose speech
+        ended before it, or that was sent before its owner, was heard in full: complete now (empty when
+        nothing was recognised) instead of waiting for the timeout."""
+        start = event.stream_position
         for utterance in list(self._utterances.values()):
-            if (utterance.stream_end is not None and utterance.stream_end <= position and not utterance.pieces
-                    and not utterance.finalized):
+            if utterance is owner:
+                break
+            if utterance.speech_end is None or utterance.finalized:
+                continue
+            if owner is not None or (start is not None and utterance.speech_end <= start):
                 self._finalize(utterance, speech_follows=False)
-
     def check_timeouts(self) -> list[int]:
         """Complete what is settled; returns the utterances that timed out and need a fresh connection."""
         now = self._clock()
@@ -397,18 +415,25 @@ class Outbox:
     def _turn_owner(self, turn: str | None) -> int | None:
         return next((u.id for u in self._utterances.values() if u.turn == turn), None)
 
-    def _target(self, turn: str | None, position: int | None = None) -> Utterance | None:
-        if turn is not None:
-            owner = self._turn_owner(turn)
-            return self._utterances.get(owner) if owner is not None else None
-        open_ones = [u for u in self._utterances.values() if u.begun and not u.finalized]
-        if position is not None:
-            for utterance in open_ones:
-                end = utterance.stream_end if utterance.stream_end is not None else float("inf")
-                if utterance.stream_start is not None and utterance.stream_start - V1_PRE_ROLL_BYTES <= position < end:
-                    return utterance
-            return None  # speech the service found outside any open utterance (tail noise, a finished one)
-        return open_ones[0] if open_ones else None
+    def _turn_target(self, turn: str | None) -> Utterance | None:
+        owner = self._turn_owner(turn)
+        return self._utterances.get(owner) if owner is not None else None
+
+    def _v1_target(self, event: ServiceResult) -> Utterance | None:
+        """The owed utterance whose speech bytes the result's span overlaps most (module docstring)."""
+        if event.stream_position is None:
+            return None
+        start = event.stream_position
+        end = start + (event.stream_size_bytes or V1_UNSIZED_SPAN_BYTES)
+        best, best_overlap = None, 0
+        for utterance in self._utterances.values():
+            if not utterance.begun or utterance.finalized or utterance.stream_start is None:
+                continue
+            speech_end = utterance.speech_end if utterance.speech_end is not None else float("inf")
+            overlap = min(end, speech_end) - max(start, utterance.stream_start)
+            if overlap > best_overlap:
+                best, best_overlap = utterance, overlap
+        return best
 
     def _finalize(self, utterance: Utterance, speech_follows: bool = False) -> None:
         utterance.finalized, utterance.finalized_at = True, self._clock()

@@ -19,6 +19,7 @@ class ServiceResult:
     translations: dict[str, str] = field(default_factory=dict)
     turn: str | None = None
     stream_position: int | None = None  # v1 timing info: byte offset of the recognized span
+    stream_size_bytes: int | None = None  # v1 timing info: its length in bytes
     end_ticks: int | None = None  # USP final: where it ends from the turn's first sample (acknowledged audio)
     language: str | None = None  # USP with identify_languages: the language the service heard
 

@@ -69,9 +69,8 @@ class TranslatorV1Protocol:
     def send_audio(self, ws, utterance, pcm: bytes) -> None:
         self._send(ws, pcm)
 
-    def end(self, ws, utterance) -> int:
+    def end(self, ws, utterance) -> None:
         self._send(ws, bytes(self.config.silence_tail_ms * WIRE_BYTES_PER_S // 1000))
-        return self._position
 
     def turn_completed(self, ws, turn: str) -> None:
         pass  # v1 has no turns
@@ -86,4 +85,6 @@ class TranslatorV1Protocol:
         except MessageError as exc:
             raise ProtocolError(str(exc)) from None
         position = result.timing.stream_position if result.timing else None
-        return [ServiceResult(result.final, result.recognition, result.translations, stream_position=position)]
+        size = result.timing.size_bytes if result.timing else None
+        return [ServiceResult(result.final, result.recognition, result.translations, stream_position=position,
+                              stream_size_bytes=size)]

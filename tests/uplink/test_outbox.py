@@ -46,7 +46,7 @@ class Wire:
                 return
             self.sent.append((utterance.id, utterance.sent_chunks))
             self.position += WIRE_BYTES_PER_S  # the silence tail
-            self.outbox.end_sent(utterance, None if self.turns else self.position)
+            self.outbox.end_sent(utterance)
 
 
 def make(turns: bool, **kw):
@@ -76,8 +76,8 @@ def finals(events):
     return [e for e in events if isinstance(e, FinalResult)]
 
 
-def result(final: bool, text: str, turn=None, position=None):
-    return ServiceResult(final, text, {"es": text.upper()}, turn, position)
+def result(final: bool, text: str, turn=None, position=None, size=None):
+    return ServiceResult(final, text, {"es": text.upper()}, turn, position, stream_size_bytes=size)
 
 
 def test_usp_results_go_to_the_turn_they_name_and_turn_end_completes():
@@ -197,13 +197,14 @@ def test_v1_pieces_before_the_end_are_joined_and_the_first_final_after_it_comple
     outbox, wire, events, _ = make(turns=False, speech_expected=True)
     speak(outbox, 1, end=False)
     wire.send()
-    outbox.receive(result(True, "hello"))  # the service ended a phrase early: a piece
-    outbox.receive(result(False, "big"))
+    start = outbox._utterances[1].stream_start
+    outbox.receive(result(True, "hello", position=start))  # the service ended a phrase early: a piece
+    outbox.receive(result(False, "big", position=start + 1000))
     assert not finals(events)
     assert events[-1] == PartialResult(1, "hello big", {"es": "HELLO BIG"})
     outbox.accept(SpeechEnded(1, 0, 100.0, "silence", None, 0.0))
     wire.send()
-    outbox.receive(result(True, "big world"))
+    outbox.receive(result(True, "big world", position=start + 1000))
     outbox.receive(ServiceAudio(b"RIFF"))  # v1 audio follows the final it belongs to
     assert finals(events) == [FinalResult(1, "hello big world", {"es": "HELLO BIG WORLD"}, 10.0, 100_000, 100.0)]
     assert isinstance(events[-1], SynthesizedSpeech) and events[-1].utterance_id == 1
@@ -223,15 +224,15 @@ def test_v1_pieces_complete_after_the_settle_time_without_another_final():
     assert [e.source_text for e in finals(events)] == ["early"]
 
 
-def test_v1_timing_info_attributes_by_stream_position_and_ignores_speech_outside():
+def test_v1_timing_info_attributes_by_the_speech_bytes_sent_and_ignores_speech_outside():
     outbox, wire, events, _ = make(turns=False)
     speak(outbox, 1)
     speak(outbox, 2)
     wire.send()
     first, second = outbox._utterances[1], outbox._utterances[2]
     outbox.receive(result(False, "two", position=second.stream_start + 10))
-    outbox.receive(result(False, "pre-roll", position=first.stream_start - WIRE_BYTES_PER_S))
-    outbox.receive(result(False, "before", position=first.stream_start - WIRE_BYTES_PER_S - 2))
+    outbox.receive(result(False, "pre-roll", position=first.stream_start - 9600, size=9600 + 3200))
+    outbox.receive(result(False, "before", position=first.stream_start - WIRE_BYTES_PER_S - 2))  # no size: 1 s
     outbox.receive(result(False, "after", position=wire.position + 10))
     assert [(e.utterance_id, e.source_text) for e in events] == [(2, "two"), (1, "pre-roll")]
 
@@ -417,3 +418,31 @@ def test_a_fatal_close_drops_the_utterance_only_on_its_second_refusal(attempts, 
     assert (1 not in outbox) is dropped
     assert [e.message for e in events if isinstance(e, UplinkError)] == (
         ["utterance 1 dropped: the service rejected it twice (close 1007: bad audio)"] if dropped else [])
+
+
+@pytest.mark.parametrize("pre_roll_ms", [20, 150, 280])
+def test_v1_a_phrase_starting_in_the_pre_roll_belongs_to_the_utterance_after_a_noise_only_one(pre_roll_ms):
+    """Noise-only utterance 1 gets no final; utterance 2's phrase starts in 1's silence tail (the
+    gateway's 300 ms pre-roll). It is 2's, and 1 gets its empty final, heard in full."""
+    outbox, wire, events, _ = make(turns=False, window=2)
+    speak(outbox, 1)
+    speak(outbox, 2, chunks=50)
+    wire.send()
+    second = outbox._utterances[2]
+    start = second.stream_start - pre_roll_ms * WIRE_BYTES_PER_S // 1000
+    size = 50 * CHUNK_SAMPLES * 2 + pre_roll_ms * WIRE_BYTES_PER_S // 1000
+    outbox.receive(result(False, "hel", position=start, size=size // 2))
+    outbox.receive(result(True, "hello", position=start, size=size))
+    assert [(e.utterance_id, e.source_text) for e in events if isinstance(e, PartialResult)] == [(2, "hel")]
+    assert sorted((e.utterance_id, e.source_text) for e in finals(events)) == [(1, ""), (2, "hello")]
+    assert len(outbox) == 0
+
+
+def test_v1_a_result_that_fits_no_utterance_is_shown_not_attached_by_arrival_order():
+    outbox, wire, events, _ = make(turns=False, window=2)
+    speak(outbox, 1)
+    wire.send()
+    outbox.receive(result(True, "from nowhere", position=wire.position + 5 * WIRE_BYTES_PER_S, size=3200))
+    assert not [e for e in events if isinstance(e, FinalResult) and e.source_text]
+    assert [e.message for e in events if isinstance(e, UplinkError)] == [
+        "the service recognized 'from nowhere' outside any utterance sent"]

@@ -1,0 +1,202 @@
+"""Attribution under faults: the real agent -> a TCP fault proxy -> the real gateway, with noise-only utterances.
+
+    python bench/uplink_faults.py --backend v1 --minutes 4
+    python bench/uplink_faults.py --backend usp --minutes 4
+
+The scene puts a burst of kitchen noise (``shared/data/noise``, else band-limited noise) 1 s
+before every sentence, so the agent sends utterances the gateway judges noise (no v1 final) right
+before speech: the case where a phrase starting in the gateway's pre-roll used to land on the
+previous utterance. It loops in real time while faults come in turn every ``--fault-every-s``:
+the gateway killed with SIGKILL (and restarted), the connection stalled (half-open), reset (RST),
+the gateway stopped with SIGSTOP for 5 s, the connection cut. Every final in the transcript is
+then checked against the scene: a final is *own* when its start lies in the sentence its words
+match best, *shifted* when it lies elsewhere, a *duplicate* when a sentence spoken once has two;
+a sentence spoken early enough to be answered and with no final is *missing*.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import wave
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
+
+from soak import free_port, start_gateway  # noqa: E402
+
+from agent.config.schema import load_agent_config  # noqa: E402
+from agent.daemon import Agent, configure_logging  # noqa: E402
+from agent.demo import DEMO_LINES, DEMO_PROFILE, demo_config_text, write_multichannel_wav  # noqa: E402
+from agent.outputs.transcript import read_transcript  # noqa: E402
+from agent.audio.synth import speak  # noqa: E402
+from agent.hardware import load_array_profile  # noqa: E402
+from agent.simulation import simulate_scene  # noqa: E402
+from tests.support.proxy import FaultProxy  # noqa: E402
+from tests.support.speech import normalise  # noqa: E402
+
+RATE_HZ = 16000
+NOISE_S = 0.8
+SETTLE_S = 20.0  # a sentence that ended this long before the stop must have its final
+
+
+def noise_burst(shared_data: Path | None, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    recording = shared_data / "noise" / "doing_the_dishes.wav" if shared_data else None
+    n = int(NOISE_S * RATE_HZ)
+    if recording and recording.is_file():
+        with wave.open(str(recording)) as wav:
+            audio = np.frombuffer(wav.readframes(wav.getnframes()), "<i2")[::wav.getnchannels()].astype(np.float32)
+        start = int(rng.integers(0, max(1, audio.size - n)))
+        burst = audio[start:start + n]
+    else:
+        burst = np.convolve(rng.standard_normal(n), np.ones(8) / 8, mode="same")
+    return (0.25 * burst / (np.abs(burst).max() + 1e-9)).astype(np.float32)
+
+
+def make_noisy_scene(work: Path, shared_data: Path | None):
+    """Noise, 1 s, sentence, 1 s, noise, ...; returns the WAV, its length and [(start, end, text or None)]."""
+    signals, texts = [], []
+    for k, line in enumerate(DEMO_LINES):
+        speech = speak(line.text, voice=line.voice)
+        signals += [noise_burst(shared_data, k) * float(np.abs(speech).max()) / 0.25, speech]
+        texts += [None, line.text]
+    noise_dir = shared_data / "noise" if shared_data and (shared_data / "noise").is_dir() else None
+    scene = simulate_scene(load_array_profile(DEMO_PROFILE), signals, talker_azimuth_deg=DEMO_LINES[0].azimuth_deg,
+                           distance_m=1.5, rt60_s=0.3, noise="diffuse", snr_db=20.0, seed=7, noise_dir=noise_dir,
+                           gap_s=1.0)
+    path = work / "scene.wav"
+    write_multichannel_wav(path, scene.mixture, RATE_HZ)
+    spans = [(start, end, text) for (start, end), text in zip(scene.utterances, texts)]
+    return path, scene.mixture.shape[0], spans
+
+
+class Faults:
+    """One fault after another: SIGKILL (restart), stall, RST, SIGSTOP 5 s, cut."""
+
+    KINDS = ("kill -9", "stall", "reset", "sigstop", "cut")
+
+    def __init__(self, port: int, proxy: FaultProxy):
+        self.port, self.proxy = port, proxy
+        self.gateway = start_gateway(port)
+        self.done: list[tuple[float, str]] = []
+
+    def inject(self, t_s: float) -> None:
+        kind = self.KINDS[len(self.done) % len(self.KINDS)]
+        if kind == "kill -9":
+            self.gateway.kill()
+            self.gateway.wait(10)
+            self.gateway = start_gateway(self.port)
+        elif kind == "stall":
+            self.proxy.stall_current()
+        elif kind == "reset":
+            self.proxy.reset()
+        elif kind == "sigstop":
+            self.gateway.send_signal(signal.SIGSTOP)
+            time.sleep(5.0)
+            self.gateway.send_signal(signal.SIGCONT)
+        else:
+            self.proxy.cut()
+        self.done.append((round(t_s, 1), kind))
+
+    def close(self) -> None:
+        self.gateway.terminate()
+        self.gateway.wait(10)
+
+
+def similarity(a: str, b: str) -> float:
+    wa, wb = set(normalise(a)), set(normalise(b))
+    return len(wa & wb) / max(1, len(wa | wb))
+
+
+def judge(records: list[dict], spans, scene_samples: int, audio_samples: int) -> dict:
+    """Each final with words against the sentence it says and the span its start lies in."""
+    sentences = [(start, end, text) for start, end, text in spans if text]
+    own = shifted = unplaced = 0
+    answered: dict[tuple[int, int], int] = {}
+    problems = []
+    for record in records:
+        if not record["source"]:
+            continue
+        loop, at = divmod(record["start_sample"], scene_samples)
+        said = max(range(len(sentences)), key=lambda k: similarity(sentences[k][2], record["source"]))
+        if similarity(sentences[said][2], record["source"]) < 0.2:
+            unplaced += 1
+            problems.append(("unrecognisable", record["utterance"], record["source"]))
+            continue
+        start, end, _ = sentences[said]
+        if start - RATE_HZ // 2 <= at < end:
+            own += 1
+            answered[(loop, said)] = answered.get((loop, said), 0) + 1
+        else:
+            shifted += 1
+            problems.append(("shifted", record["utterance"], record["source"], at / RATE_HZ, start / RATE_HZ))
+    due = [(loop, k) for loop in range(audio_samples // scene_samples + 1) for k, (s, e, _) in enumerate(sentences)
+           if loop * scene_samples + e + SETTLE_S * RATE_HZ <= audio_samples]
+    return {"finals_with_words": own + shifted + unplaced, "own": own, "shifted": shifted,
+            "duplicated": sum(n - 1 for n in answered.values() if n > 1), "unrecognisable": unplaced,
+            "sentences_due": len(due), "missing": sum(key not in answered for key in due),
+            "empty_finals": sum(not r["source"] for r in records), "problems": problems[:20]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", choices=("v1", "usp"), default="v1")
+    parser.add_argument("--minutes", type=float, default=4.0)
+    parser.add_argument("--fault-every-s", type=float, default=25.0)
+    parser.add_argument("--shared-data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    configure_logging("warning")
+    shared = args.shared_data if args.shared_data.is_dir() else None
+    work = Path(f"/tmp/parley-bench-faults-{os.getpid()}")
+    work.mkdir(parents=True, exist_ok=True)
+    scene_path, scene_samples, spans = make_noisy_scene(work, shared)
+    port = free_port()
+    proxy = FaultProxy(port)
+    faults = Faults(port, proxy)
+    try:
+        text = demo_config_text(scene_path, proxy.url, work, realtime=True).replace("loop: false", "loop: true")
+        text = text.replace("backend: log", "backend: none")
+        if args.backend == "usp":
+            text = text.replace("backend: gateway", "backend: azure")
+        (work / "agent.yaml").write_text(text)
+        config = load_agent_config(work / "agent.yaml")
+        agent = Agent(config)
+        agent.console.config = type(agent.console.config)(enabled=False)
+        started = time.monotonic()
+        agent.start()
+        next_fault = started + args.fault_every_s
+        while time.monotonic() - started < 60.0 * args.minutes:
+            time.sleep(0.5)
+            if time.monotonic() >= next_fault:
+                faults.inject(time.monotonic() - started)
+                next_fault = time.monotonic() + args.fault_every_s
+        audio_samples = agent.counters.frames * config.capture.frame_ms * RATE_HZ // 1000
+        agent.close(timeout_s=5.0)
+    finally:
+        faults.close()
+        proxy.close()
+    report = {"when": datetime.now(timezone.utc).isoformat(), "backend": args.backend,
+              "minutes": args.minutes, "faults": faults.done,
+              **judge(read_transcript(work / "transcript.jsonl"), spans, scene_samples, audio_samples)}
+    print(json.dumps({k: v for k, v in report.items() if k != "problems"}))
+    for problem in report["problems"]:
+        print("  ", problem)
+    out = args.out or REPO / "bench" / "results" / f"uplink_faults_{args.backend}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
