@@ -1,8 +1,9 @@
 """The uplink's connection owner: one thread, one WebSocket, an outbox that loses nothing.
 
 Flow: ``send()`` (pipeline thread) -> bounded inbound queue -> outbox of utterances -> socket.
-What is owed to whom (the outbox, result attribution, final timeouts) is the pure unit in
-``outbox.py``; this thread owns the socket: the select/wake loop, backoff, sending, receiving.
+What is owed (the outbox, final timeouts) is the pure unit in ``outbox.py``, what the wire
+means and which utterance a result belongs to is the protocol session's (sans-I/O); this thread
+only owns the socket: the select/wake loop, pings, backoff, and writing what they hand it.
 
 Reconnect: exponential backoff with full jitter up to a cap; 401/403 and fatal closes back off
 slowly and are reported once per episode; pings detect a half-open socket within
@@ -31,7 +32,7 @@ from agent.events import LinkStatus, PartialResult, ResultEvent, SegmentEvent, U
 from agent.queues import QUEUES
 from agent.uplink.config import UplinkConfig
 from agent.uplink.outbox import Outbox
-from agent.uplink.protocol import ProtocolError, WireProtocol
+from agent.uplink.protocol import Message, ProtocolError, Session
 from agent.uplink.spool import Spool
 from parley_common.languages import base_language
 
@@ -56,11 +57,11 @@ def _open_spool(directory: str | None) -> Spool | None:
 class Uplink:
     """``start()``; ``send(event)`` from the audio path (never blocks); ``close()``."""
 
-    def __init__(self, config: UplinkConfig, results: queue.Queue, protocol: WireProtocol, *, clock=time.monotonic,
+    def __init__(self, config: UplinkConfig, results: queue.Queue, session: Session, *, clock=time.monotonic,
                  spool_dir: str | None = None):
         self.config = config
         self.results = results
-        self.protocol = protocol
+        self.session = session
         self._clock = clock
         self._inbound: queue.Queue[SegmentEvent] = QUEUES["uplink"].make(config.inbound_queue_events)
         # send() pokes this pair so the uplink thread wakes for new audio as fast as for socket data.
@@ -68,9 +69,8 @@ class Uplink:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._spool = _open_spool(spool_dir)
-        self._outbox = Outbox(turns=protocol.turns, max_audio_s=config.outbox_max_audio_s,
-                              final_timeout_s=config.final_timeout_s, spoken_language=self._spoken_language(),
-                              emit=self._emit, clock=clock, window=protocol.max_in_flight,
+        self._outbox = Outbox(session, max_audio_s=config.outbox_max_audio_s, final_timeout_s=config.final_timeout_s,
+                              spoken_language=self._spoken_language(), emit=self._emit, clock=clock,
                               speech_expected=config.speech_output, spool=self._spool)
         if self._spool:
             self.next_utterance_id = self._spool.next_utterance_id()
@@ -196,10 +196,10 @@ class Uplink:
 
     def _connect(self) -> None:
         self.connect_attempts += 1
-        url = self.protocol.url()
+        url = self.session.url()
         try:
             ws = websocket.create_connection(
-                url, header=self.protocol.headers(), subprotocols=self.protocol.subprotocols,
+                url, header=self.session.headers(), subprotocols=self.session.subprotocols,
                 timeout=self.config.reconnect.connect_timeout_s, enable_multithread=False)
         except websocket.WebSocketBadStatusException as exc:
             self._link(False, f"HTTP {exc.status_code}")
@@ -217,10 +217,9 @@ class Uplink:
         self._connected_at = self._last_rx = self._last_ping = self._clock()
         self._backoff_ms = self.config.reconnect.initial_backoff_ms
         self._reported_refusal = False
-        self.protocol.on_connect(ws)
-        self._outbox.connected()
         log.info("connected to %s", url.split("?")[0])
         self._link(True, f"connected to {url.split('?')[0]}")
+        self._send(self._outbox.connected())
 
     def _link(self, up: bool, detail: str) -> None:
         """Report the link once per change: the first failed connect (at boot too) is offline."""
@@ -229,7 +228,7 @@ class Uplink:
             self._emit(LinkStatus(up, detail))
 
     def _refused(self, status: int, detail: str) -> None:
-        if status in AUTH_STATUSES and self.protocol.credentials_rejected():
+        if status in AUTH_STATUSES and self.session.credentials_rejected():
             self._schedule_retry(f"the service refused our credentials (HTTP {status}); trying fresh ones")
             return
         if status in AUTH_STATUSES:
@@ -271,18 +270,16 @@ class Uplink:
     # -- sending -----------------------------------------------------------------------------
 
     def _transmit(self) -> None:
-        """Send what is new, utterance by utterance, in order; the next starts once the previous ended."""
+        self._send(self._outbox.transmit())
+
+    def _send(self, messages: list[Message]) -> None:
+        """Write what the outbox and session handed over; a failure costs the connection."""
         try:
-            for utterance in self._outbox.unsent():
-                if not utterance.begun:
-                    self._outbox.opened(utterance, self.protocol.begin(self._ws, utterance))
-                while utterance.sent_chunks < len(utterance.chunks):
-                    self.protocol.send_audio(self._ws, utterance, utterance.chunks[utterance.sent_chunks])
-                    utterance.sent_chunks += 1
-                if utterance.ended is None:
-                    return
-                self.protocol.end(self._ws, utterance)
-                self._outbox.end_sent(utterance)
+            for message in messages:
+                if isinstance(message, bytes):
+                    self._ws.send_binary(message)
+                else:
+                    self._ws.send(message)
         except (OSError, websocket.WebSocketException) as exc:
             self._disconnect(f"send failed: {exc}")
 
@@ -340,13 +337,11 @@ class Uplink:
             if opcode not in (websocket.ABNF.OPCODE_PONG, websocket.ABNF.OPCODE_PING):
                 message = data.decode("utf-8", errors="replace") if opcode == websocket.ABNF.OPCODE_TEXT else data
                 try:
-                    events = self.protocol.parse(message)
+                    replies = self._outbox.receive(message)
                 except ProtocolError as exc:
                     self.protocol_errors += 1
                     return self._disconnect(f"garbage from the service ({exc})")
-                for event in events:
-                    if self._outbox.receive(event) and self._ws is not None:
-                        self.protocol.turn_completed(self._ws, event.turn)
+                self._send(replies)
             if self._ws is None or not self._has_data(0.0):
                 return
 
