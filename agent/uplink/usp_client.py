@@ -57,19 +57,9 @@ from agent.uplink.protocol import (
 )
 from parley_common.languages import base_language
 from parley_common.protocols.usp import (
-    AUDIO,
-    AUDIO_END,
-    AUDIO_START,
-    SPEECH_CONFIG,
-    SYNTHESIS,
-    SYNTHESIS_END,
-    TELEMETRY,
-    TURN_END,
-    TURN_START,
     USP_V1_PATH,
     USP_V2_PATH,
     FramingError,
-    build_text,
     new_request_id,
     parse_binary,
     parse_text,
@@ -77,14 +67,20 @@ from parley_common.protocols.usp import (
 )
 from parley_common.protocols.usp_messages import (
     NON_ERROR_STATUSES,
-    RESULT_PATHS,
+    SERVICE_MESSAGES,
     Audio,
+    Hypothesis,
+    MessageError,
     Phrase,
+    SpeechConfig,
     SpeechContext,
     SynthesisAudio,
     SynthesisEnd,
     SynthesisStart,
-    decode_result,
+    Telemetry,
+    TurnEnd,
+    TurnStart,
+    decode_message,
 )
 from parley_common.protocols.wav import TICKS_PER_SAMPLE, WIRE_BYTES_PER_SAMPLE, WIRE_SAMPLE_RATE_HZ, streaming_header
 
@@ -204,7 +200,7 @@ class UspSession:
             "audio": {"source": {"type": "Microphones", "samplerate": str(WIRE_SAMPLE_RATE_HZ), "bitspersample": "16",
                                  "channelcount": "1"}},
         }}
-        return [build_text(SPEECH_CONFIG, None, config)]
+        return [SpeechConfig(config).encode()]
 
     def forget(self, utterance_id: int) -> None:
         self._current.pop(utterance_id, None)
@@ -261,42 +257,33 @@ class UspSession:
     def receive(self, message: Message, now: float) -> tuple[list[Message], list[Placed]]:
         try:
             parsed = parse_text(message) if isinstance(message, str) else parse_binary(message)
-        except FramingError as exc:
+            if not parsed.request_id:
+                raise ProtocolError(f"{parsed.path or 'message'} without X-RequestId")
+            decoded = decode_message(parsed, SERVICE_MESSAGES)
+        except (FramingError, MessageError) as exc:
             raise ProtocolError(str(exc)) from None
-        request_id, path = parsed.request_id, parsed.path.lower()
-        if not request_id:
-            raise ProtocolError(f"{path or 'message'} without X-RequestId")
+        request_id = parsed.request_id
         turn = self._turns.get(request_id)
         if turn is not None:
             turn.received.setdefault(parsed.path, []).append(timestamp())
-        if path in (SYNTHESIS, AUDIO):
-            audio = SynthesisAudio.decode(parsed)
-            self._synthesis.setdefault(audio.stream_id or request_id, bytearray()).extend(audio.wav_bytes)
-            return [], []
-        if path == TURN_END:
+        if isinstance(decoded, TurnEnd):
             return self._turn_ended(request_id, now) if turn is not None else ([], [])
-        if path not in RESULT_PATHS and path not in (TURN_START, AUDIO_START, SYNTHESIS_END, AUDIO_END):
-            return [], []
-        body = _json_object(parsed, path)
-        if path == TURN_START:
-            self._service_tag = (body.get("context") or {}).get("serviceTag") or self._service_tag
-            return [], []
-        if path == AUDIO_START:
-            start = SynthesisStart.decode(parsed, body)
-            self._tts_languages[start.stream_id] = start.language
-            return [], []
-        if path in (SYNTHESIS_END, AUDIO_END):
-            return [], self._synthesis_end(request_id, turn, SynthesisEnd.decode(parsed, body))
-        return [], self._result(turn, path, body)
+        if isinstance(decoded, TurnStart):
+            self._service_tag = decoded.service_tag or self._service_tag
+        elif isinstance(decoded, SynthesisAudio):
+            self._synthesis.setdefault(decoded.stream_id or request_id, bytearray()).extend(decoded.wav_bytes)
+        elif isinstance(decoded, SynthesisStart):
+            self._tts_languages[decoded.stream_id] = decoded.language
+        elif isinstance(decoded, SynthesisEnd):
+            return [], self._synthesis_end(request_id, turn, decoded)
+        elif isinstance(decoded, (Hypothesis, Phrase)):
+            return [], self._result(turn, decoded)
+        return [], []  # speech.startDetected/endDetected, speech-only results, paths we do not use
 
-    def _result(self, turn: _Turn | None, path: str, body: dict) -> list[Placed]:
-        try:
-            result = decode_result(path, body)
-        except (AttributeError, TypeError) as exc:
-            raise ProtocolError(f"{path} body has an unexpected shape ({exc})") from None
+    def _result(self, turn: _Turn | None, result: Hypothesis | Phrase) -> list[Placed]:
         final = isinstance(result, Phrase)
         if final and result.status not in NON_ERROR_STATUSES:
-            failure = _recognition_failure(result.status, body)
+            failure = _recognition_failure(result)
             if turn is None:
                 return [Notice(failure.reason)]
             turn.failure = failure
@@ -316,9 +303,8 @@ class UspSession:
         and say what becomes of its utterance."""
         turn = self._turns.pop(request_id)
         self._synthesis.pop(request_id, None)  # a v1 synthesis the service never ended
-        telemetry = build_text(TELEMETRY, request_id, {
-            "ReceivedMessages": [{path: times} for path, times in turn.received.items()], "Metrics": []},
-            content_type="application/json; charset=utf-8")
+        telemetry = Telemetry({"ReceivedMessages": [{path: times} for path, times in turn.received.items()],
+                               "Metrics": []}).encode(request_id)
         if turn.failure is not None or not turn.end_sent:
             return [telemetry], self._retry(turn, now)
         return [telemetry], [Completed(turn.utterance_id)]
@@ -350,19 +336,8 @@ class UspSession:
         return [Spoken(turn.utterance_id, wav, language)]
 
 
-def _json_object(parsed, path: str) -> dict:
-    try:
-        body = parsed.json()
-    except ValueError:
-        raise ProtocolError(f"{path} body is not JSON") from None
-    if not isinstance(body, dict):
-        raise ProtocolError(f"{path} body is not a JSON object")
-    return body
-
-
-def _recognition_failure(status: str, body: dict) -> _Failure:
+def _recognition_failure(phrase: Phrase) -> _Failure:
     """Any error status (BadRequest, TooManyRequests, Error, ...) is retried, then the utterance is given up
     with the reason: what SDK 1.53 does (measured: 4 replays, then cancelled with that status)."""
-    detail = body.get("FailureReason") or body.get("SpeechPhrase", {}).get("FailureReason") or ""
-    reason = f"the service answered {status}" + (f" ({detail})" if detail else "")
-    return _Failure(reason, throttled=status == THROTTLED_STATUS)
+    detail = f" ({phrase.failure_reason})" if phrase.failure_reason else ""
+    return _Failure(f"the service answered {phrase.status}{detail}", throttled=phrase.status == THROTTLED_STATUS)
