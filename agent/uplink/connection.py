@@ -19,6 +19,7 @@ is still owed stays in the spool for the next start.
 from __future__ import annotations
 
 import logging
+import platform
 import queue
 import random
 import select
@@ -28,6 +29,7 @@ import time
 
 import websocket
 
+from agent import __version__
 from agent.events import LinkStatus, PartialResult, ResultEvent, SegmentEvent, UplinkError
 from agent.queues import QUEUES
 from agent.uplink.config import UplinkConfig
@@ -42,6 +44,8 @@ FATAL_CLOSE_CODES = {1002, 1007, 4000, 4429}
 NORMAL_CLOSE_CODES = {1000, 1001}
 AUTH_STATUSES = {401, 403}
 POLL_S = 0.02
+USER_AGENT = (f"User-Agent: Parley/{__version__} ({platform.system()} {platform.release()} {platform.machine()}; "
+              f"Python {platform.python_version()})")
 
 
 def _open_spool(directory: str | None) -> Spool | None:
@@ -194,13 +198,19 @@ class Uplink:
 
     # -- connection --------------------------------------------------------------------------
 
+    def _service_url(self) -> str:
+        """Where the next connection goes."""
+        return self.session.url()
+
     def _connect(self) -> None:
         self.connect_attempts += 1
-        url = self.session.url()
+        url = self._service_url()
         try:
+            # As the SDK: a User-Agent and no Origin (websocket-client adds one; a browser's header,
+            # which a service may check against an allow-list, as Azure does for browser clients)
             ws = websocket.create_connection(
-                url, header=self.session.headers(), subprotocols=self.session.subprotocols,
-                timeout=self.config.reconnect.connect_timeout_s, enable_multithread=False)
+                url, header=[USER_AGENT] + self.session.headers(), subprotocols=self.session.subprotocols,
+                timeout=self.config.reconnect.connect_timeout_s, enable_multithread=False, suppress_origin=True)
         except websocket.WebSocketBadStatusException as exc:
             self._link(False, f"HTTP {exc.status_code}")
             self._refused(exc.status_code, str(exc).split(" -+-+- ")[0])
