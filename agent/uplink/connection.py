@@ -104,9 +104,7 @@ class Uplink:
         self._thread.start()
 
     def send(self, event: SegmentEvent) -> None:
-        try:
-            self._inbound.put_nowait(event)
-        except queue.Full:
+        if QUEUES["uplink"].offer(self._inbound, event):
             self._outbox.overflowed(event.utterance_id)  # the whole utterance is dropped, with a warning
         try:
             self._wake_w.send(b"\0")
@@ -378,14 +376,7 @@ class Uplink:
         return base_language(voice) if voice else self.config.to_languages[0]
 
     def _emit(self, event: ResultEvent) -> None:
-        try:
-            self.results.put_nowait(event)
-        except queue.Full:
-            if isinstance(event, PartialResult):
-                return  # a newer partial or the final will follow
-            try:
-                self.results.put(event, timeout=1.0)
-            except queue.Full:
-                log.error("results queue full: lost %s for utterance %s", type(event).__name__,
-                          getattr(event, "utterance_id", "?"))
-
+        lost = QUEUES["results"].offer(self.results, event, expendable=isinstance(event, PartialResult))
+        if lost and not isinstance(event, PartialResult):  # a newer partial or the final will follow
+            log.error("results queue full: lost %s for utterance %s", type(event).__name__,
+                      getattr(event, "utterance_id", "?"))
