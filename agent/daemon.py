@@ -83,57 +83,60 @@ class Agent:
         self.results: queue.Queue = QUEUES["results"].make(RESULT_QUEUE_SIZE)
         self.state = DeviceStateMachine()
         self._on_segment_event = on_segment_event or (lambda event: None)
-        with ExitStack() as claimed:  # what a failing part leaves claimed (GPIO, devices) is released, like AIY's board.py
-            pins = make_pin_factory(config.outputs.leds.backend)
-            self.leds = LedDriver(make_led_backend(config.outputs.leds, pins), config.outputs.leds)
-            claimed.callback(self.leds.close)
-            self.state.subscribe(self.leds.show_state)
-            self.capture = open_capture(config.capture, self.geometry)
-            claimed.callback(self.capture.close)
-            self.uplink = make_party_uplink(config.uplink, config.conversation, self.results,
-                                            direction=lambda: self.frontend.azimuth_deg)
-            claimed.callback(self.uplink.close)
-            self.frontend = FrontEnd(frontend_for(config.frontend, config.conversation), self.geometry,
-                                     config.capture.sample_rate_hz, first_utterance_id=self.uplink.next_utterance_id)
-            self.speaker = Speaker(
-                config.outputs.speaker,
-                on_playback_started=self.state.speaker_started,
-                on_playback_finished=self.state.speaker_finished,
-            )
-            claimed.callback(self.speaker.close)
-            self.console = ConsoleOutput(config.outputs.console)
-            self.transcript = TranscriptWriter(config.outputs.transcript)
-            claimed.callback(self.transcript.close)
-            self.subtitles = SubtitleWriter(config.outputs.subtitles, config.capture.sample_rate_hz)
-            claimed.callback(self.subtitles.close)
-            self.http = HttpOutput(config.outputs.http, self.status, config.daemon.audio_stall_s)
-            claimed.callback(self.http.close)
-            self.state.subscribe(self.http.device_state)
-            self.button = attach_button(config.outputs.button, self.state, pins)
-            self.recorder = DebugRecorder.from_config(config.debug)  # None unless debug.record_dir is set
-            if self.recorder is not None:
-                claimed.callback(self.recorder.close)
-            claimed.pop_all()
         self._stop = threading.Event()
         self._closed = False
+        self._deadline_s = 0.0  # set by close(): the budgeted parts share what is left of it
         self._uplink_closed = threading.Event()
         self._input_ended = threading.Event()
         self._pipeline = threading.Thread(target=self._pipeline_loop, name="pipeline", daemon=True)
         self._results_thread = threading.Thread(target=self._results_loop, name="results", daemon=True)
         self._threads = [self._pipeline, self._results_thread]
+        # Every part in one ExitStack, like AIY's board.py: what a failing part leaves claimed (GPIO,
+        # devices) is released, and close() unwinds the same stack. Built in the reverse of the order
+        # a stop needs: input first, then the uplink's finals, the results that write them, outputs.
+        self._parts: list = []  # in start-up order
+        with ExitStack() as claimed:
+            pins = make_pin_factory(config.outputs.leds.backend)
+            leds = LedDriver(make_led_backend(config.outputs.leds, pins), config.outputs.leds)
+            self.leds = self._claim(claimed, leds)
+            self.state.subscribe(self.leds.show_state)
+            self.http = self._claim(claimed, HttpOutput(config.outputs.http, self.status, config.daemon.audio_stall_s))
+            self.state.subscribe(self.http.device_state)
+            subtitles = SubtitleWriter(config.outputs.subtitles, config.capture.sample_rate_hz)
+            self.subtitles = self._claim(claimed, subtitles)
+            self.recorder = self._claim(claimed, DebugRecorder.from_config(config.debug))  # None unless record_dir
+            self.transcript = self._claim(claimed, TranscriptWriter(config.outputs.transcript))
+            self.console = ConsoleOutput(config.outputs.console)
+            self.button = self._claim(claimed, attach_button(config.outputs.button, self.state, pins))
+            self.speaker = self._claim(claimed, Speaker(
+                config.outputs.speaker,
+                on_playback_started=self.state.speaker_started,
+                on_playback_finished=self.state.speaker_finished,
+            ), close=lambda: self.speaker.close(timeout_s=self._left_s(0.2)))
+            claimed.callback(self._join_results)
+            self.uplink = self._claim(claimed, make_party_uplink(
+                config.uplink, config.conversation, self.results, direction=lambda: self.frontend.azimuth_deg),
+                close=self._close_uplink)
+            self.frontend = FrontEnd(frontend_for(config.frontend, config.conversation), self.geometry,
+                                     config.capture.sample_rate_hz, first_utterance_id=self.uplink.next_utterance_id)
+            self.capture = self._claim(claimed, open_capture(config.capture, self.geometry), close=self._close_capture)
+            self._claimed = claimed.pop_all()
+
+    def _claim(self, stack: ExitStack, part, close: Callable[[], None] | None = None):
+        """Register ``part`` (None: not configured) to be started in order and closed in reverse."""
+        if part is not None:
+            self._parts.append(part)
+            stack.callback(close or part.close)
+        return part
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> "Agent":
         try:
             self.state.starting()
-            self.leds.start()
-            self.http.start()
-            self.speaker.start()
-            self.uplink.start()
-            if self.recorder is not None:
-                self.recorder.start()
-            self.capture.start()
+            for part in self._parts:
+                if hasattr(part, "start"):
+                    part.start()
             for thread in self._threads:
                 thread.start()
         except BaseException:
@@ -152,28 +155,29 @@ class Agent:
             return
         self._closed = True
         budget_s = timeout_s if timeout_s is not None else self.config.daemon.shutdown_timeout_s
-        deadline = time.monotonic() + budget_s
+        self._deadline_s = time.monotonic() + budget_s
         self._stop.set()
         if self._pipeline.is_alive():
             self._pipeline.join(timeout=min(0.5, budget_s / 4))  # it ends the open utterance on its way out
+        self._claimed.close()
+
+    def _left_s(self, margin_s: float) -> float:
+        return max(0.05, self._deadline_s - time.monotonic() - margin_s)
+
+    def _close_capture(self) -> None:
         if self._pipeline.is_alive():
             # Closing a file another thread is reading waits for that read: never, for a stop.
             log.warning("the capture read is blocked; stopping without waiting for it")
         else:
             self.capture.close()
-        self.uplink.close(timeout_s=max(0.1, deadline - time.monotonic() - 0.4))
+
+    def _close_uplink(self) -> None:
+        self.uplink.close(timeout_s=max(0.1, self._left_s(0.4)))
         self._uplink_closed.set()
+
+    def _join_results(self) -> None:
         if self._results_thread.is_alive():
-            self._results_thread.join(timeout=max(0.05, deadline - time.monotonic() - 0.3))
-        self.speaker.close(timeout_s=max(0.05, deadline - time.monotonic() - 0.2))
-        if self.button is not None:
-            self.button.close()
-        self.transcript.close()
-        if self.recorder is not None:
-            self.recorder.close()
-        self.subtitles.close()
-        self.http.close()
-        self.leds.close()
+            self._results_thread.join(timeout=self._left_s(0.3))
 
     def __enter__(self) -> "Agent":
         return self.start()

@@ -34,7 +34,17 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from agent.uplink.config import UplinkConfig
-from agent.uplink.protocol import Completed, Heard, Message, Notice, Placed, ProtocolError, Sending, ServiceResult, Spoken
+from agent.uplink.protocol import (
+    Completed,
+    Heard,
+    Message,
+    Notice,
+    Placed,
+    ProtocolError,
+    Sending,
+    ServiceResult,
+    Spoken,
+)
 from parley_common.protocols.translator_v1 import PATH, MessageError, V1Result
 from parley_common.protocols.wav import WIRE_BYTES_PER_S, streaming_header
 
