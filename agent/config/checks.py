@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from agent.conversation.checks import conversation_issues, offered_language_issues, route_issues
+from agent.outputs.pins import MOCK, pin_factory_name, pin_factory_problem
 from agent.uplink.config import url_problem
 from parley_common.typedyaml import ConfigIssue
 
@@ -87,7 +88,7 @@ def cross_field_issues(config, lines: KeyLines) -> list[ConfigIssue]:
     return issues
 
 
-def environment_issues(config, lines: KeyLines, environ=os.environ) -> list[ConfigIssue]:
+def environment_issues(config, lines: KeyLines) -> list[ConfigIssue]:
     issues = []
     outputs = config.outputs
     if outputs.transcript.path:
@@ -102,11 +103,10 @@ def environment_issues(config, lines: KeyLines, environ=os.environ) -> list[Conf
         problem = _unwritable(Path(config.debug.record_dir), want_dir=True)
         if problem:
             issues.append(lines.issue("debug.record_dir", problem))
-    backend = environ.get("PARLEY_LED_BACKEND") or outputs.leds.backend
-    problem = _led_backend_problem(backend, config.outputs.leds)
+    backend = outputs.leds.backend
+    problem = pin_factory_problem(backend) or (
+        None if pin_factory_name(backend) == MOCK else _led_backend_problem(backend, config.outputs.leds))
     if problem:
-        if environ.get("PARLEY_LED_BACKEND"):
-            problem = f"PARLEY_LED_BACKEND={backend!r} (which overrides this key): {problem}"
         issues.append(lines.issue("outputs.leds.backend", problem))
     if config.capture.source == "wav":
         problem = _wav_problem(config)
