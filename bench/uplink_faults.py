@@ -182,6 +182,9 @@ def main() -> int:
     try:
         text = demo_config_text(scene_path, proxy.url, work, realtime=True).replace("backend: log", "backend: none")
         text = text.replace("uplink:\n", f"uplink:\n  outbox_max_audio_s: {OUTBOX_S}\n")
+        # speech is asked for and filed, but written at once: a mic gated while the box talks would
+        # not hear the next sentence, and that is the half-duplex rule, not the uplink
+        text = text.replace("    backend: wav\n", "    backend: wav\n    realtime: false\n")
         if args.backend == "usp":
             text = text.replace("backend: gateway", "backend: azure")
         (work / "agent.yaml").write_text(text)
@@ -204,7 +207,7 @@ def main() -> int:
         proxy.close()
     report = {"when": datetime.now(timezone.utc).isoformat(), "backend": args.backend,
               "minutes": args.minutes, "faults": faults.done, "work": str(work), "drained": drained,
-              "dropped_utterances": agent.uplink.dropped_utterances,
+              "dropped_utterances": agent.uplink.dropped_utterances, "muted_frames": agent.counters.muted_frames,
               **judge(read_transcript(work / "transcript.jsonl"), spans, scene_samples, audio_samples)}
     print(json.dumps({k: v for k, v in report.items() if k != "problems"}))
     for problem in report["problems"]:
