@@ -12,8 +12,9 @@ restarted), the connection stalled (half-open), reset (RST), the gateway stopped
 5 s, the connection cut. Once every final is in (``wait_until_drained``), each one in the
 transcript is checked against the scene: *own* when its start lies in a sentence's span and its
 words do not say another sentence; *shifted* when they do, or when a mumble's final says the next
-sentence all but word for word; a *duplicate* when a sentence spoken once has two; a
-sentence with no final is *missing*. Figures depend on the machine's load: run it niced.
+sentence all but word for word; a *duplicate* when a sentence spoken once has two finals that
+say it (two that do not are the agent's segmenter cutting it in two: *split*); a sentence with no
+final is *missing*. Figures depend on the machine's load: run it niced.
 """
 
 from __future__ import annotations
@@ -131,11 +132,11 @@ def judge(records: list[dict], spans, scene_samples: int, audio_samples: int) ->
     """Each final with words against the span its start lies in and the sentence its words say.
 
     In a sentence's span (from 0.6 s before it): *own*, unless its words say another sentence
-    (*shifted*). In a noise burst's span: *shifted* when its words say the sentence after it, else
+    (*shifted*). In a mumble's span: *shifted* when its words say the sentence after it, else
     words the recogniser heard in the noise (*noise_words*). Elsewhere: *outside*."""
     sentences = [k for k, (_, _, text) in enumerate(spans) if text]
     counts = {"own": 0, "shifted": 0, "noise_words": 0, "outside": 0}
-    answered: dict[tuple[int, int], int] = {}
+    answered: dict[tuple[int, int], list[str]] = {}
     problems = []
     for record in records:
         if not record["source"]:
@@ -153,14 +154,21 @@ def judge(records: list[dict], spans, scene_samples: int, audio_samples: int) ->
             verdict = "shifted" if likeness.get(where + 1, 0.0) >= SAME else "noise_words"
         counts[verdict] += 1
         if verdict == "own":
-            answered[(loop, where)] = answered.get((loop, where), 0) + 1
+            answered.setdefault((loop, where), []).append(record["source"])
         else:
             problems.append((verdict, record["utterance"], record["source"], round(at / RATE_HZ, 2), where))
     due = [(loop, k) for loop in range(round(audio_samples / scene_samples)) for k in sentences]
     return {"finals_with_words": sum(counts.values()), **counts,
-            "duplicated": sum(n - 1 for n in answered.values() if n > 1), "sentences_due": len(due),
+            "duplicated": sum(_alike_pairs(texts) for texts in answered.values()),
+            "split": sum(len(texts) - 1 - _alike_pairs(texts) for texts in answered.values()), "sentences_due": len(due),
             "missing": sum(key not in answered for key in due), "empty_finals": sum(not r["source"] for r in records),
             "problems": problems[:30]}
+
+
+def _alike_pairs(texts: list[str]) -> int:
+    """Finals of one sentence that say the same thing: written twice. Unlike ones are the agent's
+    segmenter cutting the sentence in two (*split*), each piece under its own utterance."""
+    return sum(any(similarity(a, b) >= LIKE for a in texts[:i]) for i, b in enumerate(texts))
 
 
 def main() -> int:
