@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from parley_common.protocols.usp import (
     AUDIO,
@@ -376,29 +376,28 @@ class TurnEnd:
 
 
 @dataclass(frozen=True)
-class SpeechStartDetected:
+class _SpeechBoundary:
+    """Where the service heard speech start or end, in ticks from the turn's first sample (absent: 0)."""
+
     offset_ticks: int = 0
+    PATH: ClassVar[str] = ""
 
     def encode(self, request_id: str) -> str:
-        return build_text(SPEECH_START_DETECTED, request_id, {"Offset": self.offset_ticks})
+        return build_text(self.PATH, request_id, {"Offset": self.offset_ticks})
 
     @classmethod
-    def decode(cls, message: UspMessage) -> "SpeechStartDetected":
+    def decode(cls, message: UspMessage):
         return cls(ticks(_object(message).get("Offset")))
 
 
-@dataclass(frozen=True)
-class SpeechEndDetected:
-    """The service heard the speech end (Offset sometimes absent: 0); the client may stop sending."""
+class SpeechStartDetected(_SpeechBoundary):
+    PATH = SPEECH_START_DETECTED
 
-    offset_ticks: int = 0
 
-    def encode(self, request_id: str) -> str:
-        return build_text(SPEECH_END_DETECTED, request_id, {"Offset": self.offset_ticks})
+class SpeechEndDetected(_SpeechBoundary):
+    """The client may stop sending this turn's audio."""
 
-    @classmethod
-    def decode(cls, message: UspMessage) -> "SpeechEndDetected":
-        return cls(ticks(_object(message).get("Offset")))
+    PATH = SPEECH_END_DETECTED
 
 
 Decoder = Callable[[UspMessage], Any]
