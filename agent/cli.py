@@ -176,13 +176,21 @@ def _cmd_leds(args: argparse.Namespace) -> int:
 
 
 def _cmd_subtitles(args: argparse.Namespace) -> int:
-    from agent.outputs.subtitles import render
-    from agent.outputs.transcript import read_transcript
+    from agent.outputs.subtitles import render, transcript_languages
+    from agent.outputs.transcript import NotATranscript, load_transcript
 
     try:
-        records = read_transcript(args.transcript)
+        records = load_transcript(args.transcript)
     except OSError as exc:
         print(f"parley subtitles: cannot read {args.transcript}: {exc.strerror}", file=sys.stderr)
+        return EXIT_INVALID
+    except NotATranscript as exc:
+        print(f"parley subtitles: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    languages = transcript_languages(records)
+    if args.lang not in languages:
+        held = ", ".join(sorted(languages)) if records else "nothing yet (no finals)"
+        print(f"parley subtitles: --lang {args.lang}: not in {args.transcript}; it holds: {held}", file=sys.stderr)
         return EXIT_INVALID
     text = render(records, args.lang, args.format, args.sample_rate_hz)
     if args.out:
@@ -196,14 +204,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from agent.daemon import run_daemon
 
     from agent.audio import CaptureError, DeviceNotFound
+    from agent.uplink.credentials import CredentialError
 
     config = _load_or_report(_resolve_config_path(args.config))
     if config is None:
         return EXIT_CONFIG
     try:
         return run_daemon(config)
-    except (CaptureError, DeviceNotFound, OSError) as exc:  # what the pre-flight checks could not foresee
-        print(f"parley: cannot start: {exc}", file=sys.stderr)
+    except (CaptureError, DeviceNotFound, CredentialError, OSError) as exc:  # what the pre-flight checks could not foresee
+        print(f"parley: cannot start: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}",
+              file=sys.stderr)
         return EXIT_CONFIG
 
 

@@ -6,7 +6,8 @@ Threads, each forced by a library or by hardware, with bounded queues between th
     pipeline thread: FrontEnd.process -> Uplink.send            (never blocks on the network)
       (with two or more parties a ConversationUplink routes each utterance to its language's Uplink)
     uplink thread(s) (websocket-client, one per party language) --ResultEvent queue--> results thread
-    results thread: console, transcript, subtitles, speaker queue, state machine, HTTP queue
+    results thread: console, transcript, subtitles, speaker queue, state machine, HTTP queue; each output
+      fails on its own (OutputHealth), and a final's spool entry goes once the transcript has it
     speaker thread, LED thread, HTTP thread (asyncio: captions page, /healthz, /metrics): inside their outputs
     main thread: signals, systemd notify/watchdog, state-machine ticks
 
@@ -43,13 +44,17 @@ from agent.events import (
 )
 from agent.frontend import FrontEnd
 from agent.outputs.console import ConsoleOutput
+from agent.outputs.health import OutputHealth, RetryingWriter
 from agent.outputs.http import HttpOutput
+from agent.outputs.http_guard import raise_fd_limit
 from agent.outputs.http_metrics import thread_cpu_s
 from agent.outputs.leds import LedDriver, make_led_backend
 from agent.outputs.pins import make_pin_factory
 from agent.outputs.speaker import Speaker
 from agent.outputs.subtitles import SubtitleWriter
 from agent.outputs.transcript import TranscriptWriter
+from agent.session import UtteranceStamper, new_session_id
+from parley_common.languages import base_language
 from parley_common.sdnotify import SystemdNotifier
 from agent.queues import QUEUES, RESULT_QUEUE_SIZE
 from agent.state import DeviceStateMachine
@@ -80,8 +85,11 @@ class Agent:
         self.config = config
         self.geometry = config.geometry
         self.counters = AgentCounters()
+        self.session = new_session_id()
+        self._stamper = UtteranceStamper(self.session, config.capture.sample_rate_hz)
         self.results: queue.Queue = QUEUES["results"].make(RESULT_QUEUE_SIZE)
         self.state = DeviceStateMachine()
+        self.health = OutputHealth(on_change=self.state.outputs_failing)
         self._on_segment_event = on_segment_event or (lambda event: None)
         self._stop = threading.Event()
         self._closed = False
@@ -100,18 +108,26 @@ class Agent:
             leds = LedDriver(make_led_backend(config.outputs.leds, pins), config.outputs.leds)
             self.leds = self._claim(claimed, leds)
             self.state.subscribe(self.leds.show_state)
-            self.http = self._claim(claimed, HttpOutput(config.outputs.http, self.status, config.daemon.audio_stall_s))
+            self.http = self._claim(claimed, HttpOutput(config.outputs.http, self.status, config.daemon.audio_stall_s,
+                                                        *caption_languages(config)))
             self.state.subscribe(self.http.device_state)
             subtitles = SubtitleWriter(config.outputs.subtitles, config.capture.sample_rate_hz)
-            self.subtitles = self._claim(claimed, subtitles)
+            self.subtitles = self._claim(claimed, subtitles, close=lambda: self.health.run("subtitles", subtitles.close))
             self.recorder = self._claim(claimed, DebugRecorder.from_config(config.debug))  # None unless record_dir
-            self.transcript = self._claim(claimed, TranscriptWriter(config.outputs.transcript))
+            transcript = TranscriptWriter(config.outputs.transcript)
+            self.transcript = self._claim(claimed, transcript,
+                                          close=lambda: self.health.run("transcript", transcript.close))
+            # the durable record: a final is acknowledged (its spool entry removed) only once written
+            self.durable = RetryingWriter("transcript", self.transcript.write, self.health,
+                                          on_written=lambda final: self.uplink.acknowledge(final.utterance_id))
+            claimed.callback(self._flush_durable)
             self.console = ConsoleOutput(config.outputs.console)
             self.button = self._claim(claimed, attach_button(config.outputs.button, self.state, pins))
             self.speaker = self._claim(claimed, Speaker(
                 config.outputs.speaker,
                 on_playback_started=self.state.speaker_started,
                 on_playback_finished=self.state.speaker_finished,
+                health=self.health,
             ), close=lambda: self.speaker.close(timeout_s=self._left_s(0.2)))
             claimed.callback(self._join_results)
             self.uplink = self._claim(claimed, make_party_uplink(
@@ -134,6 +150,7 @@ class Agent:
     def start(self) -> "Agent":
         try:
             self.state.starting()
+            log.info("session %s", self.session)
             for part in self._parts:
                 if hasattr(part, "start"):
                     part.start()
@@ -179,6 +196,10 @@ class Agent:
         if self._results_thread.is_alive():
             self._results_thread.join(timeout=self._left_s(0.3))
 
+    def _flush_durable(self) -> None:
+        if not self._results_thread.is_alive():
+            self.durable.flush()  # a last try; what is still not written is in the spool for the restart
+
     def __enter__(self) -> "Agent":
         return self.start()
 
@@ -205,7 +226,13 @@ class Agent:
                 "last_frame_age_s": time.monotonic() - last_frame_s if last_frame_s else None,
                 "utterances": c.utterances, "finals": c.finals, "link_up": int(self.uplink.connected),
                 "reconnects": max(0, self.uplink.connects - 1), "dropped_utterances": self.uplink.dropped_utterances,
-                "outbox_depth": self.uplink.pending_utterances, "pipeline_cpu_s": thread_cpu_s(self._threads[0].native_id)}
+                "outbox_depth": self.uplink.pending_utterances, "pipeline_cpu_s": thread_cpu_s(self._threads[0].native_id),
+                "output_problems": self.health.problems()}
+
+    def tick(self, now: float) -> None:
+        """The main thread's second: timeouts in the state machine, the spool's own verdict."""
+        self.state.tick(now)
+        self.health.report("spool", self.uplink.spool_problem)
 
     # -- threads -----------------------------------------------------------------------------
 
@@ -228,7 +255,7 @@ class Agent:
             if self.recorder is not None:
                 self.recorder.frame(frame, self.frontend.last_output)
             for event in events:
-                self._route_segment_event(event)
+                self._route_segment_event(self._stamper.stamp(event, frame.end_sample))
         for event in self.frontend.flush():
             self._route_segment_event(event)
         self._input_ended.set()
@@ -249,29 +276,48 @@ class Agent:
             self.state.speech_ended()
 
     def _results_loop(self) -> None:
-        """Uplink results -> outputs and state. Each output is quick or has its own queue."""
+        """Uplink results -> outputs and state. Each output is quick or has its own queue, and fails
+        on its own: this thread must outlive any of them."""
         while not (self._uplink_closed.is_set() and self.results.empty()):
             try:
                 event = self.results.get(timeout=0.2)
             except queue.Empty:
+                self.durable.tick()  # a transcript backlog is retried between finals too
                 continue
-            self.http.publish(event)
-            if isinstance(event, PartialResult):
-                self.console.partial(event)
-            elif isinstance(event, FinalResult):
-                self.console.final(event)
-                self.counters.finals += 1
-                self.transcript.write(event)
-                self.subtitles.write(event)
-                self.state.final_received()
-            elif isinstance(event, SynthesizedSpeech):
-                self.speaker.play(event)
-            elif isinstance(event, LinkStatus):
-                self.console.link_status(event)
-                self.state.link_changed(event.connected)
-            elif isinstance(event, UplinkError):
-                self.console.error(event)
-                self.state.uplink_error(event.message, event.fatal)
+            try:
+                self._deliver(event)
+            except Exception:  # a bug here must not end every later final with it
+                log.exception("results: %s skipped", type(event).__name__)
+
+    def _deliver(self, event) -> None:
+        run = self.health.run
+        run("http", self.http.publish, event)
+        if isinstance(event, PartialResult):
+            run("console", self.console.partial, event)
+        elif isinstance(event, FinalResult):
+            run("console", self.console.final, event)
+            self.counters.finals += 1
+            self.durable.put(event)
+            run("subtitles", self.subtitles.write, event)
+            self.state.final_received()
+        elif isinstance(event, SynthesizedSpeech):
+            self.speaker.play(event)
+        elif isinstance(event, LinkStatus):
+            run("console", self.console.link_status, event)
+            self.state.link_changed(event.connected)
+        elif isinstance(event, UplinkError):
+            run("console", self.console.error, event)
+            self.state.uplink_error(event.message, event.fatal)
+
+
+def caption_languages(config: AgentConfig) -> tuple[tuple[str, ...], str | None]:
+    """(the captions page's columns this box fills, the language of a caption that names none)."""
+    parties = config.conversation.parties
+    if parties:
+        reads = [lang for party in parties for lang in party.reads]
+        return tuple(dict.fromkeys(["source", *reads])), None
+    spoken = base_language(config.uplink.from_language)
+    return tuple(dict.fromkeys(["source", spoken, *config.uplink.to_languages])), spoken
 
 
 def configure_logging(level: str) -> None:
@@ -282,6 +328,7 @@ def configure_logging(level: str) -> None:
 def run_daemon(config: AgentConfig) -> int:
     """``parley run``: start, serve until SIGTERM/SIGINT, stop cleanly. Returns the exit status."""
     configure_logging(config.daemon.log_level)
+    raise_fd_limit()  # the HTTP server's connection cap is taken inside this budget
     notifier = SystemdNotifier()
     stop_requested = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -293,7 +340,7 @@ def run_daemon(config: AgentConfig) -> int:
     last_status = 0.0
     while not stop_requested.wait(tick_s):
         now = time.monotonic()
-        agent.state.tick(now)
+        agent.tick(now)
         audio_flowing = now - agent.counters.last_frame_monotonic_s < config.daemon.audio_stall_s
         audio_flowing |= agent.capture.state == "reopening"  # waiting for a mic (mic_lost) is alive, not hung
         if watchdog_s and audio_flowing:

@@ -23,6 +23,7 @@ class PartialResult:
     translations: dict[str, str] = field(default_factory=dict)
     party: str | None = None  # who spoke (a conversation's party name); None: no parties configured
     language: str | None = None  # the language it was recognized in (the connection's, e.g. es-ES)
+    session: str | None = None  # the agent run the utterance was spoken in (SpeechStarted.session)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class FinalResult:
     duration_ms: float | None = None
     party: str | None = None
     language: str | None = None
+    session: str | None = None  # with utterance_id: the utterance's identity across restarts
+    started_at_s: float | None = None  # wall clock (Unix seconds) when it was spoken
 
 
 @dataclass(frozen=True)

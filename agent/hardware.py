@@ -109,3 +109,24 @@ def load_array_profile(name: str) -> ArrayGeometry:
             with path.open() as fh:
                 return ArrayGeometry.from_mapping(yaml.safe_load(fh), origin=str(path))
     raise ProfileError(f"unknown array profile {name!r}; available: {', '.join(available_profiles())}")
+
+
+MAX_HARDWARE_CHANNELS = 16  # more than this is a mixer or a plug device (PulseAudio, PipeWire, dsnoop), not a card
+
+
+def channel_mismatch(geometry: ArrayGeometry, stream_channels: int, source: str, fewer: str = "") -> str | None:
+    """Why array ``geometry`` is too small for a stream of ``stream_channels`` (a WAV file, or a
+    sound card that offers exactly that many), naming the shipped profiles that fit; None if it fits.
+
+    A wrong profile is worse than no audio: a 2-mic profile on a 4-mic card or a 4-mic one on the
+    6-mic HAT's 8 channels still "works", and puts a talker at 60° at 113–123°. (A stream with
+    fewer channels than the profile's, but all it maps, is fine: a recording of the mics alone; and
+    so is a mono profile on a stereo mic: without directions there is nothing to misplace.)
+    ``fewer``: how to open fewer channels instead, where that is possible."""
+    if stream_channels <= geometry.native_channels or not geometry.is_spatial:
+        return None
+    fitting = [name for name in available_profiles() if load_array_profile(name).native_channels == stream_channels]
+    advice = (f"array.profile: {' or '.join(fitting)} ({stream_channels} channels)" if fitting else
+              f"an array.profile or array.geometry with native_channels {stream_channels}")
+    return (f"{source} delivers {stream_channels} channel(s) but array {geometry.name!r} expects a "
+            f"{geometry.native_channels}-channel stream; allowed: {advice}{fewer}")

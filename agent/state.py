@@ -2,7 +2,8 @@
 
 Stages report facts; the state follows from them by precedence:
 
-    starting (until started) > error > mic_lost > offline > muted > speaking > listening > translating > idle
+    starting (until started) > error > mic_lost > offline > muted > output_lost > speaking > listening
+    > translating > idle
 
 How every state is left, so none can stick:
 - error: a fatal uplink error; cleared when the link comes up again — never by time alone,
@@ -12,6 +13,9 @@ How every state is left, so none can stick:
   flows again clears it. Never left by time alone, and never a crash: the box waits for its mic.
 - offline: the link dropped; cleared when it reconnects.
 - muted: the button/command; cleared by the same.
+- output_lost: an output cannot write or play (the transcript's or the spool's disk is full, the
+  speaker device is missing); the results still reach every other output and the failing one keeps
+  retrying; cleared when it works again (``outputs_failing(())``), never by time alone.
 - speaking: the speaker started; cleared when playback finished.
 - listening: the front end hears speech; cleared at the end of the utterance.
 - translating: an utterance ended and its final is due; cleared by the final or after
@@ -23,7 +27,8 @@ from __future__ import annotations
 import threading
 import time
 
-STATES = ("starting", "idle", "listening", "translating", "speaking", "muted", "offline", "mic_lost", "error")
+STATES = ("starting", "idle", "listening", "translating", "speaking", "muted", "output_lost", "offline", "mic_lost",
+          "error")
 
 
 class DeviceStateMachine:
@@ -37,6 +42,7 @@ class DeviceStateMachine:
         self._uplink_error: str | None = None
         self._capture_error: str | None = None
         self._muted = False
+        self._outputs_failing: tuple[str, ...] = ()
         self._speaking = False
         self._listening = False
         self._awaiting_finals = 0
@@ -79,6 +85,10 @@ class DeviceStateMachine:
         if fatal:
             self._update(_uplink_error=message)
 
+    def outputs_failing(self, names: tuple[str, ...]) -> None:
+        """Every output failing now (``OutputHealth``'s ``on_change``); empty once all work again."""
+        self._update(_outputs_failing=tuple(names))
+
     def speech_started(self) -> None:
         self._update(_listening=True)
 
@@ -119,6 +129,8 @@ class DeviceStateMachine:
             return "offline"
         if self._muted:
             return "muted"
+        if self._outputs_failing:
+            return "output_lost"
         if self._speaking:
             return "speaking"
         if self._listening:

@@ -14,6 +14,7 @@ import numpy as np
 
 from gateway.config import RecognitionConfig
 from gateway.engines.language_id import LanguageChoice
+from gateway.engines.transcript import Transcript
 from parley_common.frames import Frame
 from parley_common.vad.engines import make_vad
 from parley_common.vad.events import SpeechChunk, SpeechEnded, SpeechStarted
@@ -47,6 +48,7 @@ class PhraseFinal:
     start_sample: int
     end_sample: int
     language: LanguageChoice | None = None
+    details: Transcript | None = None  # word timings and confidence, from engines that give them
 
 
 PhraseEvent = PhraseStarted | PhrasePartial | PhraseFinal
@@ -55,13 +57,14 @@ PhraseEvent = PhraseStarted | PhrasePartial | PhraseFinal
 class PhraseDetector:
     """Not thread-safe: one per session, called from one worker at a time."""
 
-    def __init__(self, open_stream, config: RecognitionConfig, sample_rate_hz: int = 16000):
+    def __init__(self, open_stream, config: RecognitionConfig, sample_rate_hz: int = 16000,
+                 endpoint_silence_ms: int | None = None):
         self._open_stream = open_stream  # () -> a recognizer stream for one phrase
         self._rate = sample_rate_hz
         self._partial_interval = config.partial_interval_ms * sample_rate_hz // 1000
         self._vad = make_vad(config.vad, sample_rate_hz)
         self._segmenter = Segmenter(SegmenterConfig(
-            hangover_ms=config.endpoint_silence_ms, max_utterance_ms=round(1000 * config.max_phrase_s)))
+            hangover_ms=endpoint_silence_ms or config.endpoint_silence_ms, max_utterance_ms=round(1000 * config.max_phrase_s)))
         self._leftover = b""
         self._position = 0  # samples consumed so far
         self._stream = None
@@ -142,7 +145,7 @@ class PhraseDetector:
 
     def _finish(self) -> PhraseFinal:
         text = self._stream.finish()
-        language = self._stream.identified
+        language, details = self._stream.identified, self._stream.details
         self._stream.close()
         self._stream = None
-        return PhraseFinal(self._phrase, text, self._start, max(self._last_speech_end, self._start), language)
+        return PhraseFinal(self._phrase, text, self._start, max(self._last_speech_end, self._start), language, details)

@@ -3,9 +3,10 @@
     GET /speech/translate                          Translator Speech v1
     GET /speech/translation/cognitiveservices/v1   Azure USP, v1 flavour (languages in the query)
     GET /stt/speech/universal/v2                   Azure USP, v2 flavour (languages in speech.context;
-                                                   none: speech-to-text)
+    GET /speech/universal/v2                       none: speech-to-text)
     GET /speech/recognition/{interactive,conversation,dictation}/cognitiveservices/v1
                                                    Azure USP speech-to-text (language in the query)
+    POST /sts/v1.0/issueToken                      a 10-minute bearer token for a valid key
     GET /languages?api-version=1.0&scope=...       what is installed
     GET /healthz                                   liveness
 """
@@ -18,6 +19,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
@@ -33,7 +35,9 @@ from gateway.engines.recognizers import Recognizers
 from gateway.engines.workers import RecognizerError
 from gateway.engines.registry import Engines, LanguageError, LanguageRequest
 from gateway.session import TranslationSession
+from gateway.tokens import TOKEN_PATH, TokenError, TokenIssuer, looks_like_token
 from gateway.translator_v1 import serve_translator_v1
+from gateway.turn_options import PhraseTuning, TurnOptionError, TurnOptions
 from gateway.usp import UspConnection, UspEndpoint
 from parley_common.languages import base_language
 from parley_common.protocols.translator_v1 import PATH as V1_PATH
@@ -42,8 +46,10 @@ from parley_common.protocols.usp_messages import OUTPUT_FORMATS
 
 log = logging.getLogger("parley.gateway")
 
-WS_PATHS = (V1_PATH, USP_V1_PATH, USP_V2_PATH, *RECOGNITION_PATHS)
+V2_PATHS = (USP_V2_PATH, "/speech/universal/v2")  # the second: the path Microsoft's samples give endpoint=
+WS_PATHS = (V1_PATH, USP_V1_PATH, *V2_PATHS, *RECOGNITION_PATHS)
 CLOSE_INTERNAL_ERROR = 1011
+V1_SPEECH_FORMATS = ("audio/wav", "audio/mp3")
 
 
 def _response(status: int, body: str | dict, content_type: str = "text/plain; charset=utf-8",
@@ -94,6 +100,7 @@ class Gateway:
         self.engines = Engines(config)
         self.executor = ThreadPoolExecutor(config.engine_threads, thread_name_prefix="engine")
         self._key = config.resolved_key()
+        self.tokens = TokenIssuer(self._key)
         self.admission = Admission(config.limits)
         self.sessions_served = 0
         self.recognizer_generation = 0  # how many times idle workers were replaced
@@ -109,6 +116,8 @@ class Gateway:
         if url.path == "/languages":
             scopes = _query_list(query, "scope") or ["text"]
             return _response(200, self.engines.languages_document(scopes))
+        if url.path == TOKEN_PATH:
+            return self._issue_token(request)
         if url.path not in WS_PATHS:
             return _response(404, f"no such endpoint {url.path!r}; endpoints: {', '.join(WS_PATHS)}, /languages, /healthz")
         refusal = self._check_key(request.headers, query)
@@ -118,7 +127,8 @@ class Gateway:
             connection.parley_request = self._request_from_query(url.path, query)
             connection.parley_format = self._output_format(url.path, query)
             connection.parley_profanity = self._profanity_mode(url.path, query)
-        except (LanguageError, QueryError, profanity.ProfanityError) as exc:
+            connection.parley_options = TurnOptions.from_query(query)
+        except (LanguageError, QueryError, profanity.ProfanityError, TurnOptionError) as exc:
             return _response(400, str(exc))
         slot = self.admission.admit(_client_address(connection), connection)
         if isinstance(slot, Refusal):
@@ -132,34 +142,58 @@ class Gateway:
         await connection.wait_closed()
         self.admission.release(slot)
 
+    def _issue_token(self, request) -> Response:
+        """``POST /sts/v1.0/issueToken`` with the key in ``Ocp-Apim-Subscription-Key``: a 10-minute JWT."""
+        if request.method != "POST":
+            return _response(405, f"use POST for {TOKEN_PATH}", extra=(("Allow", "POST"),))
+        offered = request.headers.get("Ocp-Apim-Subscription-Key")
+        if self._key and not offered:
+            return _response(401, "a subscription key is required in Ocp-Apim-Subscription-Key")
+        if self._key and not hmac.compare_digest(offered.encode(), self._key.encode()):
+            return _response(401, "the subscription key is not valid")
+        return _response(200, self.tokens.issue(), "application/jwt; charset=us-ascii")
+
     def _check_key(self, headers, query) -> Response | None:
         if not self._key:
             return None
         offered = headers.get("Ocp-Apim-Subscription-Key")
-        auth = headers.get("Authorization", "")
+        auth = headers.get("Authorization", "") or (_query_list(query, "Authorization") or [""])[0]
         if not offered and auth.lower().startswith("bearer "):
             offered = auth[7:].strip()
         for name in ("subscription-key", "Ocp-Apim-Subscription-Key", "access_token"):
             offered = offered or (_query_list(query, name) or [None])[0]
         if not offered:
             return _response(401, "a subscription key is required (Ocp-Apim-Subscription-Key or Authorization: Bearer)")
+        if looks_like_token(offered):
+            try:
+                self.tokens.check(offered)
+            except TokenError as exc:
+                return _response(401, str(exc))
+            return None
         if not hmac.compare_digest(offered.encode(), self._key.encode()):
             return _response(403, "the subscription key is not valid")
         return None
+
+    @staticmethod
+    def process_response(connection, request, response) -> None:
+        """Every answer carries a server-made ``X-RequestId`` for troubleshooting (Translator v1 documents it)."""
+        response.headers["X-RequestId"] = uuid.uuid4().hex
 
     def _request_from_query(self, path: str, query) -> LanguageRequest | None:
         """The languages a URL asks for; None on the v2 path, whose turns carry them in speech.context."""
         if path in RECOGNITION_PATHS:
             return self.recognition_request(_required(query, "language"))
-        if path == USP_V2_PATH and not _query_list(query, "to"):
-            return None
+        if path in V2_PATHS and not (_query_list(query, "to") and _query_list(query, "from")):
+            return None  # the languages (or the candidates to identify among) come in speech.context
+        if path == USP_V1_PATH and not _query_list(query, "from"):
+            return None  # SDK <= 1.42's auto-detect: to= only, the candidates in speech.context
         if path == V1_PATH:
             version = _required(query, "api-version")
             if version != "1.0":
                 raise QueryError(f"api-version {version!r} is not supported; use api-version=1.0")
             speech_format = ((_query_list(query, "format") or ["audio/wav"])[0]).lower()
-            if speech_format != "audio/wav":
-                raise QueryError(f"format {speech_format!r} is not supported: speech is synthesized as audio/wav")
+            if speech_format not in V1_SPEECH_FORMATS:
+                raise QueryError(f"format {speech_format!r} is not supported; use {' or '.join(V1_SPEECH_FORMATS)}")
         source = _required(query, "from")
         features = {f.lower() for f in _query_list(query, "features")}
         voice = (_query_list(query, "voice") or [None])[0]
@@ -204,12 +238,17 @@ class Gateway:
                 query = parse_qs(url.query)
                 features = {f.lower() for f in _query_list(query, "features")}
                 session = self._new_session(request, "partial" in features, ws.parley_profanity)
-                await serve_translator_v1(ws, session, features, self.config.limits, slot)
+                mp3 = (_query_list(query, "format") or [""])[0].lower() == "audio/mp3"
+                await serve_translator_v1(ws, session, features, self.config.limits, slot, mp3)
             else:
-                flavour = "v1" if url.path in (USP_V1_PATH, *RECOGNITION_PATHS) else "v2"
-                endpoint = UspEndpoint(flavour, RECOGNITION_PATHS.get(url.path), ws.parley_format, ws.parley_profanity)
+                # v1 results on the v1 paths, except for SDK <= 1.42's auto-detect (no from=): it reads the
+                # identified language only from v2 results (translation.response), on any path
+                flavour = "v1" if url.path in (USP_V1_PATH, *RECOGNITION_PATHS) and request is not None else "v2"
+                endpoint = UspEndpoint(flavour, ws.parley_format, ws.parley_profanity, ws.parley_options,
+                                       tuple(_query_list(parse_qs(url.query), "to")),
+                                       None if url.path == USP_V1_PATH else self.config.source_language)
                 connection = UspConnection(
-                    ws, endpoint, lambda req, mode: self._new_session(req, True, mode), self.resolve,
+                    ws, endpoint, lambda req, mode, tuning: self._new_session(req, True, mode, tuning), self.resolve,
                     self.engines.resolve_identified, request, self.config.limits, slot)
                 await connection.serve()
         except RecognizerError as exc:
@@ -245,8 +284,9 @@ class Gateway:
         recognizers.warm_up()
         return recognizers
 
-    def _new_session(self, request: LanguageRequest, partials: bool, profanity_mode: str) -> TranslationSession:
-        return TranslationSession(self.engines, request, partials, self.executor, profanity_mode)
+    def _new_session(self, request: LanguageRequest, partials: bool, profanity_mode: str,
+                     tuning: PhraseTuning = PhraseTuning()) -> TranslationSession:
+        return TranslationSession(self.engines, request, partials, self.executor, profanity_mode, tuning)
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -258,8 +298,10 @@ async def run_gateway(config: GatewayConfig, stop: asyncio.Event | None = None,
     """Serve until ``stop`` is set (or forever)."""
     gateway = Gateway(config)
     await asyncio.get_running_loop().run_in_executor(gateway.executor, gateway.engines.recognizer.warm_up)
+    await asyncio.get_running_loop().run_in_executor(gateway.executor, gateway.engines.warm_up_profanity)
     try:
         async with serve(gateway.handle, config.host, config.port, process_request=gateway.process_request,
+                         process_response=gateway.process_response,
                          max_size=config.limits.max_message_bytes, select_subprotocol=_echo_usp,
                          # A Whisper final takes ~0.5-2 s, during which a session reads no audio; with
                          # websockets' 16 queued messages reading would pause and pings go unanswered.

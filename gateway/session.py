@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from gateway import profanity
 from gateway.engines.language_id import LanguageChoice
 from gateway.engines.registry import Engines, LanguageRequest
+from gateway.engines.transcript import Transcript
 from gateway.phrases import PhraseDetector, PhraseFinal, PhrasePartial, PhraseStarted
+from gateway.turn_options import PhraseTuning
 
 log = logging.getLogger("parley.gateway.session")
 
@@ -31,6 +33,7 @@ class Result:
     end_sample: int = 0
     translation_error: str | None = None
     language: LanguageChoice | None = None  # identified among the request's candidates; None: its source
+    details: Transcript | None = None  # a final's confidence and word timings, where the engine gives them
 
     def source(self, request: LanguageRequest) -> str:
         return self.language.language if self.language else request.source
@@ -38,19 +41,24 @@ class Result:
 
 class TranslationSession:
     def __init__(self, engines: Engines, request: LanguageRequest, partials: bool, executor: Executor,
-                 profanity_mode: str = profanity.RAW):
+                 profanity_mode: str = profanity.RAW, tuning: PhraseTuning = PhraseTuning()):
         self.engines = engines
         self.request = request
         self.partials = partials
         self.profanity_mode = profanity_mode
+        self.tuning = tuning
         self._executor = executor
-        if request.candidates:
+        recognizer, hints = engines.recognizer, (tuning.phrases, tuning.word_timings)
+        if request.candidates and tuning.language is None:
             def open_stream():
-                return engines.recognizer.open_identifying_stream(request.candidates, request.expected)
+                return recognizer.open_identifying_stream(request.candidates, request.expected, *hints)
         else:
+            source = tuning.language.language if tuning.language else request.source
+
             def open_stream():
-                return engines.recognizer.open_stream(request.source)
-        self._detector = PhraseDetector(open_stream, engines.config.recognition)
+                return recognizer.open_stream(source, *hints)
+        self._detector = PhraseDetector(open_stream, engines.config.recognition,
+                                        endpoint_silence_ms=tuning.endpoint_silence_ms)
 
     async def _run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -92,10 +100,13 @@ class TranslationSession:
                 out.append(event)
             elif isinstance(event, PhraseFinal) or (isinstance(event, PhrasePartial) and self.partials):
                 final = isinstance(event, PhraseFinal)
-                source = event.language.language if event.language else self.request.source
+                language = event.language or self.tuning.language
+                source = language.language if language else self.request.source
                 translations, error = await self._translate(event.text, source)
-                out.append(Result(final, event.phrase, self._clean(event.text), self._clean_all(translations),
-                                  event.start_sample, event.end_sample, error if final else None, event.language))
+                translations = await self._run(self._clean_all, translations)
+                out.append(Result(final, event.phrase, self._clean(event.text), translations,
+                                  event.start_sample, event.end_sample, error if final else None, language,
+                                  event.details if final else None))
         return out
 
     def _clean(self, text: str) -> str:
@@ -103,7 +114,11 @@ class TranslationSession:
         return profanity.apply(text, self.profanity_mode)
 
     def _clean_all(self, translations: dict[str, str]) -> dict[str, str]:
-        return {language: self._clean(text) for language, text in translations.items()}
+        """Each translation against the list in its own language (see gateway.profanity)."""
+        if self.profanity_mode == profanity.RAW:
+            return translations
+        return {language: profanity.apply(text, self.profanity_mode, self.engines.profanity_words(language))
+                for language, text in translations.items()}
 
     async def _translate(self, text: str, source: str) -> tuple[dict[str, str], str | None]:
         if not text:

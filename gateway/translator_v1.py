@@ -6,11 +6,13 @@ first target and ``translations`` maps every target to its text.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from websockets.exceptions import ConnectionClosed
 
 from gateway.admission import Slot, receive
+from gateway.mp3 import wav_to_mp3
 from gateway.phrases import PhraseStarted
 from gateway.session import Result, TranslationSession
 from parley_common.protocols.translator_v1 import Timing, V1Result
@@ -20,7 +22,9 @@ log = logging.getLogger("parley.gateway.v1")
 CLOSE_BAD_MESSAGE = 1003
 
 
-async def serve_translator_v1(ws, session: TranslationSession, features: set[str], limits, slot: Slot) -> None:
+async def serve_translator_v1(ws, session: TranslationSession, features: set[str], limits, slot: Slot,
+                              mp3: bool = False) -> None:
+    """``mp3``: the query's ``format=audio/mp3``; speech is sent as MP3 instead of WAV."""
     timing = "timinginfo" in features
     speech = "texttospeech" in features
     header_seen = False
@@ -46,21 +50,21 @@ async def serve_translator_v1(ws, session: TranslationSession, features: set[str
                 await ws.close(1000, "maximum audio duration reached")
                 return
             for result in await session.feed(message):
-                await _send(ws, session, result, timing, speech)
+                await _send(ws, session, result, timing, speech, mp3)
     except ConnectionClosed:
         log.info("client went away")
     finally:
         await session.close()
 
 
-async def _send(ws, session: TranslationSession, result, timing: bool, speech: bool) -> None:
+async def _send(ws, session: TranslationSession, result, timing: bool, speech: bool, mp3: bool) -> None:
     if isinstance(result, PhraseStarted) or (result.final and not result.text):
         return  # v1 has no "no match": a phrase that was noise gets no final
     await ws.send(_result_message(result, session.request.targets, timing).encode())
     if result.final and speech:
         for _language, audio in await session.speak(result):
             if audio:
-                await ws.send(audio)
+                await ws.send(await asyncio.to_thread(wav_to_mp3, audio) if mp3 else audio)
 
 
 def _result_message(result: Result, targets: tuple[str, ...], timing: bool) -> V1Result:

@@ -8,11 +8,13 @@
 none in the context) results are ``speech.hypothesis`` / ``speech.phrase``, simple or detailed.
 
 Each turn (one ``X-RequestId``) gets its own phrase detector, so offsets are ticks from the turn's
-first sample, as the SDK expects. A turn is continuous only when the client says so
-(``phraseDetection.mode`` CONVERSATION or DICTATION); otherwise it ends after its first phrase,
-as single-shot must. The SDK cannot say so on the v1 paths (its context is the same for
-``recognize_once`` and continuous), and there its continuous mode opens a new turn by itself and
-re-sends the audio after the last phrase, so ending each turn there costs nothing but a turn.
+first sample, as the SDK expects. A turn is continuous only when the client says so in the turn's
+context (``phraseDetection.mode`` CONVERSATION or DICTATION), whatever the URL's path names; otherwise
+it ends after its first phrase, as single-shot must. The Python SDK cannot say so on the v1 paths
+unless a timeout is set (its context is otherwise the same for ``recognize_once`` and continuous), and
+there its continuous mode opens a new turn by itself and re-sends the audio after the last phrase, so
+ending each turn there costs nothing but a turn. A single-shot turn with no speech ends with
+``InitialSilenceTimeout`` (see :mod:`gateway.turn_options` for the timeouts).
 """
 
 from __future__ import annotations
@@ -26,12 +28,18 @@ from websockets.exceptions import ConnectionClosed
 
 from gateway import profanity
 from gateway.admission import Slot, receive
+from gateway.audio_formats import AudioDecoder, AudioFormatError
+from gateway.detailed_output import nbest_entry
+from gateway.engines.language_id import LanguageChoice
+from gateway.json_limits import JsonLimitError, check_json_limits
 from gateway.engines.registry import LanguageError, LanguageRequest
 from gateway.phrases import PhraseStarted
 from gateway.session import Result, TranslationSession
+from gateway.turn_options import TurnOptionError, TurnOptions
 from parley_common.protocols.usp import (
     REQUEST_ID,
     SPEECH_CONFIG,
+    SPEECH_CONTEXT,
     TELEMETRY,
     FramingError,
     UspMessage,
@@ -43,7 +51,6 @@ from parley_common.protocols.usp_messages import (
     Audio,
     DetectedLanguage,
     Hypothesis,
-    MessageError,
     Phrase,
     SpeechContext,
     SpeechEndDetected,
@@ -57,13 +64,8 @@ from parley_common.protocols.usp_messages import (
     TurnStart,
     decode_message,
 )
-from parley_common.protocols.wav import (
-    TICKS_PER_SAMPLE,
-    WIRE_BYTES_PER_SAMPLE,
-    AudioBudget,
-    WavHeaderError,
-    pcm_after_header,
-)
+from parley_common.protocols.usp_schema import MessageError
+from parley_common.protocols.wav import TICKS_PER_SAMPLE, WIRE_BYTES_PER_SAMPLE, WIRE_SAMPLE_RATE_HZ, AudioBudget
 
 log = logging.getLogger("parley.gateway.usp")
 CLOSE_PROTOCOL = 1002
@@ -85,18 +87,23 @@ class UspEndpoint:
     """What the URL fixed: result style, the mode a recognition path names, query options."""
 
     flavour: str  # "v1" | "v2": translation message style
-    path_mode: str | None = None  # INTERACTIVE | CONVERSATION | DICTATION on the recognition paths
     output_format: str = "simple"  # the query's format=simple|detailed
     profanity_mode: str = profanity.MASKED  # the query's profanity=, unless a turn's context says otherwise
+    options: TurnOptions = TurnOptions()  # the query's timeouts and word timings, unless a context says otherwise
+    query_targets: tuple[str, ...] = ()  # to= without from= (the SDKs' auto-detect): the targets
+    default_source: str | None = "en-US"  # when neither query nor context names one; None: refuse
 
 
 class _Turn:
-    def __init__(self, request_id: str, session: TranslationSession, single_shot: bool, detailed: bool):
+    def __init__(self, request_id: str, session: TranslationSession, single_shot: bool, detailed: bool,
+                 initial_silence_samples: int | None):
         self.request_id = request_id
         self.session = session
         self.single_shot = single_shot
         self.detailed = detailed
-        self.header_seen = False
+        self.initial_silence_samples = initial_silence_samples
+        self.speech_started = False
+        self.audio: AudioDecoder | None = None  # from the turn's WAV header
         self.finals = 0
         self.done = False
         self.pcm_samples = 0  # audio received in this turn: where its speech can have ended at most
@@ -111,7 +118,7 @@ class UspConnection:
                  query_request: LanguageRequest | None, limits, slot: Slot):
         self.ws = ws
         self.endpoint = endpoint
-        self._make_session = make_session  # (LanguageRequest, profanity mode) -> TranslationSession
+        self._make_session = make_session  # (LanguageRequest, profanity mode, PhraseTuning) -> TranslationSession
         self._resolve = resolve_languages  # (source, targets, voice, speech_wanted) -> LanguageRequest
         self._resolve_identified = resolve_identified  # (candidates, targets, voices, expected, passthrough) -> ...
         self._query_request = query_request
@@ -122,6 +129,7 @@ class UspConnection:
         self._turn: _Turn | None = None
         self._stream_id = 0
         self._budget = AudioBudget(limits.max_audio_s)
+        self._identified: LanguageChoice | None = None  # at-start identification: the connection's language
 
     async def serve(self) -> None:
         try:
@@ -151,11 +159,14 @@ class UspConnection:
             raise ProtocolViolation(CLOSE_PROTOCOL, "message without a Path header")
         path = message.path.lower()
         if path in (SPEECH_CONFIG, TELEMETRY):
+            _check_limits(message)
             decode_message(message, CLIENT_MESSAGES)  # informational (a JSON object), and not activity
             return
         request_id = message.request_id
         if not request_id or not REQUEST_ID.match(request_id):
             raise ProtocolViolation(CLOSE_PROTOCOL, f"{path} needs an X-RequestId of 32 hex digits")
+        if path == SPEECH_CONTEXT:
+            _check_limits(message)
         decoded = decode_message(message, CLIENT_MESSAGES)
         if isinstance(decoded, SpeechContext):
             if request_id in self._finished_ids or (self._turn and self._turn.request_id == request_id):
@@ -179,6 +190,8 @@ class UspConnection:
         if turn.done:
             return  # audio the client sent before it saw our turn.end (single-shot)
         if not payload:
+            if turn.audio is not None:
+                await self._send_results(turn, await turn.session.feed(turn.audio.flush()))
             await self._send_results(turn, await turn.session.flush())
             if not turn.done:
                 if turn.single_shot and not turn.finals:
@@ -187,46 +200,62 @@ class UspConnection:
                     await self.ws.send(SpeechEndDetected(turn.pcm_samples * TICKS_PER_SAMPLE).encode(turn.request_id))
                     await self._end_turn(turn)
             return
-        if not turn.header_seen:
+        if turn.audio is None:
             try:
-                payload = pcm_after_header(payload)
-            except WavHeaderError as exc:
+                turn.audio, payload = AudioDecoder.from_stream_start(payload)
+            except AudioFormatError as exc:
                 raise ProtocolViolation(CLOSE_INVALID, str(exc)) from None
-            turn.header_seen = True
+        payload = turn.audio.decode(payload)
         if not self._budget.take(payload):
             await self.ws.close(1000, "maximum audio duration reached")
             return
         if payload:
             turn.pcm_samples += len(payload) // WIRE_BYTES_PER_SAMPLE
             await self._send_results(turn, await turn.session.feed(payload))
+            limit = turn.initial_silence_samples
+            if not turn.done and not turn.speech_started and limit is not None and turn.pcm_samples >= limit:
+                await self._send_final(turn, Result(True, 0, "", start_sample=limit, end_sample=limit),
+                                       status="InitialSilenceTimeout")
 
     async def _start_turn(self, request_id: str) -> _Turn:
         context = self._contexts.pop(request_id, SpeechContext())
+        single_shot = context.mode not in CONTINUOUS_MODES
         try:
-            request = self._query_request or self._request_from_context(context)
+            options = self.endpoint.options.with_context(context)
+            request = self._request(context)
             mode = profanity.usp_mode(context.profanity) if context.profanity else self.endpoint.profanity_mode
-            session = self._make_session(request, mode)
-        except (LanguageError, profanity.ProfanityError) as exc:
+            locked = self._identified if options.identify_once else None
+            session = self._make_session(request, mode, options.tuning(single_shot, locked))
+        except (LanguageError, profanity.ProfanityError, TurnOptionError) as exc:
             raise ProtocolViolation(CLOSE_INVALID, str(exc)) from None
-        mode = context.mode or self.endpoint.path_mode
-        detailed = (context.output_format or self.endpoint.output_format) == "detailed"
-        self._turn = _Turn(request_id, session, single_shot=mode not in CONTINUOUS_MODES, detailed=detailed)
+        detailed = (context.output_format or self.endpoint.output_format) == "detailed" or options.word_timings
+        self._turn = _Turn(request_id, session, single_shot, detailed,
+                           options.initial_silence_samples(single_shot, WIRE_SAMPLE_RATE_HZ))
         await self.ws.send(TurnStart(uuid.uuid4().hex).encode(request_id))
         return self._turn
 
-    def _request_from_context(self, context: SpeechContext) -> LanguageRequest:
-        """v2 clients put the languages in speech.context, not the query; no targets is speech-to-text;
-        candidates (``languageId``) ask for each phrase's language to be identified."""
+    def _request(self, context: SpeechContext) -> LanguageRequest:
+        """The query's languages (v1 paths) or the context's (v2), where no targets is speech-to-text;
+        candidates in the context (``languageId``) ask for each phrase's language to be identified, on
+        every path (the SDK's auto-detect also names them in the query, ``lidEnabled``)."""
+        query = self._query_request
+        targets = list(context.targets) or list(query.targets if query else self.endpoint.query_targets)
         if context.candidates:
-            return self._resolve_identified(list(context.candidates), list(context.targets), context.voice_map,
+            return self._resolve_identified(list(context.candidates), targets, context.voice_map,
                                             context.expected_language, context.speak_passthrough)
-        return self._resolve(context.source or "en-US", list(context.targets), context.voice, bool(context.voice))
+        if query is not None:
+            return query
+        source = context.source or self.endpoint.default_source
+        if source is None:
+            raise LanguageError("the query parameter 'from' is required (or languageId candidates in speech.context)")
+        return self._resolve(source, targets, context.voice, bool(context.voice))
 
     async def _send_results(self, turn: _Turn, results) -> None:
         for result in results:
             if turn.done:
                 return
             if isinstance(result, PhraseStarted):
+                turn.speech_started = True
                 await self.ws.send(SpeechStartDetected(result.start_sample * TICKS_PER_SAMPLE).encode(turn.request_id))
             elif not result.final:
                 await self.ws.send(self._hypothesis(turn, result))
@@ -236,9 +265,11 @@ class UspConnection:
                     await self.ws.send(SpeechEndDetected(result.end_sample * TICKS_PER_SAMPLE).encode(turn.request_id))
                 await self._send_final(turn, result)
 
-    async def _send_final(self, turn: _Turn, result: Result) -> None:
+    async def _send_final(self, turn: _Turn, result: Result, status: str = "Success") -> None:
         turn.finals += 1
-        await self.ws.send(self._phrase(turn, result))
+        if result.language and self._identified is None:
+            self._identified = result.language
+        await self.ws.send(self._phrase(turn, result, status))
         await self._synthesis(turn, result)
         if turn.single_shot:
             await self._end_turn(turn)
@@ -253,16 +284,17 @@ class UspConnection:
 
     def _hypothesis(self, turn: _Turn, result: Result) -> str:
         if turn.speech_only:
-            return SpeechHypothesis(result.text, *_ticks(result)).encode(turn.request_id)
+            return SpeechHypothesis(result.text, *_ticks(result), _detected(result)).encode(turn.request_id)
         return Hypothesis(result.text, _translations(result, turn.session.request), *_ticks(result),
                           _detected(result), self.endpoint.flavour).encode(turn.request_id)
 
-    def _phrase(self, turn: _Turn, result: Result) -> str:
+    def _phrase(self, turn: _Turn, result: Result, status: str) -> str:
         if turn.speech_only:
-            return SpeechPhrase(result.text, *_ticks(result), detailed=turn.detailed).encode(turn.request_id)
+            return SpeechPhrase(result.text, *_ticks(result), detailed=turn.detailed, status=status,
+                                language=_detected(result), best=_best(result, turn)).encode(turn.request_id)
         return Phrase(result.text, _translations(result, turn.session.request), *_ticks(result),
-                      result.translation_error, language=_detected(result), flavour=self.endpoint.flavour
-                      ).encode(turn.request_id)
+                      result.translation_error, status, _detected(result), _best(result, turn),
+                      self.endpoint.flavour).encode(turn.request_id)
 
     async def _synthesis(self, turn: _Turn, result: Result) -> None:
         if not result.text:
@@ -278,6 +310,16 @@ class UspConnection:
             await self.ws.send(SynthesisEnd(None if audio else "synthesis failed", stream).encode(turn.request_id))
 
 
+def _check_limits(message: UspMessage) -> None:
+    """A JSON body's size and depth, before it is parsed."""
+    try:
+        check_json_limits(message.body if isinstance(message.body, str) else message.body.decode(), message.path.lower())
+    except JsonLimitError as exc:
+        raise MessageError(str(exc)) from None
+    except UnicodeDecodeError:
+        raise MessageError(f"{message.path.lower()}: the body is not JSON") from None
+
+
 def _close_reason(reason: str) -> str:
     """A close reason fits in 123 bytes of UTF-8."""
     return reason.encode()[:120].decode(errors="ignore")
@@ -289,6 +331,15 @@ def _translations(result: Result, request: LanguageRequest) -> dict[str, str]:
 
 def _detected(result: Result) -> DetectedLanguage | None:
     return DetectedLanguage(result.language.language, result.language.confidence) if result.language else None
+
+
+def _best(result: Result, turn: _Turn) -> dict | None:
+    """The NBest entry of a final with text, when the turn asked for detailed output."""
+    if not turn.detailed or not result.text:
+        return None
+    return nbest_entry(result.text, result.source(turn.session.request), result.details, result.start_sample, result.end_sample,
+                       with_words=result.details is not None and bool(result.details.words),
+                       profanity_mode=turn.session.profanity_mode)
 
 
 def _ticks(result: Result) -> tuple[int, int]:

@@ -162,21 +162,56 @@ def load_yaml_config(path: str | Path | None, cls: type[T], text: str | None = N
     """
     file = str(path) if path is not None else "<defaults>"
     if text is None and path is not None:
-        try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            raise ConfigError([ConfigIssue(file, None, "", f"cannot read: {exc.strerror}")]) from None
+        text = read_config_text(path)
     converter = _Converter(file)
     try:
         root = yaml.compose(text) if text else None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else None
-        raise ConfigError([ConfigIssue(file, line, "", f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+        raise ConfigError([ConfigIssue(file, _error_line(exc, text or ""), "", _yaml_problem(exc))]) from None
     result = converter.convert_dataclass(root, cls, "")
     if converter.issues:
         raise ConfigError(sorted(converter.issues, key=lambda issue: issue.line or 0))
     return result
+
+
+def read_config_text(path: str | Path) -> str:
+    """The file's text; a file that cannot be read or is not text (binary garbage) is a ConfigError."""
+    file = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(file, None, "", f"cannot read: {exc.strerror}")]) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ConfigError([ConfigIssue(file, line, "", (
+            f"not a text file: byte {exc.start} (0x{data[exc.start]:02x}) is not UTF-8; "
+            "allowed: a YAML text file (see `parley config-reference`)"))]) from None
+
+
+def _error_line(exc: yaml.YAMLError, text: str) -> int | None:
+    """The line a person must edit. An error found only at the end of the file (an unclosed
+    bracket or quote) is marked past the last line; the last line with content is the one to fix."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        return text[:exc.position].count("\n") + 1
+    mark = getattr(exc, "problem_mark", None)
+    if mark is None:
+        return None
+    if text[mark.index:].strip():
+        return mark.line + 1
+    before = text[:mark.index].rstrip()
+    return before.count("\n") + 1 if before else 1
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    if isinstance(exc, yaml.reader.ReaderError):  # control characters: binary garbage, not a typo
+        code = ord(exc.character) if isinstance(exc.character, str) else exc.character
+        return (f"not a text file: control character #x{code:02x} at character {exc.position}; "
+                "allowed: a YAML text file (see `parley config-reference`)")
+    context = getattr(exc, "context", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    return f"not valid YAML: {problem}" + (f" ({context})" if context else "")
 
 
 def to_plain(obj: Any, redact: bool = True) -> Any:

@@ -21,7 +21,7 @@ from agent.queues import QUEUES
 from parley_common.frames import Frame
 from agent.audio.resample import StreamResampler
 from agent.audio.wavreader import WavFormatError, WavReader
-from agent.hardware import ArrayGeometry
+from agent.hardware import MAX_HARDWARE_CHANNELS, ArrayGeometry, channel_mismatch
 
 log = logging.getLogger("parley.capture")
 
@@ -32,6 +32,10 @@ STALL_TIMEOUT_S = 2.0
 
 class CaptureError(RuntimeError):
     """The configured source cannot be opened (bad file, no such device)."""
+
+
+class ChannelMismatch(CaptureError):
+    """The stream has more channels than the array profile: the wrong profile, which no retry fixes."""
 
 
 class _Framer:
@@ -143,6 +147,10 @@ class WavSource(CaptureSource):
             raise CaptureError(
                 f"{self.path} has {self.channels} channel(s) but array {geometry.name!r} maps channel "
                 f"{max(geometry.channel_map)}")
+        mismatch = channel_mismatch(geometry, self.channels, self.path)
+        if mismatch:
+            self._wav.close()
+            raise ChannelMismatch(mismatch)
         self._framer = _Framer(config, geometry, self._wav.rate_hz)
         self._native_block = self._wav.rate_hz * config.frame_ms // 1000
         self._ready: list[Frame] = []
@@ -212,6 +220,8 @@ class PyAudioSource(CaptureSource):
     def start(self) -> None:
         try:
             self._open_stream()
+        except ChannelMismatch:
+            raise  # the wrong profile: waiting will not fix it
         except (OSError, DeviceNotFound, CaptureError) as exc:
             self._lose_device(f"not available at start: {exc}")
 
@@ -226,6 +236,12 @@ class PyAudioSource(CaptureSource):
             raise CaptureError(
                 f"input device {self.device.name!r} has {self.device.max_input_channels} channel(s); "
                 f"array {self.geometry.name!r} needs a {self.channels}-channel stream")
+        card = self.device.max_input_channels <= MAX_HARDWARE_CHANNELS  # not a mixer offering any count
+        mismatch = card and self.config.channels is None and channel_mismatch(
+            self.geometry, self.device.max_input_channels, f"input device {self.device.name!r}",
+            fewer=f", or capture.channels: {self.channels} to open only the profile's")
+        if mismatch:
+            raise ChannelMismatch(mismatch)
         self._stream = self._pa.open(
             format=pyaudio.paInt16, channels=self.channels, rate=self.native_rate_hz, input=True,
             input_device_index=self.device.index, frames_per_buffer=self._block_frames,

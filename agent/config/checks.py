@@ -15,7 +15,9 @@ from pathlib import Path
 
 import yaml
 
-from agent.conversation.checks import conversation_issues, offered_language_issues, route_issues
+from agent.conversation.checks import (conversation_issues, offered_language_issues, route_issues,
+                                       uplink_language_issues)
+from agent.hardware import channel_mismatch
 from agent.outputs.pins import MOCK, pin_factory_name, pin_factory_problem
 from agent.uplink.config import url_problem
 from parley_common.typedyaml import ConfigIssue
@@ -85,24 +87,29 @@ def cross_field_issues(config, lines: KeyLines) -> list[ConfigIssue]:
             f"{seg.min_utterance_ms} is not below max_utterance_ms {seg.max_utterance_ms}")))
     issues += conversation_issues(config.conversation, config.geometry.is_spatial, lines)
     issues += route_issues(config.uplink, config.conversation, lines)
+    issues += uplink_language_issues(config.uplink, config.conversation, lines)
     return issues
 
 
 def environment_issues(config, lines: KeyLines) -> list[ConfigIssue]:
     issues = []
     outputs = config.outputs
-    if outputs.transcript.path:
-        problem = _unwritable(Path(outputs.transcript.path), want_dir=False)
+    files = (("outputs.transcript.path", outputs.transcript.path),
+             ("outputs.http.history_file", outputs.http.enabled and outputs.http.history_file))
+    for key, file in files:
+        problem = file and _unwritable(Path(file), want_dir=False)
         if problem:
-            issues.append(lines.issue("outputs.transcript.path", problem))
+            issues.append(lines.issue(key, problem))
     if outputs.speaker.backend == "wav":
         problem = _unwritable(Path(outputs.speaker.output_dir), want_dir=True)
         if problem:
             issues.append(lines.issue("outputs.speaker.output_dir", problem))
-    if config.debug.record_dir:
-        problem = _unwritable(Path(config.debug.record_dir), want_dir=True)
+    folders = (("debug.record_dir", config.debug.record_dir), ("outputs.subtitles.directory", outputs.subtitles.directory),
+               ("uplink.spool_dir", config.uplink.spool_dir))  # a spool that cannot be made runs memory-only
+    for key, folder in folders:
+        problem = folder and _unwritable(Path(folder), want_dir=True)
         if problem:
-            issues.append(lines.issue("debug.record_dir", problem))
+            issues.append(lines.issue(key, problem))
     backend = outputs.leds.backend
     problem = pin_factory_problem(backend) or (
         None if pin_factory_name(backend) == MOCK else _led_backend_problem(backend, config.outputs.leds))
@@ -112,8 +119,20 @@ def environment_issues(config, lines: KeyLines) -> list[ConfigIssue]:
         problem = _wav_problem(config)
         if problem:
             issues.append(lines.issue("capture.wav.path", problem))
+    issues += _credential_issues(config.uplink, lines)
     issues += offered_language_issues(config.uplink, config.conversation, lines)
     return issues
+
+
+def _credential_issues(uplink, lines: KeyLines) -> list[ConfigIssue]:
+    """The key the uplink will present, read now the way the uplink reads it at start."""
+    from agent.uplink.credentials import CredentialError, load_key
+
+    try:
+        load_key(uplink)
+    except CredentialError as exc:
+        return [lines.issue("uplink.key_file" if uplink.key_file else "uplink.key_env", str(exc))]
+    return []
 
 
 def _unwritable(path: Path, want_dir: bool) -> str | None:
@@ -171,4 +190,4 @@ def _wav_problem(config) -> str | None:
     if channels < needed:
         return (f"{config.capture.wav.path} has {channels} channel(s) but array {config.geometry.name!r} "
                 f"maps channel {needed - 1}; allowed: a file with >= {needed} channels")
-    return None
+    return channel_mismatch(config.geometry, channels, config.capture.wav.path)

@@ -1,8 +1,10 @@
 """Config checks of the ``conversation`` section, each naming the file line of the key at fault.
 
-``conversation_issues`` runs at load (seats, names, who can talk to whom); ``offered_language_issues``
-asks a running gateway's ``/languages`` which languages it recognizes and translates, so a party
-language it lacks is reported before start rather than as an empty result per utterance.
+``conversation_issues`` runs at load (seats, names, who can talk to whom), and so does
+``uplink_language_issues`` (the one-language setup's codes, by the same BCP-47 rule);
+``offered_language_issues`` asks a running gateway's ``/languages`` which languages it recognizes
+and translates, so a language it lacks (a party's, or ``uplink.from_language``/``to_languages``)
+is reported before start rather than as an HTTP 400 retried forever or an empty result per utterance.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def conversation_issues(conversation: ConversationConfig, spatial: bool, lines) 
             issues.append(lines.issue(f"{where}.name", f"party name {party.name!r} is used twice; names must differ"))
         for lang_key, code in [("language", party.language)] + [("hears", h) for h in party.hears]:
             if not BCP47.match(code):
-                issues.append(lines.issue(f"{where}.{lang_key}", f"{code!r} is not a BCP-47 language tag; allowed: e.g. en-US, es-ES, es"))
+                issues.append(lines.issue(f"{where}.{lang_key}", _not_a_tag(code)))
         if party.seated and party.from_deg == party.to_deg:
             issues.append(lines.issue(f"{where}.from_deg", f"the seat {party.from_deg:g}°–{party.to_deg:g}° is empty; "
                                                            "allowed: different angles (0 -> 360 is the whole circle)"))
@@ -72,6 +74,21 @@ def conversation_issues(conversation: ConversationConfig, spatial: bool, lines) 
     return issues
 
 
+def _not_a_tag(code: str) -> str:
+    return f"{code!r} is not a BCP-47 language tag; allowed: e.g. en-US, es-ES, es"
+
+
+def uplink_language_issues(uplink, conversation: ConversationConfig, lines) -> list:
+    """The one-language setup's own codes, checked like a party's: the uplink's ``from_language``
+    unless a party sets it, its ``to_languages`` unless the parties do (two or more)."""
+    codes = [(f"uplink.identify_languages[{i}]", code) for i, code in enumerate(uplink.identify_languages)]
+    if not conversation.parties and not uplink.identify_languages:
+        codes.append(("uplink.from_language", uplink.from_language))
+    if not conversation.multi_party:
+        codes += [(f"uplink.to_languages[{i}]", code) for i, code in enumerate(uplink.to_languages)]
+    return [lines.issue(key, _not_a_tag(code)) for key, code in codes if not BCP47.match(code)]
+
+
 def route_issues(uplink, conversation: ConversationConfig, lines) -> list:
     """What the chosen routing needs from the service (the uplink's own rule for language identification)."""
     if not conversation.multi_party or conversation.route_by == "direction":
@@ -102,13 +119,15 @@ def fetch_offered_languages(service_url: str, timeout_s: float = LANGUAGES_TIMEO
         with urllib.request.urlopen(url, timeout=timeout_s) as response:
             return json.loads(response.read())
     except (OSError, urllib.error.URLError, ValueError) as exc:
-        log.warning("could not ask %s which languages it offers (%s); the parties' languages are not checked", url, exc)
+        log.warning("could not ask %s which languages it offers (%s); the languages are not checked against it", url, exc)
         return None
 
 
 def offered_language_issues(uplink, conversation: ConversationConfig, lines, fetch=fetch_offered_languages) -> list:
-    """Party languages the gateway does not recognize, and listener languages it cannot translate into."""
-    if not conversation.parties or uplink.backend != "gateway":
+    """Spoken languages the gateway does not recognize, and listener languages it cannot translate
+    into: the parties', or the one-language setup's ``from_language`` and ``to_languages``."""
+    talkers = _talkers(uplink, conversation)
+    if not talkers or uplink.backend != "gateway":
         return []
     from agent.uplink.translator_v1 import GATEWAY_DEFAULT_URL
 
@@ -119,19 +138,31 @@ def offered_language_issues(uplink, conversation: ConversationConfig, lines, fet
     by_base = {entry.get("language", base_language(code)): (code, entry) for code, entry in speech.items()}
     offered = ", ".join(speech) or "none"
     issues = []
-    for i, party in enumerate(conversation.parties):
-        where = f"conversation.parties[{i}]"
-        if party.base_language not in by_base:
-            issues.append(lines.issue(f"{where}.language", (
-                f"the gateway does not recognize {party.language!r}; it recognizes: {offered}")))
+    for key, language, targets_key, targets, who in talkers:
+        spoken = base_language(language)
+        if spoken not in by_base:
+            issues.append(lines.issue(key, f"the gateway does not recognize {language!r}; it recognizes: {offered}"))
             continue
-        if not conversation.multi_party:
-            continue
-        code, entry = by_base[party.base_language]
-        translations = entry.get("translations", [])
-        missing = [t for t in conversation.targets(party) if base_language(t) not in translations]
+        translations = by_base[spoken][1].get("translations", [])
+        missing = [t for t in targets if BCP47.match(t) and base_language(t) not in translations]
         if missing:
-            issues.append(lines.issue(f"{where}.language", (
-                f"the gateway cannot translate what {party.name!r} says ({party.base_language}) into {', '.join(missing)} "
-                f"(what the other parties read); from {party.base_language} it offers: {', '.join(translations) or 'nothing'}")))
+            what = f"what {who!r} says ({spoken})" if who else f"{language!r}"
+            whose = " (what the other parties read)" if who else ""
+            issues.append(lines.issue(targets_key, (
+                f"the gateway cannot translate {what} into {', '.join(missing)}{whose}; "
+                f"from {spoken} it offers: {', '.join(translations) or 'nothing'}")))
     return issues
+
+
+def _talkers(uplink, conversation: ConversationConfig) -> list[tuple]:
+    """(key, language, targets' key, targets, party name) for every language someone speaks."""
+    if uplink.identify_languages:
+        return []
+    if not conversation.parties:
+        return [("uplink.from_language", uplink.from_language, "uplink.to_languages", uplink.to_languages, None)]
+    if not conversation.multi_party:
+        return [("conversation.parties[0].language", conversation.parties[0].language, "uplink.to_languages",
+                 uplink.to_languages, None)]
+    return [(f"conversation.parties[{i}].language", party.language, f"conversation.parties[{i}].language",
+             conversation.targets(party), party.name) for i, party in enumerate(conversation.parties)
+            if BCP47.match(party.language)]

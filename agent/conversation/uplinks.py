@@ -58,11 +58,14 @@ class _Links:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.uplinks: list = []
+        self.uplinks: dict = {}  # label (the party language, or "identified") -> Uplink
 
     @property
     def all_up(self) -> bool:
-        return all(u.connected for u in self.uplinks)
+        return all(u.connected for u in self.uplinks.values())
+
+    def down(self) -> list[str]:
+        return [label for label, uplink in self.uplinks.items() if not uplink.connected]
 
 
 class PartyResults:
@@ -96,7 +99,10 @@ class PartyResults:
             event = dataclasses.replace(event, message=f"{self._label}: {event.message}")
         if isinstance(event, LinkStatus) and self._links is not None:
             with self._links.lock:  # the verdict and its place in the queue stay in step across threads
-                self.results.put(LinkStatus(self._links.all_up, f"{self._label}: {event.detail}"), block, timeout)
+                all_up, detail = self._links.all_up, f"{self._label}: {event.detail}"
+                if event.connected and not all_up:  # one connected, the box is not up yet: say for what it waits
+                    detail = f"waiting for {', '.join(self._links.down())} ({self._label} connected)"
+                self.results.put(LinkStatus(all_up, detail), block, timeout)
             return
         self.results.put(event, block, timeout)
 
@@ -133,7 +139,7 @@ class ConversationUplink:
         except BaseException:
             self.close(0.1)
             raise
-        self._links.uplinks = list(self.uplinks.values())
+        self._links.uplinks = {language or "identified": uplink for language, uplink in self.uplinks.items()}
         seats = [Seat(p.name, p.from_deg, p.to_deg) for p in conversation.parties if p.seated]
         # language alone: the route is the one connection, so nothing is held (decided at speech start)
         decide_after_ms = 0 if conversation.route_by == "language" else conversation.decide_after_ms
@@ -178,6 +184,14 @@ class ConversationUplink:
     def close(self, timeout_s: float = 2.0) -> None:
         for uplink in self.uplinks.values():
             uplink.close(timeout_s=timeout_s / max(1, len(self.uplinks)))
+
+    def acknowledge(self, utterance_id: int) -> None:
+        for uplink in self.uplinks.values():  # only the one that spooled it has a file to remove
+            uplink.acknowledge(utterance_id)
+
+    @property
+    def spool_problem(self) -> str | None:
+        return next((u.spool_problem for u in self.uplinks.values() if u.spool_problem), None)
 
     @property
     def next_utterance_id(self) -> int:

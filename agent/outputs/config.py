@@ -75,7 +75,20 @@ class HttpConfig:
         default=None, metadata={"help": "file holding the access token (?token= or 'Authorization: Bearer')"})
     link_down_bound_s: float = field(
         default=30.0, metadata={"min": 1.0, "help": "/healthz answers 503 when the link is down longer than this"})
+    allowed_hosts: tuple[str, ...] = field(
+        default=(), metadata={"help": "Host header names accepted besides the bind address (and loopback names on a "
+                                      "loopback bind), e.g. the box's DNS name; a wildcard bind accepts any Host "
+                                      "unless this is set"})
+    max_connections: int = field(
+        default=100, metadata={"min": 4, "max": 10000, "help": "open HTTP connections at most (pages, probes); "
+                               "beyond them a 503; lowered to fit the file-descriptor limit"})
+    request_timeout_s: float = field(
+        default=5.0, metadata={"min": 0.5, "max": 120.0, "help": "a connection must deliver a complete request "
+                               "this soon (and may idle this long between requests), else it is closed"})
     finals_kept: int = field(default=50, metadata={"min": 1, "max": 1000, "help": "finals a new page is sent on connect"})
+    history_file: str | None = field(
+        default=None, metadata={"help": "keeps the page's last finals_kept finals across restarts; "
+                                "null: $STATE_DIRECTORY/captions-history.jsonl under systemd, else none"})
     queue_items: int = field(default=512, metadata={"min": 16, "max": 100000, "help": "agent -> server event queue"})
 
     def __post_init__(self) -> None:

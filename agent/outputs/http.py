@@ -15,6 +15,7 @@ and ``/metrics`` call ``status()``, the agent's read-only snapshot of its counte
 from __future__ import annotations
 
 import asyncio
+import errno
 import hmac
 import json
 import logging
@@ -30,7 +31,10 @@ from typing import Callable
 from aiohttp import web
 
 from agent.events import FinalResult, LinkStatus, PartialResult, SpeechEnded, SpeechStarted, SynthesizedSpeech
+from agent.outputs.caption_history import CaptionHistory, history_path
 from agent.outputs.config import HttpConfig
+from agent.outputs.http_guard import (SECURITY_HEADERS, ConnectionGuard, GuardedSite, allowed_hosts, connection_cap,
+                                     hide_server_version, is_allowed, quiet_client_triggered_logs)
 from agent.outputs.http_metrics import Metrics
 from agent.queues import QUEUES
 
@@ -40,6 +44,20 @@ CLIENT_QUEUE_ITEMS = 256
 KEEPALIVE_S = 15.0
 SSE_RETRY_MS = 1000
 START_TIMEOUT_S = 10.0
+BIND_RETRY_S = 3.0
+MAX_BODY_BYTES = 1024  # every route is a GET
+
+
+class HttpListenError(OSError):
+    """The captions port cannot be had: says which key, what is wrong and what to do."""
+
+    def __init__(self, config: HttpConfig, cause: BaseException):
+        reason = getattr(cause, "strerror", None) or str(cause)
+        advice = (f"allowed: a free port, or stop the program holding it (ss -ltnp 'sport = :{config.port}')"
+                  if getattr(cause, "errno", None) == errno.EADDRINUSE else
+                  "allowed: an address of this machine (outputs.http.host) and a port this user may bind")
+        super().__init__(getattr(cause, "errno", None),
+                         f"outputs.http.port {config.port} on {config.host} cannot be listened on ({reason}); {advice}")
 
 
 @dataclass(frozen=True)
@@ -52,24 +70,32 @@ class DeviceState:
 def _caption(event: PartialResult | FinalResult, azimuth_deg: float | None) -> dict:
     return {"utterance": event.utterance_id, "source": event.source_text, "translations": event.translations,
             "azimuth_deg": None if azimuth_deg is None else round(azimuth_deg),
-            "party": event.party, "language": event.language}
+            "party": event.party, "language": event.language, "session": event.session}
 
 
 class CaptionState:
-    """What a page needs to draw itself from scratch; owned by the server's loop."""
+    """What a page needs to draw itself from scratch; owned by the server's loop.
 
-    def __init__(self, finals_kept: int, clock=time.time):
+    ``languages``: the columns this box can fill ('source' and every language read); ``spoken``: the
+    language of a caption that names none (the one-language setup's ``from_language``). The finals
+    survive a restart in ``history`` (the page shows the room what was said before)."""
+
+    def __init__(self, finals_kept: int, clock=time.time, languages: tuple[str, ...] = (), spoken: str | None = None,
+                 history: CaptionHistory | None = None):
         self._clock = clock
         self.device_state = "starting"
         self.link_up = False
         self.link_since = clock()
-        self.finals: deque[dict] = deque(maxlen=finals_kept)
+        self.languages, self.spoken = languages, spoken
+        self.history = history or CaptionHistory(None, finals_kept)
+        self.finals: deque[dict] = deque(self.history.load(), maxlen=finals_kept)
         self.partial: dict | None = None
         self.azimuth_deg: dict[int, float | None] = {}
 
     def snapshot(self) -> dict:
         return {"type": "snapshot", "state": self.device_state, "link_up": self.link_up,
-                "finals": list(self.finals), "partial": self.partial}
+                "finals": list(self.finals), "partial": self.partial, "languages": list(self.languages),
+                "spoken": self.spoken}
 
     def apply(self, event) -> dict | None:
         """Fold one event in; returns the message for the pages, or None if they need none."""
@@ -92,6 +118,7 @@ class CaptionState:
             azimuth = event.azimuth_deg if event.azimuth_deg is not None else self.azimuth_deg.get(event.utterance_id)
             final = _caption(event, azimuth)
             self.finals.append(final)
+            self.history.append(final)
             if self.partial and self.partial["utterance"] == event.utterance_id:
                 self.partial = None
             return {"type": "final", **final}
@@ -104,7 +131,8 @@ class HttpOutput:
     ``/healthz`` says "no audio" after ``audio_stall_s``: the daemon's bound, the same one that stops
     petting the systemd watchdog."""
 
-    def __init__(self, config: HttpConfig, status: Callable[[], dict], audio_stall_s: float):
+    def __init__(self, config: HttpConfig, status: Callable[[], dict], audio_stall_s: float,
+                 languages: tuple[str, ...] = (), spoken: str | None = None):
         self.config = config
         self.audio_stall_s = audio_stall_s
         self.enabled = config.enabled
@@ -112,6 +140,8 @@ class HttpOutput:
         self._events: queue.Queue = QUEUES["http"].make(config.queue_items)
         self.events_dropped = 0
         self._token = Path(config.token_file).read_text().strip() if config.token_file else None
+        self._hosts = allowed_hosts(config)
+        self.guard: ConnectionGuard | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._ready = threading.Event()
@@ -119,7 +149,8 @@ class HttpOutput:
         self._thread = threading.Thread(target=self._run, name="http", daemon=True)
         self._start_error: BaseException | None = None
         self.port: int | None = None
-        self.state = CaptionState(config.finals_kept)
+        history = CaptionHistory(history_path(config.history_file) if config.enabled else None, config.finals_kept)
+        self.state = CaptionState(config.finals_kept, languages=languages, spoken=spoken, history=history)
         self.metrics = Metrics(self.status)
         self._clients: set[asyncio.Queue] = set()
         self._ended_at: dict[int, float] = {}
@@ -151,14 +182,15 @@ class HttpOutput:
         if not self._ready.wait(START_TIMEOUT_S):
             raise RuntimeError("HTTP server did not start")
         if self._start_error is not None:
-            raise RuntimeError(f"HTTP server could not listen on {self.config.host}:{self.config.port}: "
-                               f"{self._start_error}") from self._start_error
+            raise HttpListenError(self.config, self._start_error) from None
 
     def close(self, timeout_s: float = 1.0) -> None:
         if not self.enabled or self._loop is None or not self._thread.is_alive():
             return
         self._loop.call_soon_threadsafe(self._stopping.set)
         self._thread.join(timeout_s)
+        if not self._thread.is_alive():
+            self.state.history.close()
 
     @property
     def pages_connected(self) -> int:
@@ -189,14 +221,19 @@ class HttpOutput:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake, self._stopping = asyncio.Event(), asyncio.Event()
-        app = web.Application(middlewares=[self._auth])
+        app = web.Application(middlewares=[self._admit, self._auth], client_max_size=MAX_BODY_BYTES)
         app.add_routes([web.get("/", self._page), web.get("/events", self._sse),
                         web.get("/healthz", self._healthz), web.get("/metrics", self._metrics)])
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
+        app.on_response_prepare.append(_security_headers)
+        timeout_s = self.config.request_timeout_s
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5,
+                               keepalive_timeout=timeout_s, lingering_time=min(2.0, timeout_s))
         await runner.setup()
+        quiet_client_triggered_logs()
+        hide_server_version()
+        self.guard = ConnectionGuard(runner.server, connection_cap(self.config), timeout_s)
         try:
-            site = web.TCPSite(runner, self.config.host, self.config.port)
-            await site.start()
+            await self._listen(runner)
             self.port = runner.addresses[0][1]
             log.info("captions and status on %s", self.url)
             self._ready.set()
@@ -207,6 +244,19 @@ class HttpOutput:
                 self._disconnect(client)
         finally:
             await runner.cleanup()
+
+    async def _listen(self, runner: web.AppRunner) -> None:
+        """Bind, retrying a port in use for ``BIND_RETRY_S``: an agent restarted by hand may find its
+        predecessor still closing; anything holding the port longer is a conflict to fix (exit 78)."""
+        deadline = time.monotonic() + BIND_RETRY_S
+        while True:
+            try:
+                await GuardedSite(runner, self.config.host, self.config.port, self.guard).start()
+                return
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(0.25)
 
     async def _pump(self) -> None:
         """Agent events -> captions state, metrics and every page."""
@@ -258,11 +308,23 @@ class HttpOutput:
     # -- handlers ------------------------------------------------------------------------------
 
     @web.middleware
+    async def _admit(self, request: web.Request, handler):
+        """A whole request arrived (the connection's deadline is off); its Host must be ours."""
+        self.guard.served(request)
+        host = request.headers.get("Host", "")
+        if not is_allowed(host, self._hosts):
+            raise web.HTTPMisdirectedRequest(text=f"Host {host!r} is not served here; allowed: "
+                                                  f"{', '.join(sorted(self._hosts))} (outputs.http.allowed_hosts)\n")
+        return await handler(request)
+
+    @web.middleware
     async def _auth(self, request: web.Request, handler):
         if self._token is not None:
-            offered = request.query.get("token") or request.headers.get("Authorization", "").removeprefix("Bearer ")
+            scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+            offered = request.query.get("token") or (credentials.strip() if scheme.lower() == "bearer" else "")
             if not hmac.compare_digest(offered.encode(), self._token.encode()):
-                raise web.HTTPUnauthorized(text="access token required (?token= or Authorization: Bearer)\n")
+                raise web.HTTPUnauthorized(text="access token required (?token= or Authorization: Bearer)\n",
+                                           headers={"WWW-Authenticate": "Bearer"})
         return await handler(request)
 
     async def _page(self, request: web.Request) -> web.Response:
@@ -310,7 +372,7 @@ class HttpOutput:
         audio_age_s = status.get("last_frame_age_s")
         if audio_age_s is None:  # no frame yet: count from the server's start
             audio_age_s = time.monotonic() - self._started_monotonic_s
-        problems = []
+        problems = list(status.get("output_problems") or ())
         if audio_age_s > self.audio_stall_s:
             problems.append(f"no audio for {audio_age_s:.1f} s (bound {self.audio_stall_s} s)")
         if link_down_s > self.config.link_down_bound_s:
@@ -322,6 +384,10 @@ class HttpOutput:
                         "overruns": status.get("overruns")},
             **{key: status.get(key) for key in ("frames", "utterances", "finals", "dropped_utterances", "outbox_depth")},
         }
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.update(SECURITY_HEADERS)
 
 
 def _sse_data(message: dict) -> bytes:

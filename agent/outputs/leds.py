@@ -28,8 +28,25 @@ PATTERNS = {
     "muted": ((1.0, 0.0, 0.0), "solid", 0.0),
     "offline": ((1.0, 0.3, 0.0), "blink", 1.0),
     "mic_lost": ((1.0, 0.0, 1.0), "blink", 2.0),  # magenta, slow: waiting for the microphone
+    "output_lost": ((1.0, 0.8, 0.0), "blink", 2.0),  # yellow, slow: a disk or the speaker fails; the rest works
     "error": ((1.0, 0.0, 0.0), "blink", 0.3),
 }
+
+
+COLOUR_NAMES = {(0.0, 0.0, 1.0): "blue", (0.0, 0.25, 0.0): "dim green", (0.0, 1.0, 0.0): "green",
+                (0.0, 0.6, 1.0): "sky blue", (1.0, 0.0, 0.0): "red", (1.0, 0.3, 0.0): "orange", (1.0, 0.0, 1.0): "magenta",
+                (1.0, 0.8, 0.0): "yellow"}
+PATTERN_WORDS = {"solid": "steady", "blink": "blinking", "breathe": "breathing"}
+
+
+def colour_table() -> str:
+    """The state -> colour table of docs/leds.md, from PATTERNS (a test keeps the two the same)."""
+    rows = ["| State | Colour | RGB | Pattern | Period |", "|---|---|---|---|---|"]
+    for state, (colour, pattern, period_s) in PATTERNS.items():
+        rgb = "#" + "".join(f"{round(c * 255):02X}" for c in colour)
+        period = f"{period_s:g} s" if pattern != "solid" else "–"
+        rows.append(f"| `{state}` | {COLOUR_NAMES.get(colour, rgb)} | `{rgb}` | {PATTERN_WORDS[pattern]} | {period} |")
+    return "\n".join(rows) + "\n"
 
 
 def pattern_level(pattern: str, period_s: float, t: float) -> float:

@@ -18,14 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.audio.devices import find_output_device, open_pyaudio
+from agent.audio.devices import DeviceNotFound, find_output_device, open_pyaudio
 from agent.audio.resample import StreamResampler
 from agent.audio.synth import read_wav_bytes
 from agent.events import SynthesizedSpeech
 from agent.outputs.config import SpeakerConfig
+from agent.outputs.health import OutputHealth, describe
 from agent.queues import QUEUES
 
 log = logging.getLogger("parley.speaker")
+
+SINK_RETRY_S = 5.0
 
 
 class PyAudioSink:
@@ -33,7 +36,11 @@ class PyAudioSink:
 
     def __init__(self, config: SpeakerConfig):
         self._pa = open_pyaudio()
-        self.device = find_output_device(config.device, self._pa)
+        try:
+            self.device = find_output_device(config.device, self._pa)
+        except BaseException:
+            self._pa.terminate()  # looked for again later: no PortAudio instance left behind per try
+            raise
         self.rate_hz = self._pick_rate()
 
     def _pick_rate(self) -> int:
@@ -78,11 +85,15 @@ class WavFileSink:
             if not path.exists():
                 break
             path = self.output_dir / f"{label}-{copy}.wav"
-        with wave.open(str(path), "wb") as out:
-            out.setnchannels(1)
-            out.setsampwidth(2)
-            out.setframerate(rate_hz)
-            out.writeframes(np.ascontiguousarray(samples, dtype="<i2").tobytes())
+        try:
+            with wave.open(str(path), "wb") as out:
+                out.setnchannels(1)
+                out.setsampwidth(2)
+                out.setframerate(rate_hz)
+                out.writeframes(np.ascontiguousarray(samples, dtype="<i2").tobytes())
+        except OSError:
+            path.unlink(missing_ok=True)  # no half-written WAV left behind on a full disk
+            raise
         if self.realtime:
             time.sleep(len(samples) / rate_hz)
 
@@ -107,9 +118,11 @@ def make_sink(config: SpeakerConfig):
 
 
 class Speaker:
-    def __init__(self, config: SpeakerConfig, on_playback_started=None, on_playback_finished=None, sink=None):
+    def __init__(self, config: SpeakerConfig, on_playback_started=None, on_playback_finished=None, sink=None,
+                 health: OutputHealth | None = None):
         self.config = config
-        self.sink = sink or make_sink(config)
+        self._health = health or OutputHealth()
+        self.sink = sink or self._open_sink()
         self._on_started = on_playback_started or (lambda: None)
         self._on_finished = on_playback_finished or (lambda: None)
         self._queue: queue.Queue[SynthesizedSpeech | None] = QUEUES["speaker"].make(config.queue_items)
@@ -119,6 +132,18 @@ class Speaker:
         self._thread = threading.Thread(target=self._run, name="speaker", daemon=True)
         self.played = 0
         self.skipped_stale = 0
+        self.skipped_no_device = 0
+
+    def _open_sink(self):
+        """The configured sink, or None while its device is missing: like a missing mic, a state to
+        wait in (output_lost), looked for again every ``SINK_RETRY_S``, never a refusal to start."""
+        try:
+            sink = make_sink(self.config)
+        except (DeviceNotFound, OSError) as exc:
+            self._health.failed("speaker", f"{exc}; waiting for an output device")
+            return None
+        self._health.ok("speaker")
+        return sink
 
     def start(self) -> None:
         self._thread.start()
@@ -140,9 +165,18 @@ class Speaker:
 
     def _run(self) -> None:
         while True:
-            speech = self._queue.get()
+            try:
+                speech = self._queue.get(timeout=None if self.sink else SINK_RETRY_S)
+            except queue.Empty:
+                self.sink = self._open_sink()
+                continue
             if speech is None:
                 return
+            if self.sink is None:
+                self.sink = self._open_sink()
+                if self.sink is None:
+                    self.skipped_no_device += 1  # shown and written all the same; only the voice is missing
+                    continue
             if speech.spoken_end_monotonic_s is None:
                 self.skipped_stale += 1
                 log.info("not speaking utterance %d: it was said before a restart", speech.utterance_id)
@@ -164,8 +198,9 @@ class Speaker:
             try:
                 self.sink.play(samples, rate_hz, f"{speech.utterance_id:04d}-{speech.language}")
                 self.played += 1
-            except Exception as exc:
-                log.error("playback failed: %s", exc)
+                self._health.ok("speaker")
+            except Exception as exc:  # logged once while it lasts; the next translation tries again
+                self._health.failed("speaker", describe(exc))
             finally:
                 with self._lock:
                     self._playing = False
@@ -181,4 +216,5 @@ class Speaker:
             self._queue.put_nowait(None)
         if self._thread.is_alive():
             self._thread.join(timeout_s)
-        self.sink.close()
+        if self.sink is not None:
+            self.sink.close()

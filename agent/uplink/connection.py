@@ -73,6 +73,7 @@ class Uplink:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._spool = _open_spool(spool_dir)
+        self._spool_dir = spool_dir
         self._outbox = Outbox(session, max_audio_s=config.outbox_max_audio_s, final_timeout_s=config.final_timeout_s,
                               spoken_language=self._spoken_language(), emit=self._emit, clock=clock,
                               speech_expected=config.speech_output, spool=self._spool)
@@ -110,6 +111,18 @@ class Uplink:
             self._wake_w.send(b"\0")
         except (BlockingIOError, OSError):
             pass  # already awake, or closing
+
+    def acknowledge(self, utterance_id: int) -> None:
+        """The results side stored this final in every durable output: a restart must not send it
+        again, so its spool entry goes (results thread; the file was closed at the utterance's end)."""
+        if self._spool:
+            self._spool.remove(utterance_id)
+
+    @property
+    def spool_problem(self) -> str | None:
+        if self._spool is None:
+            return f"cannot use {self._spool_dir}: utterances owed a result are in memory only" if self._spool_dir else None
+        return self._spool.problem
 
     @property
     def idle(self) -> bool:

@@ -24,16 +24,23 @@ class CredentialError(RuntimeError):
 
 
 def load_key(config: UplinkConfig) -> str | None:
+    """The key, None when none is configured; CredentialError says what is wrong and what to do."""
     if config.key_file:
         try:
-            return Path(config.key_file).read_text().strip()
-        except OSError as exc:
-            raise CredentialError(f"uplink.key_file {config.key_file!r}: {exc.strerror}") from None
+            key = Path(config.key_file).read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not a text file"
+            raise CredentialError(f"{config.key_file!r} cannot be read ({why}); allowed: a file readable by this "
+                                  "user holding the subscription key") from None
+        if not key:
+            raise CredentialError(f"{config.key_file!r} is empty; allowed: a file holding the subscription key")
+        return key
     if config.key_env:
-        value = os.environ.get(config.key_env)
+        value = os.environ.get(config.key_env, "").strip()
         if not value:
-            raise CredentialError(f"uplink.key_env: environment variable {config.key_env} is not set")
-        return value.strip()
+            raise CredentialError(f"environment variable {config.key_env} is not set (or empty); set it for the "
+                                  "service (systemd: Environment= or EnvironmentFile=) or use uplink.key_file")
+        return value
     credentials_dir = os.environ.get("CREDENTIALS_DIRECTORY")
     if credentials_dir and (Path(credentials_dir) / config.key_credential).is_file():
         return (Path(credentials_dir) / config.key_credential).read_text().strip()

@@ -284,7 +284,8 @@ class Outbox:
             utterance.pieces.append(result)
         else:
             self._emit(PartialResult(utterance.id, _join(utterance.pieces + [result]),
-                                     _join_translations(utterance.pieces + [result]), language=result.language))
+                                     _join_translations(utterance.pieces + [result]), language=result.language,
+                                     session=utterance.started.session))
 
     def _spoken(self, utterance: Utterance, event: Spoken) -> None:
         self._emit(SynthesizedSpeech(utterance.id, event.language or self.spoken_language, event.wav_bytes,
@@ -350,9 +351,8 @@ class Outbox:
         utterance.finalized_at = self._clock()
         self._emit(FinalResult(utterance.id, _join(utterance.pieces), _join_translations(utterance.pieces),
                                _azimuth(utterance), utterance.started.start_sample, _duration(utterance),
-                               language=_identified_language(utterance.pieces)))
-        if self._spool:
-            self._spool.remove(utterance.id)  # delivered: a restart must not send it again (its speech would be stale)
+                               language=_identified_language(utterance.pieces), session=utterance.started.session,
+                               started_at_s=utterance.started.started_at_s))
 
     def _done(self, utterance: Utterance) -> None:
         """Everything the utterance asked for arrived (or was given up): it leaves the outbox."""

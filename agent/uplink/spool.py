@@ -5,7 +5,8 @@ audio, ``E`` ended), a 4-byte big-endian length, the payload (JSON for S and E, 
 A) — so a power cut can at worst tear the last record, which ``load`` ignores. Records are
 written unbuffered (a crash loses nothing) and fsynced at the start and the end of an utterance
 and at least every ``FSYNC_INTERVAL_S`` in between (a power cut loses at most that). A file is
-removed once its final is out or the outbox dropped it, so the size is bounded by the outbox's
+removed once the results side acknowledged its final (every durable output has it) or the outbox
+dropped it, so the size is bounded by the outbox's
 audio budget (``outbox_max_audio_s``). A disk that fails costs the spool (logged once), never
 the utterance in memory.
 """
@@ -42,7 +43,7 @@ class Spool:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self._open: dict[int, tuple[BinaryIO, float]] = {}  # utterance id -> (file, last fsync)
-        self._failed = False
+        self.problem: str | None = None  # why the last write failed; None once one works again
 
     def _path(self, utterance_id: int) -> Path:
         return self.directory / f"{utterance_id:010d}{SUFFIX}"
@@ -79,7 +80,7 @@ class Spool:
                 entry[0].close()
             self._path(utterance_id).unlink(missing_ok=True)
 
-        self._guard(unlink)
+        self._guard(unlink, proves_writable=False)  # a full disk still unlinks
 
     def close(self) -> None:
         """Flush what is open (an utterance cut off by the stop); it is resent after the restart."""
@@ -102,13 +103,16 @@ class Spool:
         finally:
             os.close(fd)
 
-    def _guard(self, action) -> None:
+    def _guard(self, action, proves_writable: bool = True) -> None:
+        """A failing disk costs the spool, never the utterance in memory; ``problem`` says so (the
+        daemon logs it and shows it in /healthz) until a write works again."""
         try:
             action()
         except OSError as exc:
-            if not self._failed:
-                log.error("the spool in %s failed (%s); utterances are kept in memory only", self.directory, exc)
-            self._failed = True
+            self.problem = f"{exc.strerror or exc} in {self.directory}: utterances owed a result are in memory only"
+        else:
+            if proves_writable:
+                self.problem = None
 
     # -- reading (at start) --------------------------------------------------------------------
 

@@ -72,6 +72,10 @@ class LanguageIdStream:
         self._inner = None
         self.identified: LanguageChoice | None = None
 
+    @property
+    def details(self):
+        return self._inner.details if self._inner is not None else None
+
     def feed(self, pcm: bytes) -> None:
         self._pcm += pcm
         if self._inner is not None:

@@ -43,6 +43,7 @@ class RecognitionStream:
     """One phrase at a time: ``feed`` audio, read ``hypothesis()``, ``finish()`` for the final text."""
 
     identified = None  # one language, the session's: nothing to identify
+    details = None  # no word timings or confidence from this engine
 
     def __init__(self, worker, stream_id: int, detach):
         self._worker = worker

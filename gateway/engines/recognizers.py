@@ -6,6 +6,7 @@ Whisper languages share one pool of worker processes (each loads the models it i
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from gateway.config import RecognitionConfig
@@ -32,12 +33,18 @@ class Recognizers:
         self._language_rule = LanguageRule(config.language_override_probability)
         self.pocketsphinx = PocketsphinxRecognizer(config.processes) if wants_pocketsphinx else None
 
-    def open_stream(self, source: str):
-        """A stream for one phrase in ``source`` (a configured language, any region)."""
+    def open_stream(self, source: str, phrases: tuple[str, ...] = (), word_timings: bool = False):
+        """A stream for one phrase in ``source`` (a configured language, any region). Whisper takes a
+        phrase list as ``hotwords`` (its prompt) and gives word timings; pocketsphinx neither."""
         options = self._whisper_options.get(base_language(source))
-        return self.whisper.open_stream(options) if options else self.pocketsphinx.open_stream()
+        if not options:
+            return self.pocketsphinx.open_stream()
+        if phrases or word_timings:
+            options = replace(options, hotwords=", ".join(phrases) or None, word_timestamps=word_timings)
+        return self.whisper.open_stream(options)
 
-    def open_identifying_stream(self, candidates: tuple[str, ...], expected: str | None) -> LanguageIdStream:
+    def open_identifying_stream(self, candidates: tuple[str, ...], expected: str | None,
+                                phrases: tuple[str, ...] = (), word_timings: bool = False) -> LanguageIdStream:
         """A stream for one phrase in whichever of ``candidates`` (configured languages) it turns out to be;
         only when ``identifies`` (the request was refused otherwise)."""
         by_base = {base_language(code): code for code in candidates}
@@ -47,7 +54,10 @@ class Recognizers:
             found = detector.probabilities(pcm, wait)
             return None if found is None else {by_base[base]: p for base, p in found.items()}
 
-        return LanguageIdStream(detect, self.open_stream, expected, self._language_rule, detector.close)
+        def open_stream(language: str):
+            return self.open_stream(language, phrases, word_timings)
+
+        return LanguageIdStream(detect, open_stream, expected, self._language_rule, detector.close)
 
     @property
     def identifies(self) -> bool:

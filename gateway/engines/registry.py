@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway import profanity
 from gateway.config import GatewayConfig
 from gateway.engines.apertium_mt import ApertiumTranslator
 from gateway.engines.espeak_tts import EspeakSynthesizer
@@ -53,22 +54,35 @@ class Engines:
 
     def resolve_identified(self, candidates: list[str], targets: list[str], voices: dict[str, str],
                            expected: str | None, speak_passthrough: bool) -> LanguageRequest:
-        """Language identification: every candidate must be recognized and translate into every target."""
+        """Language identification: every candidate must be recognized; no targets is speech-to-text. A
+        candidate that cannot reach a target is still heard: its phrases fail to translate there
+        (TranslationStatus Error), as long as some candidate reaches every target."""
         if not self.recognizer.identifies:
             raise LanguageError("language identification needs a Whisper language in the gateway's recognition.languages")
-        wanted: tuple[str, ...] = ()
-        for candidate in candidates:  # each is checked; the targets come out the same for all
-            wanted = self._targets_from(candidate, targets)
+        wanted: tuple[str, ...] = tuple(dict.fromkeys(base_language(t) for t in targets if t))
+        problems = []
+        for candidate in candidates:
+            self._check_source(candidate)
+            if wanted:
+                try:
+                    self._targets_from(candidate, targets)
+                except LanguageError as exc:
+                    problems.append(str(exc))
+        if problems and len(problems) == len(candidates):
+            raise LanguageError(problems[0])
         if expected is not None and expected not in candidates:
             raise LanguageError(f"expected language {expected!r} is not one of the candidates {', '.join(candidates)}")
         speak = tuple(dict.fromkeys(base_language(language) for language in voices))
         self._check_voices(speak, wanted, None)
         return LanguageRequest(candidates[0], wanted, speak, tuple(candidates), expected, speak_passthrough)
 
-    def _targets_from(self, source: str, targets: list[str]) -> tuple[str, ...]:
+    def _check_source(self, source: str) -> None:
         if base_language(source) not in self.recognizer.languages:
             raise LanguageError(
                 f"unsupported source language {source!r}; installed: {', '.join(self.recognizer.languages.values())}")
+
+    def _targets_from(self, source: str, targets: list[str]) -> tuple[str, ...]:
+        self._check_source(source)
         installed = self.translator.targets(base_language(source))
         wanted = tuple(dict.fromkeys(base_language(t) for t in targets if t))
         if not wanted:
@@ -84,6 +98,17 @@ class Engines:
             asked = voice or ", ".join(speak)
             raise LanguageError(
                 f"no voice {asked!r} for the requested targets; voices: {', '.join(sorted(self.synthesizer.voices))}")
+
+    def profanity_words(self, language: str) -> frozenset[str] | None:
+        """The profanity list for text in ``language``: None (English's) unless English translates into it,
+        then the English list carried into it (built once, ~1 s; see gateway.profanity)."""
+        if language == "en" or language not in self.translator.targets("en"):
+            return None
+        return profanity.translated_word_list(language, lambda word: self.translator.translate(word, "en", language))
+
+    def warm_up_profanity(self) -> None:
+        for language in self.translator.targets("en"):
+            self.profanity_words(language)
 
     def translate(self, text: str, source: str, targets: tuple[str, ...]) -> dict[str, str]:
         """``text`` (in ``source``) in every target; a target in the source language gets the text itself."""

@@ -21,6 +21,7 @@ import re
 import zlib
 from dataclasses import dataclass
 
+from gateway.engines.transcript import Transcript, Word, confidence_of
 from gateway.engines.workers import WorkerBusy, WorkerPool, serve_requests
 
 SAMPLE_RATE_HZ = 16000
@@ -42,6 +43,8 @@ class DecodeOptions:
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0
     compression_ratio_threshold: float = 2.4
+    hotwords: str | None = None  # a client's phrase list, given to the decoder as its prompt
+    word_timestamps: bool = False
 
 
 class WhisperRecognizer:
@@ -75,6 +78,7 @@ class WhisperStream:
     identified = None  # one language, the session's: nothing to identify
 
     def __init__(self, pool: WorkerPool, options: DecodeOptions):
+        self.details: Transcript | None = None  # the last final's confidence (and words, when asked)
         self._pool = pool
         self._worker = pool.attach()
         self._options = options
@@ -104,7 +108,8 @@ class WhisperStream:
         pcm, self._pcm = bytes(self._pcm), bytearray()
         if not pcm:
             return ""
-        return self._worker.call("transcribe", None, (self._options, pcm))
+        self.details = self._worker.call("transcribe", None, (self._options, pcm))
+        return self.details.text
 
     def close(self) -> None:
         if not self._closed:
@@ -186,16 +191,19 @@ def detect_language(model, audio, languages: tuple[str, ...], window_s: int) -> 
     return {language: (p / total if total else 1 / len(wanted)) for language, p in wanted.items()}
 
 
-def transcribe(model, audio, options: DecodeOptions) -> str:
-    """The phrase's text with the full window, or "" when Whisper heard no speech."""
+def transcribe(model, audio, options: DecodeOptions) -> Transcript:
+    """The phrase's text with the full window ("" when Whisper heard no speech), its confidence, and
+    its words when ``options.word_timestamps``."""
     segments, _info = model.transcribe(
         audio, language=options.language, task="transcribe", beam_size=options.beam_size, best_of=1,
         temperature=0.0, without_timestamps=True, condition_on_previous_text=False, vad_filter=False,
         no_speech_threshold=options.no_speech_threshold, log_prob_threshold=options.log_prob_threshold,
-        compression_ratio_threshold=options.compression_ratio_threshold)
-    kept = [s.text.strip() for s in segments
-            if _is_speech(s.text, s.no_speech_prob, s.avg_logprob, options, options.no_speech_threshold)]
-    return " ".join(t for t in kept if t)
+        compression_ratio_threshold=options.compression_ratio_threshold,
+        hotwords=options.hotwords, word_timestamps=options.word_timestamps)
+    kept = [s for s in segments if s.text.strip()
+            and _is_speech(s.text, s.no_speech_prob, s.avg_logprob, options, options.no_speech_threshold)]
+    words = tuple(Word(w.word.strip(), w.start, w.end, w.probability) for s in kept for w in (s.words or ()))
+    return Transcript(" ".join(s.text.strip() for s in kept), confidence_of(kept), words)
 
 
 def transcribe_prefix(model, audio, options: DecodeOptions, window_s: int) -> str:

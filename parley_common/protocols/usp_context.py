@@ -1,22 +1,24 @@
-"""``speech.context``: the per-turn settings a client sends, checked against a schema.
-
-What a client sends is validated (pydantic), so a type-confused body is a :class:`MessageError`
-naming the field, never an AttributeError. Unknown keys pass: the SDKs add sections over time.
-"""
+"""``speech.context``: the per-turn settings a client sends, checked against its schema (``usp_schema.py``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
-
 from parley_common.languages import base_language
 from parley_common.protocols.usp import SPEECH_CONTEXT, UspMessage, build_text
+from parley_common.protocols.usp_schema import (
+    ContextBody,
+    Dgi,
+    LanguageId,
+    MessageError,
+    ModeSection,
+    PhraseDetection,
+    TranslationSection,
+    validated,
+)
 
-
-class MessageError(ValueError):
-    """A message whose body does not fit its schema; the reason names the field."""
+MODES = ("INTERACTIVE", "CONVERSATION", "DICTATION")  # phraseDetection.mode; INTERACTIVE is single-shot
 
 
 def ticks(value) -> int:
@@ -57,6 +59,12 @@ class SpeechContext:
     expected_language: str | None = None  # languageId.expectedLanguage (Parley's): the one a seat predicts
     voices: tuple[tuple[str, str], ...] = ()  # synthesis.defaultVoices as (language, voice), beyond ``voice``
     speak_passthrough: bool = True  # translation.onPassthrough: synthesize a target in the spoken language
+    identify_once: bool = False  # languageId.mode DetectAtAudioStart (the SDK's default): one verdict per turn
+    initial_silence_ms: int | None = None  # phraseDetection.initialSilenceTimeout
+    end_silence_ms: int | None = None  # phraseDetection.trailingSilenceTimeout
+    segmentation_silence_ms: int | None = None  # phraseDetection.<MODE>.segmentation.segmentationSilenceTimeoutMs
+    word_timings: bool = False  # phraseOutput.detailed.options has WordTimings
+    phrases: tuple[str, ...] = ()  # dgi.Groups[].Items[].Text: the phrase list that biases recognition
 
     @property
     def voice_map(self) -> dict[str, str]:
@@ -98,9 +106,9 @@ class SpeechContext:
     @classmethod
     def decode(cls, message: UspMessage) -> "SpeechContext":
         """Also SDK <= 1.42's ``translationcontext.to``; raises MessageError for a body off the schema."""
-        context = _validated(_ContextBody, json_body(message), SPEECH_CONTEXT)
-        detection = context.phraseDetection or _PhraseDetection()
-        translation = context.translation or _TranslationSection()
+        context = validated(ContextBody, json_body(message), SPEECH_CONTEXT)
+        detection = context.phraseDetection or PhraseDetection()
+        translation = context.translation or TranslationSection()
         targets = translation.targetLanguages or (context.translationcontext.to if context.translationcontext else [])
         voices = context.synthesis.defaultVoices if context.synthesis and context.synthesis.defaultVoices else {}
         streams = context.audio.streams if context.audio and context.audio.streams else {}
@@ -111,93 +119,31 @@ class SpeechContext:
             offsets = [s.get("offset") for s in (context.continuation.audio or {}).get("streams", {}).values()
                        if isinstance(s, dict)]
             continuation = (str(context.continuation.previousServiceTag), ticks(offsets[0] if offsets else 0))
-        identify = context.languageId or _LanguageId()
+        identify = context.languageId or LanguageId()
         passthrough = translation.onPassthrough.action if translation.onPassthrough else None
+        options = context.phraseOutput.detailed.options if context.phraseOutput and context.phraseOutput.detailed else []
         return cls(tuple(targets), next(iter(voices.values()), None), next(iter(streams), None), detection.language,
                    detection.mode.upper() if detection.mode else None, continuation,
                    output.lower() if output else None, profanity.lower() if profanity else None,
                    tuple(identify.languages or ()), identify.expectedLanguage,
                    tuple(voices.items()) if len(voices) > 1 else (),
-                   (passthrough or "Synthesize").lower() == "synthesize")
+                   (passthrough or "Synthesize").lower() == "synthesize",
+                   (identify.mode or "").lower() == "detectataudiostart",
+                   detection.initialSilenceTimeout, detection.trailingSilenceTimeout, _segmentation_ms(detection),
+                   "wordtimings" in {option.lower() for option in options or ()}, _phrase_list(context.dgi))
 
 
-class _Lenient(BaseModel):
-    """Unknown keys pass (the SDKs add sections over time); known keys must have their type."""
-
-    model_config = ConfigDict(extra="allow")
-
-
-class _Enrichment(_Lenient):
-    profanity: StrictStr | None = None
-
-
-class _PhraseDetection(_Lenient):
-    mode: StrictStr | None = None
-    language: StrictStr | None = None
-    enrichment: _Enrichment | None = None
+def _segmentation_ms(detection: "PhraseDetection") -> int | None:
+    """``phraseDetection.<MODE>.segmentation.segmentationSilenceTimeoutMs``, under whichever mode the SDK names."""
+    for name, section in (detection.model_extra or {}).items():
+        if name.upper() in MODES and isinstance(section, dict):
+            segmentation = validated(ModeSection, section, f"{SPEECH_CONTEXT}: phraseDetection.{name}").segmentation
+            if segmentation and segmentation.segmentationSilenceTimeoutMs is not None:
+                return segmentation.segmentationSilenceTimeoutMs
+    return None
 
 
-class _Action(_Lenient):
-    action: StrictStr | None = None
-
-
-class _TranslationSection(_Lenient):
-    targetLanguages: list[StrictStr] | None = None
-    onPassthrough: _Action | None = None
-
-
-class _LanguageId(_Lenient):
-    languages: list[StrictStr] | None = None
-    expectedLanguage: StrictStr | None = None
-
-
-class _OldTranslationContext(_Lenient):
-    to: list[StrictStr] | None = None
-
-
-class _Synthesis(_Lenient):
-    defaultVoices: dict[str, StrictStr] | None = None
-
-
-class _AudioSection(_Lenient):
-    streams: dict[str, Any] | None = None
-
-
-class _PhraseOutput(_Lenient):
-    format: StrictStr | None = None
-
-
-class _Continuation(_Lenient):
-    previousServiceTag: StrictStr | None = None
-    audio: dict[str, Any] | None = None
-
-
-class _ContextBody(_Lenient):
-    phraseDetection: _PhraseDetection | None = None
-    translation: _TranslationSection | None = None
-    translationcontext: _OldTranslationContext | None = None
-    synthesis: _Synthesis | None = None
-    audio: _AudioSection | None = None
-    phraseOutput: _PhraseOutput | None = None
-    continuation: _Continuation | None = None
-    languageId: _LanguageId | None = None
-
-
-class _AnyObject(_Lenient):
-    """``speech.config`` and ``telemetry``: informational, but a JSON object."""
-
-
-def _validated(model: type[BaseModel], body: Any, path: str):
-    try:
-        value = model.model_validate(body)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        what = first["msg"].split(" or instance of")[0]  # not our private class names
-        raise MessageError(f"{path}: {where}: {what}") from None
-    return value
-
-
-def check_object(body: Any, path: str) -> None:
-    """A body that must be a JSON object (``speech.config``, ``telemetry``)."""
-    _validated(_AnyObject, body, path)
+def _phrase_list(dgi: "Dgi | None") -> tuple[str, ...]:
+    if dgi is None:
+        return ()
+    return tuple(item.Text for group in dgi.Groups or () for item in group.Items or () if item.Text and item.Text.strip())

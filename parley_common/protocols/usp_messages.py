@@ -6,7 +6,7 @@ maps a received message to its class by its path, with one table per direction
 (``CLIENT_MESSAGES``: what the gateway receives; ``SERVICE_MESSAGES``: what the agent receives).
 Result decoders are as lenient as Azure needs: ``DisplayText`` or ``Text``, ``Translations`` at the
 top (v2) or under ``Translation`` (v1), a missing status meaning success. A body that is not a
-JSON object, or ``speech.context`` off its schema (``usp_context.py``), is a :class:`MessageError`.
+JSON object, or ``speech.context`` off its schema (``usp_schema.py``), is a :class:`MessageError`.
 """
 
 from __future__ import annotations
@@ -38,13 +38,13 @@ from parley_common.protocols.usp import (
     build_binary,
     build_text,
 )
-from parley_common.protocols.usp_context import MessageError, SpeechContext, json_body, ticks
+from parley_common.protocols.usp_context import MODES, SpeechContext, json_body, ticks
+from parley_common.protocols.usp_schema import MessageError
 
 RESULT_PATHS = (HYPOTHESIS, PHRASE, RESPONSE)
 # RecognitionStatus values that end a phrase normally (with or without text); any other is an error.
 NON_ERROR_STATUSES = ("Success", "NoMatch", "InitialSilenceTimeout", "BabbleTimeout", "EndOfDictation")
 FLAVOURS = ("v1", "v2")  # served on USP_V1_PATH and USP_V2_PATH
-MODES = ("INTERACTIVE", "CONVERSATION", "DICTATION")  # phraseDetection.mode; INTERACTIVE is single-shot
 OUTPUT_FORMATS = ("simple", "detailed")  # speech-only results: DisplayText alone, or with NBest
 
 
@@ -141,11 +141,16 @@ class Phrase:
     translation_error: str | None = None
     status: str = "Success"
     language: DetectedLanguage | None = None
+    best: dict | None = field(default=None, compare=False)  # detailed output: the one NBest entry
     flavour: str = "v1"  # translation.phrase (v1) or translation.response (v2)
     failure_reason: str | None = None  # with an error status: the service's FailureReason
 
     def encode(self, request_id: str) -> str:
         timing = {"Offset": self.offset_ticks, "Duration": self.duration_ticks, **_primary_language(self.language)}
+        if self.best is not None and self.text:
+            timing["NBest"] = [self.best]
+        if self.failure_reason:
+            timing["FailureReason"] = self.failure_reason
         status = self.status if self.status != "Success" else ("Success" if self.text else "NoMatch")
         translated = ({"TranslationStatus": "Error", "FailureReason": self.translation_error}
                       if self.translation_error else
@@ -153,8 +158,6 @@ class Phrase:
         if self.flavour == "v2":
             return build_text(RESPONSE, request_id, {
                 "SpeechPhrase": {"RecognitionStatus": status, "DisplayText": self.text, **timing}, **translated})
-        if self.failure_reason:
-            timing["FailureReason"] = self.failure_reason
         body = {"RecognitionStatus": status, "Text": self.text, **timing}
         if self.text:
             body["Translation"] = translated
@@ -175,8 +178,8 @@ class Phrase:
         error = translated.get("FailureReason") if translated.get("TranslationStatus") == "Error" else None
         return cls(text, _translations_from(translated.get("Translations")), ticks(speech.get("Offset")),
                    ticks(speech.get("Duration")), error, str(speech.get("RecognitionStatus", "Success")),
-                   DetectedLanguage.decode(speech), "v2" if v2 else "v1",
-                   None if _succeeded(speech) else speech.get("FailureReason"))
+                   DetectedLanguage.decode(speech), flavour="v2" if v2 else "v1",
+                   failure_reason=None if _succeeded(speech) else speech.get("FailureReason"))
 
     @property
     def end_ticks(self) -> int:
@@ -196,45 +199,56 @@ class SpeechHypothesis:
     text: str
     offset_ticks: int = 0
     duration_ticks: int = 0
+    language: DetectedLanguage | None = None
 
     def encode(self, request_id: str) -> str:
-        return build_text(SPEECH_HYPOTHESIS, request_id,
-                          {"Text": self.text, "Offset": self.offset_ticks, "Duration": self.duration_ticks})
+        return build_text(SPEECH_HYPOTHESIS, request_id, {"Text": self.text, "Offset": self.offset_ticks,
+                                                          "Duration": self.duration_ticks, **_primary_language(self.language)})
 
     @classmethod
     def decode(cls, message: UspMessage) -> "SpeechHypothesis":
         body = _object(message)
-        return cls(str(body.get("Text", "")), ticks(body.get("Offset")), ticks(body.get("Duration")))
+        return cls(str(body.get("Text", "")), ticks(body.get("Offset")), ticks(body.get("Duration")),
+                   DetectedLanguage.decode(body))
 
 
 @dataclass(frozen=True)
 class SpeechPhrase:
     """Speech-to-text without translation: a final (``speech.phrase``), simple or detailed.
 
-    Detailed adds ``NBest`` with the lexical form (lower-case words, no punctuation); the engines
-    give no confidence, so none is sent rather than a made-up one.
+    Detailed adds ``NBest``: ``best`` as the server built it (confidence, ITN, words), else the
+    lexical form alone. ``status`` as in :class:`Phrase` (``InitialSilenceTimeout`` for a turn that
+    heard no speech).
     """
 
     text: str
     offset_ticks: int = 0
     duration_ticks: int = 0
     detailed: bool = False
+    status: str = "Success"
+    language: DetectedLanguage | None = None
+    best: dict | None = field(default=None, compare=False)
 
     def encode(self, request_id: str) -> str:
-        body: dict = {"RecognitionStatus": "Success" if self.text else "NoMatch",
-                      "Offset": self.offset_ticks, "Duration": self.duration_ticks}
+        status = self.status if self.status != "Success" else ("Success" if self.text else "NoMatch")
+        body: dict = {"RecognitionStatus": status, "Offset": self.offset_ticks, "Duration": self.duration_ticks,
+                      **_primary_language(self.language)}
         if self.text:
             body["DisplayText"] = self.text
             if self.detailed:
                 lexical = lexical_form(self.text)
-                body["NBest"] = [{"Lexical": lexical, "ITN": lexical, "MaskedITN": lexical, "Display": self.text}]
+                body["NBest"] = [self.best or {"Lexical": lexical, "ITN": lexical, "MaskedITN": lexical,
+                                               "Display": self.text}]
         return build_text(SPEECH_PHRASE, request_id, body)
 
     @classmethod
     def decode(cls, message: UspMessage) -> "SpeechPhrase":
         body = _object(message)
         text = str(body.get("DisplayText") or body.get("Text") or "") if _succeeded(body) else ""
-        return cls(text, ticks(body.get("Offset")), ticks(body.get("Duration")), "NBest" in body)
+        nbest = body.get("NBest")
+        best = nbest[0] if isinstance(nbest, list) and nbest and isinstance(nbest[0], dict) else None
+        return cls(text, ticks(body.get("Offset")), ticks(body.get("Duration")), "NBest" in body,
+                   str(body.get("RecognitionStatus", "Success")), DetectedLanguage.decode(body), best)
 
 
 def lexical_form(text: str) -> str:

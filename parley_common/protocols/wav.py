@@ -17,11 +17,17 @@ class WavHeaderError(ValueError):
     pass
 
 
+PCM_FORMAT_TAG = 1
+ALAW_FORMAT_TAG = 6  # G.711, 8-bit: telephone audio (the SDK's AudioStreamWaveFormat.ALAW)
+MULAW_FORMAT_TAG = 7
+
+
 @dataclass(frozen=True)
 class PcmFormat:
     sample_rate_hz: int
     channels: int
     bits_per_sample: int
+    format_tag: int = PCM_FORMAT_TAG
 
 
 def streaming_header(sample_rate_hz: int = WIRE_SAMPLE_RATE_HZ, channels: int = 1, bits_per_sample: int = 16) -> bytes:
@@ -33,7 +39,7 @@ def streaming_header(sample_rate_hz: int = WIRE_SAMPLE_RATE_HZ, channels: int = 
 
 
 def parse_header(data: bytes) -> tuple[PcmFormat, int]:
-    """The PCM format and the offset where samples start; raises WavHeaderError when it is not PCM WAV."""
+    """The sample format and the offset where samples start; raises WavHeaderError when it is not WAV."""
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         raise WavHeaderError("audio must start with a RIFF/WAVE header")
     offset, fmt = 12, None
@@ -43,9 +49,7 @@ def parse_header(data: bytes) -> tuple[PcmFormat, int]:
             if size < 16 or offset + 24 > len(data):
                 raise WavHeaderError("truncated fmt chunk")
             tag, channels, rate, _, _, bits = struct.unpack("<HHIIHH", data[offset + 8:offset + 24])
-            if tag != 1:
-                raise WavHeaderError(f"only PCM audio is supported (format tag {tag})")
-            fmt = PcmFormat(rate, channels, bits)
+            fmt = PcmFormat(rate, channels, bits, tag)
         elif chunk_id == b"data":
             if fmt is None:
                 raise WavHeaderError("data chunk before fmt chunk")
@@ -63,6 +67,8 @@ def pcm_after_header(data: bytes) -> bytes:
         fmt, offset = parse_header(data)
     except WavHeaderError as exc:
         raise WavHeaderError(f"bad audio header: {exc}") from None
+    if fmt.format_tag != PCM_FORMAT_TAG:
+        raise WavHeaderError(f"bad audio header: only PCM audio is supported (format tag {fmt.format_tag})")
     if (fmt.sample_rate_hz, fmt.channels, fmt.bits_per_sample) != (WIRE_SAMPLE_RATE_HZ, 1, 8 * WIRE_BYTES_PER_SAMPLE):
         raise WavHeaderError("audio must be 16 kHz mono 16-bit PCM")
     return data[offset:]

@@ -10,12 +10,18 @@ from parley_common.frames import Frame
 
 @dataclass(frozen=True)
 class SpeechStarted:
-    """A new utterance began; ``start_sample`` includes the pre-roll."""
+    """A new utterance began; ``start_sample`` includes the pre-roll.
+
+    ``start_sample`` and ``utterance_id`` restart with the process; the agent stamps ``session`` (its
+    run) and ``started_at_s`` (wall clock, Unix seconds) so an utterance stays distinct and ordered
+    across restarts, even when it is replayed from the spool by a later run (agent/session.py)."""
 
     utterance_id: int
     start_sample: int
     azimuth_deg: float | None
     doa_confidence: float
+    session: str | None = None
+    started_at_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ def test_results_are_stamped_with_party_and_language_and_links_report_all_up_onl
     results: queue.Queue = queue.Queue()
     links = _Links()
     es, en = FakeLink(True), FakeLink(False)
-    links.uplinks = [es, en]
+    links.uplinks = {"es-ES": es, "en-US": en}
     stamp = PartyResults(results, "es-ES", lambda utterance_id, _language: {7: "Sofía"}.get(utterance_id), links)
     stamp.put_nowait(FinalResult(7, "hola", {"en": "hello"}))
     stamp.put(PartialResult(7, "ho"), timeout=1.0)
@@ -33,7 +33,9 @@ def test_results_are_stamped_with_party_and_language_and_links_report_all_up_onl
     stamp.put_nowait(UplinkError("refused"))
     final, partial, half, full, error = (results.get_nowait() for _ in range(5))
     assert (final.party, final.language, partial.party, partial.language) == ("Sofía", "es-ES", "Sofía", "es-ES")
-    assert (half.connected, full.connected, half.detail) == (False, True, "es-ES: connected")
+    # one connected of two is not "link down: es-ES: connected": it says what the box waits for
+    assert (half.connected, full.connected) == (False, True)
+    assert half.detail == "waiting for en-US (es-ES connected)" and full.detail == "es-ES: connected"
     assert error.message == "es-ES: refused"
 
 

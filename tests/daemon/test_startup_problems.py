@@ -9,37 +9,12 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
 
+from tests.support.agent_cli import assert_refused, config_file, parley
 from tests.support.wavfiles import channel_identity_signal, write_wav
-
-
-def parley(args, env_extra=None, timeout_s=60.0):
-    env = {k: v for k, v in os.environ.items() if k != "PARLEY_PIN_FACTORY"}
-    env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "agent.cli", *args], capture_output=True, text=True,
-                          timeout=timeout_s, env=env)
-
-
-def config_file(tmp_path, body: str):
-    path = tmp_path / "agent.yaml"
-    path.write_text(textwrap.dedent(body))
-    return path
-
-
-def assert_refused(path, expected: str, env_extra=None, line: int | None = None):
-    checked = parley(["check-config", str(path)], env_extra)
-    assert checked.returncode == 1, checked.stdout + checked.stderr
-    ran = parley(["run", "--config", str(path)], env_extra)
-    assert ran.returncode == 78, ran.stderr
-    for result in (checked, ran):
-        assert expected in result.stderr
-        assert "Traceback" not in result.stderr
-        if line is not None:
-            assert f"{path}:{line}: " in result.stderr
 
 
 @pytest.fixture
@@ -189,16 +164,29 @@ def test_a_missing_mic_is_the_mic_lost_state_not_a_crash(tmp_path):
     assert "Traceback" not in err
 
 
-def test_no_sound_card_for_the_speaker_is_a_clean_refusal(tmp_path):
+def test_no_sound_card_for_the_speaker_is_a_waiting_state_like_a_missing_mic(tmp_path):
+    """No output device: the agent runs on (captions, transcript), shows output_lost, says why once,
+    looks for the device again, and stops cleanly — as for a missing mic, not exit 78 for good."""
     asound = tmp_path / "asound.conf"
     asound.write_text("</usr/share/alsa/alsa.conf>\n")
-    path = config_file(tmp_path, """\
+    wav = tmp_path / "in.wav"
+    write_wav(wav, channel_identity_signal(16000, 4), 16000)
+    path = config_file(tmp_path, f"""\
+        capture: {{source: wav, wav: {{path: {wav}, loop: true}}}}
         uplink:
           url: ws://127.0.0.1:9
         outputs:
           leds:
-            backend: none
+            backend: log
         """)
-    ran = parley(["run", "--config", str(path)], {"ALSA_CONFIG_PATH": str(asound)})
-    assert ran.returncode == 78
-    assert "parley: cannot start: no default output device" in ran.stderr and "Traceback" not in ran.stderr
+    env = {k: v for k, v in os.environ.items() if k != "PARLEY_PIN_FACTORY"}
+    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(path)], stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True, env=dict(env, ALSA_CONFIG_PATH=str(asound)))
+    time.sleep(6)
+    assert proc.poll() is None, "the agent exited instead of waiting for its speaker"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert err.count("speaker failed: no default output device") == 1, err
+    assert "waiting for an output device" in err and "leds: output_lost" in err
+    assert "Traceback" not in err

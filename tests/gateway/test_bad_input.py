@@ -203,8 +203,7 @@ def test_non_loopback_bind_without_a_key_is_refused():
     ("/speech/translate?from=en-US&to=es", "'api-version' is required"),
     ("/speech/translate?api-version=2.0&from=en-US&to=es", "api-version '2.0'"),
     ("/speech/translate?api-version=1.0&to=es", "'from' is required"),
-    ("/speech/translate?api-version=1.0&from=en-US&to=es&format=audio/mp3", "format 'audio/mp3'"),
-    ("/speech/translation/cognitiveservices/v1?to=es", "'from' is required"),
+    ("/speech/translate?api-version=1.0&from=en-US&to=es&format=audio/ogg", "format 'audio/ogg' is not supported; use audio/wav or audio/mp3"),
     ("/speech/recognition/conversation/cognitiveservices/v1", "'language' is required"),
     ("/speech/recognition/conversation/cognitiveservices/v1?language=en-US&format=verbose", "format 'verbose'"),
 ])

@@ -147,14 +147,14 @@ def test_pyaudio_backend_plays_through_a_real_alsa_device_resampled(alsa_out):
 def test_missing_output_device_lists_what_exists(alsa_out):
     conf, _ = alsa_out
     code = textwrap.dedent("""\
-        from agent.audio.devices import DeviceNotFound
         from agent.outputs.config import SpeakerConfig
+        from agent.outputs.health import OutputHealth
         from agent.outputs.speaker import Speaker
-        try:
-            Speaker(SpeakerConfig(backend="pyaudio", device="hdmi-speaker-9"))
-        except DeviceNotFound as exc:
-            print("ERROR=" + str(exc))
+        health = OutputHealth()
+        speaker = Speaker(SpeakerConfig(backend="pyaudio", device="hdmi-speaker-9"), health=health)
+        print("ERROR=" + " ".join(health.problems()), speaker.sink)
         """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           env={"ALSA_CONFIG_PATH": str(conf), "PATH": "/usr/bin:/bin"})
     assert "no output device matches 'hdmi-speaker-9'" in proc.stdout and "parley_out" in proc.stdout
+    assert "waiting for an output device" in proc.stdout and proc.stdout.rstrip().endswith("None")

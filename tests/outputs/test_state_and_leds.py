@@ -92,7 +92,8 @@ def test_a_lost_mic_is_its_own_state_below_a_fatal_error_and_clears_when_audio_f
 
 
 def test_every_state_has_a_pattern_and_patterns_move():
-    assert set(PATTERNS) == {"starting", "idle", "listening", "translating", "speaking", "muted", "offline", "mic_lost", "error"}
+    assert set(PATTERNS) == {"starting", "idle", "listening", "translating", "speaking", "muted", "output_lost", "offline",
+                             "mic_lost", "error"}
     assert pattern_level("blink", 1.0, 0.25) == 1.0 and pattern_level("blink", 1.0, 0.75) == 0.0
     assert pattern_level("breathe", 2.0, 0.0) == pytest.approx(0.0)
     assert pattern_level("breathe", 2.0, 1.0) == pytest.approx(1.0)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import wave
 from pathlib import Path
 
 import numpy as np
 
 from agent.audio.synth import speak
+from parley_common.wer import normalise, word_errors  # noqa: F401 (the tests' and benches' import)
 
 SYNTH_SENTENCES = ("Please open the door for our guests.", "Where is the train station?", "Good morning everyone.")
 
@@ -36,18 +36,3 @@ def english_samples(shared_data: Path | None, limit: int = 3) -> list[tuple[str,
     if not samples:
         samples = [(s, speak(s)) for s in SYNTH_SENTENCES]
     return samples[:limit]
-
-
-def normalise(text: str) -> list[str]:
-    return re.sub(r"[^a-z' ]", " ", text.lower()).split()
-
-
-def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
-    """(edit distance in words, reference length)."""
-    ref, hyp = normalise(reference), normalise(hypothesis)
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1], len(ref)

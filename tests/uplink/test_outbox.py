@@ -224,6 +224,8 @@ def test_the_spool_keeps_what_is_owed_across_a_crash_and_ids_never_collide(tmp_p
     usp.send()
     usp.hear(usp_phrase(usp.turns()[0], "one"))
     usp.hear(usp_text("turn.end", usp.turns()[0]))
+    assert (tmp_path / "0000000001.utt").exists(), "kept until the results side has the final stored"
+    usp.outbox._spool.remove(1)  # what Uplink.acknowledge does once the transcript has it
     with open(tmp_path / "0000000003.utt", "ab") as torn:
         torn.write(b"A\x00\x00\x10")  # a power cut tore the last record
     (tmp_path / "0000000009.utt").write_bytes(b"garbage")
@@ -240,6 +242,9 @@ def test_the_spool_keeps_what_is_owed_across_a_crash_and_ids_never_collide(tmp_p
         restored.hear(usp_phrase(turn, f"said {utterance_id}"))
         restored.hear(usp_text("turn.end", turn))
     assert [text for _, text in texts(restored)] == ["said 2", "said 3"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0000000002.utt", "0000000003.utt"]
+    for utterance_id in (2, 3):
+        again.remove(utterance_id)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 

@@ -64,6 +64,7 @@ def test_an_utterance_cut_by_a_stop_or_a_crash_is_delivered_once_after_the_resta
     time.sleep(1.0)  # in the middle of the utterance
     proc.send_signal(how)
     proc.wait(timeout=15)
+    first_session = next(line.split("session ")[1].strip() for line in lines if "parley.daemon: session " in line)
     first_run = read_transcript(tmp_path / "transcript.jsonl") if (tmp_path / "transcript.jsonl").exists() else []
     if how == signal.SIGKILL:
         assert first_run == [] and len(list((tmp_path / "spool").iterdir())) == 1
@@ -76,4 +77,6 @@ def test_an_utterance_cut_by_a_stop_or_a_crash_is_delivered_once_after_the_resta
     records = read_transcript(tmp_path / "transcript.jsonl")
     assert [r["utterance"] for r in records] == [1], "".join(lines)[-3000:]
     assert records[0]["source"] and records[0]["translations"]["es"]
+    # replayed by the second run, it still says it was spoken in the first (ids restart, sessions do not)
+    assert records[0]["session"] == first_session and records[0]["started_at"] < records[0]["ended_at"]
     assert list((tmp_path / "spool").iterdir()) == []
