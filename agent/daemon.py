@@ -102,46 +102,58 @@ class Agent:
         self.state = DeviceStateMachine()
         self.health = OutputHealth(on_change=self.state.outputs_failing)
         self._on_segment_event = on_segment_event or (lambda event: None)
-        with ExitStack() as claimed:  # what a failing part leaves claimed (GPIO, devices) is released, like AIY's board.py
-            pins = make_pin_factory(config.outputs.leds.backend)
-            self.leds = LedDriver(make_led_backend(config.outputs.leds, pins), config.outputs.leds)
-            claimed.callback(self.leds.close)
-            self.state.subscribe(self.leds.show_state)
-            self.capture = open_capture(config.capture, self.geometry)
-            if room is not None:
-                self.capture = room.wrap_capture(self.capture)
-            claimed.callback(self.capture.close)
-            self.uplink = make_party_uplink(config.uplink, config.conversation, self.results,
-                                            direction=lambda: self.frontend.azimuth_deg)
-            claimed.callback(self.uplink.close)
-            self.frontend = FrontEnd(frontend_for(config.frontend, config.conversation), self.geometry,
-                                     config.capture.sample_rate_hz, first_utterance_id=self.uplink.next_utterance_id)
-            self.speaker = self._speaker_and_duplex(config, room)
-            claimed.callback(self.speaker.close)
-            self.console = ConsoleOutput(config.outputs.console)
-            self.transcript = TranscriptWriter(config.outputs.transcript)
-            claimed.callback(self.transcript.close)
-            # the durable record: a final is acknowledged (its spool entry removed) only once written
-            self.durable = RetryingWriter("transcript", self.transcript.write, self.health,
-                                          on_written=lambda final: self.uplink.acknowledge(final.utterance_id))
-            self.subtitles = SubtitleWriter(config.outputs.subtitles, config.capture.sample_rate_hz)
-            claimed.callback(self.subtitles.close)
-            self.http = HttpOutput(config.outputs.http, self.status, config.daemon.audio_stall_s,
-                                   *caption_languages(config))
-            claimed.callback(self.http.close)
-            self.state.subscribe(self.http.device_state)
-            self.button = attach_button(config.outputs.button, self.state, pins)
-            self.recorder = DebugRecorder.from_config(config.debug)  # None unless debug.record_dir is set
-            if self.recorder is not None:
-                claimed.callback(self.recorder.close)
-            claimed.pop_all()
         self._stop = threading.Event()
         self._closed = False
+        self._deadline_s = 0.0  # set by close(): the budgeted parts share what is left of it
         self._uplink_closed = threading.Event()
         self._input_ended = threading.Event()
         self._pipeline = threading.Thread(target=self._pipeline_loop, name="pipeline", daemon=True)
         self._results_thread = threading.Thread(target=self._results_loop, name="results", daemon=True)
         self._threads = [self._pipeline, self._results_thread]
+        # Every part in one ExitStack, like AIY's board.py: what a failing part leaves claimed (GPIO,
+        # devices) is released, and close() unwinds the same stack. Built in the reverse of the order
+        # a stop needs: input first, then the uplink's finals, the results that write them, outputs.
+        self._parts: list = []  # in start-up order
+        with ExitStack() as claimed:
+            pins = make_pin_factory(config.outputs.leds.backend)
+            leds = LedDriver(make_led_backend(config.outputs.leds, pins), config.outputs.leds)
+            self.leds = self._claim(claimed, leds)
+            self.state.subscribe(self.leds.show_state)
+            self.http = self._claim(claimed, HttpOutput(config.outputs.http, self.status, config.daemon.audio_stall_s,
+                                                        *caption_languages(config)))
+            self.state.subscribe(self.http.device_state)
+            subtitles = SubtitleWriter(config.outputs.subtitles, config.capture.sample_rate_hz)
+            self.subtitles = self._claim(claimed, subtitles, close=lambda: self.health.run("subtitles", subtitles.close))
+            self.recorder = self._claim(claimed, DebugRecorder.from_config(config.debug))  # None unless record_dir
+            transcript = TranscriptWriter(config.outputs.transcript)
+            self.transcript = self._claim(claimed, transcript,
+                                          close=lambda: self.health.run("transcript", transcript.close))
+            # the durable record: a final is acknowledged (its spool entry removed) only once written
+            self.durable = RetryingWriter("transcript", self.transcript.write, self.health,
+                                          on_written=lambda final: self.uplink.acknowledge(final.utterance_id))
+            claimed.callback(self._flush_durable)
+            self.console = ConsoleOutput(config.outputs.console)
+            self.button = self._claim(claimed, attach_button(config.outputs.button, self.state, pins))
+            self.speaker = self._claim(claimed, self._speaker_and_duplex(config, room),
+                                       close=lambda: self.speaker.close(timeout_s=self._left_s(0.2)))
+            claimed.callback(self._join_results)
+            self.uplink = self._claim(claimed, make_party_uplink(
+                config.uplink, config.conversation, self.results, direction=lambda: self.frontend.azimuth_deg),
+                close=self._close_uplink)
+            self.frontend = FrontEnd(frontend_for(config.frontend, config.conversation), self.geometry,
+                                     config.capture.sample_rate_hz, first_utterance_id=self.uplink.next_utterance_id)
+            self.duplex.canceller = self.frontend.echo_canceller
+            capture = open_capture(config.capture, self.geometry)
+            self.capture = self._claim(claimed, room.wrap_capture(capture) if room is not None else capture,
+                                       close=self._close_capture)
+            self._claimed = claimed.pop_all()
+
+    def _claim(self, stack: ExitStack, part, close: Callable[[], None] | None = None):
+        """Register ``part`` (None: not configured) to be started in order and closed in reverse."""
+        if part is not None:
+            self._parts.append(part)
+            stack.callback(close or part.close)
+        return part
 
     def _speaker_and_duplex(self, config: AgentConfig, room) -> Speaker:
         """The speaker, the echo reference it writes on the capture clock, and the duplex decision."""
@@ -160,8 +172,7 @@ class Agent:
                           health=self.health)
         self.duplex = Duplex(config.frontend.echo_cancellation, config.frontend.echo, config.outputs.speaker,
                              self.reference, speaker, rate_hz, rate_hz * config.capture.frame_ms // 1000,
-                             on_change=self._duplex_changed)
-        self.duplex.canceller = self.frontend.echo_canceller
+                             on_change=self._duplex_changed)  # its canceller is the front end's, set once that exists
         return speaker
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -170,13 +181,9 @@ class Agent:
         try:
             self.state.starting()
             log.info("session %s", self.session)
-            self.leds.start()
-            self.http.start()
-            self.speaker.start()
-            self.uplink.start()
-            if self.recorder is not None:
-                self.recorder.start()
-            self.capture.start()
+            for part in self._parts:
+                if hasattr(part, "start"):
+                    part.start()
             for thread in self._threads:
                 thread.start()
         except BaseException:
@@ -196,30 +203,33 @@ class Agent:
         self._closed = True
         self.speaker.stop_playback()  # a sentence still playing must not eat the shutdown budget
         budget_s = timeout_s if timeout_s is not None else self.config.daemon.shutdown_timeout_s
-        deadline = time.monotonic() + budget_s
+        self._deadline_s = time.monotonic() + budget_s
         self._stop.set()
         if self._pipeline.is_alive():
             self._pipeline.join(timeout=min(0.5, budget_s / 4))  # it ends the open utterance on its way out
+        self._claimed.close()
+
+    def _left_s(self, margin_s: float) -> float:
+        return max(0.05, self._deadline_s - time.monotonic() - margin_s)
+
+    def _close_capture(self) -> None:
         if self._pipeline.is_alive():
             # Closing a file another thread is reading waits for that read: never, for a stop.
             log.warning("the capture read is blocked; stopping without waiting for it")
         else:
             self.capture.close()
-        self.uplink.close(timeout_s=max(0.1, deadline - time.monotonic() - 0.4))
+
+    def _close_uplink(self) -> None:
+        self.uplink.close(timeout_s=max(0.1, self._left_s(0.4)))
         self._uplink_closed.set()
+
+    def _join_results(self) -> None:
         if self._results_thread.is_alive():
-            self._results_thread.join(timeout=max(0.05, deadline - time.monotonic() - 0.3))
-        self.speaker.close(timeout_s=max(0.05, deadline - time.monotonic() - 0.2))
-        if self.button is not None:
-            self.button.close()
+            self._results_thread.join(timeout=self._left_s(0.3))
+
+    def _flush_durable(self) -> None:
         if not self._results_thread.is_alive():
             self.durable.flush()  # a last try; what is still not written is in the spool for the restart
-        self.health.run("transcript", self.transcript.close)
-        if self.recorder is not None:
-            self.recorder.close()
-        self.health.run("subtitles", self.subtitles.close)
-        self.http.close()
-        self.leds.close()
 
     def __enter__(self) -> "Agent":
         return self.start()

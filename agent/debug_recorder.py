@@ -26,6 +26,7 @@ import numpy as np
 
 from parley_common.frames import Frame
 from agent.events import SpeechEnded, SpeechStarted
+from agent.queues import QUEUES
 
 log = logging.getLogger("parley.debug_recorder")
 
@@ -39,7 +40,7 @@ class DebugRecorder:
         self.chunk_s = chunk_s
         self.keep_chunks = max(1, math.ceil(record_minutes * 60 / chunk_s))
         self.dropped_frames = 0
-        self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_ITEMS)
+        self._queue: queue.Queue = QUEUES["debug"].make(QUEUE_ITEMS)
         self._thread = threading.Thread(target=self._run, name="debug-recorder", daemon=True)
         self._chunk = None
 
@@ -82,9 +83,7 @@ class DebugRecorder:
             log.warning("debug recorder dropped %d frame(s): the disk is slower than real time", self.dropped_frames)
 
     def _put(self, item) -> None:
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
+        if QUEUES["debug"].offer(self._queue, item):
             self.dropped_frames += item[0] == "frame"
 
     def _run(self) -> None:

@@ -61,21 +61,22 @@ def instrument(agent: Agent) -> dict:
             pending.setdefault(event.utterance_id, []).append(marks["read"][marks["last_read"]] if live else None)
         original(event)
 
-    def timed(protocol_send):
-        return lambda ws, utterance, pcm: send_audio(protocol_send, ws, utterance, pcm)
+    def timed(session_audio):
+        return lambda utterance, pcm: send_audio(session_audio, utterance, pcm)
 
-    def send_audio(protocol_send, ws, utterance, pcm):
-        protocol_send(ws, utterance, pcm)
+    def send_audio(session_audio, utterance, pcm):
+        messages = session_audio(utterance, pcm)  # written right after, by the uplink thread
         queue = pending.get(utterance.id)
         if queue and utterance.attempts == 1:
             read_at = queue.pop(0)
             if read_at is not None:
                 marks["sent"].append(time.monotonic() - read_at)
+        return messages
 
     agent._route_segment_event = route
     uplinks = getattr(agent.uplink, "uplinks", {None: agent.uplink})  # a conversation has one per language
     for uplink in uplinks.values():
-        uplink.protocol.send_audio = timed(uplink.protocol.send_audio)
+        uplink.session.audio = timed(uplink.session.audio)
     console_final, speaker_play = agent.console.final, agent.speaker.play
     agent.console.final = lambda e: (marks["final"].setdefault(e.utterance_id, (time.monotonic(), e.start_sample)),
                                      console_final(e))

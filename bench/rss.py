@@ -108,7 +108,7 @@ def child_agent(config_path: str, seconds: float) -> dict:
 
 def run_child(args: list[str], env_extra: dict) -> dict:
     env = dict(os.environ, **env_extra)
-    env.pop("PARLEY_LED_BACKEND", None)
+    env.pop("PARLEY_PIN_FACTORY", None)
     proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env=env, timeout=900)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT=")]
     if proc.returncode or not lines:

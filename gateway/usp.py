@@ -37,34 +37,34 @@ from gateway.phrases import PhraseStarted
 from gateway.session import Result, TranslationSession
 from gateway.turn_options import TurnOptionError, TurnOptions
 from parley_common.protocols.usp import (
-    AUDIO,
     REQUEST_ID,
     SPEECH_CONFIG,
     SPEECH_CONTEXT,
-    SPEECH_END_DETECTED,
-    SPEECH_START_DETECTED,
     TELEMETRY,
-    TURN_END,
-    TURN_START,
     FramingError,
     UspMessage,
-    build_text,
     parse_binary,
     parse_text,
 )
 from parley_common.protocols.usp_messages import (
+    CLIENT_MESSAGES,
     Audio,
     DetectedLanguage,
     Hypothesis,
     Phrase,
     SpeechContext,
+    SpeechEndDetected,
     SpeechHypothesis,
     SpeechPhrase,
+    SpeechStartDetected,
     SynthesisAudio,
     SynthesisEnd,
     SynthesisStart,
+    TurnEnd,
+    TurnStart,
+    decode_message,
 )
-from parley_common.protocols.usp_schema import MessageError, check_object
+from parley_common.protocols.usp_schema import MessageError
 from parley_common.protocols.wav import (
     TICKS_PER_SAMPLE,
     WIRE_BYTES_PER_S,
@@ -165,19 +165,23 @@ class UspConnection:
             raise ProtocolViolation(CLOSE_PROTOCOL, "message without a Path header")
         path = message.path.lower()
         if path in (SPEECH_CONFIG, TELEMETRY):
-            check_object(_json(message), path)  # informational, and not activity
+            _check_limits(message)
+            decode_message(message, CLIENT_MESSAGES)  # informational (a JSON object), and not activity
             return
         request_id = message.request_id
         if not request_id or not REQUEST_ID.match(request_id):
             raise ProtocolViolation(CLOSE_PROTOCOL, f"{path} needs an X-RequestId of 32 hex digits")
         if path == SPEECH_CONTEXT:
+            _check_limits(message)
+        decoded = decode_message(message, CLIENT_MESSAGES)
+        if isinstance(decoded, SpeechContext):
             if request_id in self._finished_ids or (self._turn and self._turn.request_id == request_id):
                 raise ProtocolViolation(CLOSE_PROTOCOL, f"X-RequestId {request_id} was already used by a turn")
-            self._contexts[request_id] = SpeechContext.decode(_json(message))
+            self._contexts[request_id] = decoded
             while len(self._contexts) > MAX_PENDING_CONTEXTS:
                 self._contexts.popitem(last=False)
-        elif path == AUDIO:
-            await self._audio(request_id, Audio.decode(message).payload)
+        elif isinstance(decoded, Audio):
+            await self._audio(request_id, decoded.payload)
         # other client paths (speech.event, event, agent, audio.commit) carry nothing a turn needs
 
     async def _audio(self, request_id: str, payload: bytes) -> None:
@@ -198,7 +202,7 @@ class UspConnection:
                 if turn.single_shot and not turn.finals:
                     await self._send_final(turn, Result(True, 0, "", end_sample=0))  # NoMatch, as the service
                 if not turn.done:  # continuous: the end of speech is the end of the client's audio
-                    await self._send(turn, SPEECH_END_DETECTED, {"Offset": turn.pcm_samples * TICKS_PER_SAMPLE})
+                    await self.ws.send(SpeechEndDetected(turn.pcm_samples * TICKS_PER_SAMPLE).encode(turn.request_id))
                     await self._end_turn(turn)
             return
         if turn.audio is None:
@@ -233,7 +237,7 @@ class UspConnection:
         detailed = (context.output_format or self.endpoint.output_format) == "detailed" or options.word_timings
         self._turn = _Turn(request_id, session, single_shot, detailed,
                            options.initial_silence_samples(single_shot, WIRE_SAMPLE_RATE_HZ))
-        await self.ws.send(build_text(TURN_START, request_id, {"context": {"serviceTag": uuid.uuid4().hex}}))
+        await self.ws.send(TurnStart(uuid.uuid4().hex).encode(request_id))
         return self._turn
 
     def _request(self, context: SpeechContext) -> LanguageRequest:
@@ -258,13 +262,13 @@ class UspConnection:
                 return
             if isinstance(result, PhraseStarted):
                 turn.speech_started = True
-                await self._send(turn, SPEECH_START_DETECTED, {"Offset": result.start_sample * TICKS_PER_SAMPLE})
+                await self.ws.send(SpeechStartDetected(result.start_sample * TICKS_PER_SAMPLE).encode(turn.request_id))
             elif not result.final:
                 await self.ws.send(self._hypothesis(turn, result))
             else:
                 if turn.single_shot:  # its one phrase ends the speech; in continuous mode the SDK would
                     # take a per-phrase end for the end of the turn and open a new one mid-sentence
-                    await self._send(turn, SPEECH_END_DETECTED, {"Offset": result.end_sample * TICKS_PER_SAMPLE})
+                    await self.ws.send(SpeechEndDetected(result.end_sample * TICKS_PER_SAMPLE).encode(turn.request_id))
                 await self._send_final(turn, result)
 
     async def _send_final(self, turn: _Turn, result: Result, status: str = "Success") -> None:
@@ -281,25 +285,22 @@ class UspConnection:
         self._finished_ids[turn.request_id] = None
         while len(self._finished_ids) > MAX_REMEMBERED_TURNS:
             self._finished_ids.popitem(last=False)
-        await self.ws.send(build_text(TURN_END, turn.request_id, None))
+        await self.ws.send(TurnEnd().encode(turn.request_id))
         await turn.session.close()
-
-    async def _send(self, turn: _Turn, path: str, body: dict) -> None:
-        await self.ws.send(build_text(path, turn.request_id, body))
 
     def _hypothesis(self, turn: _Turn, result: Result) -> str:
         if turn.speech_only:
             return SpeechHypothesis(result.text, *_ticks(result), _detected(result)).encode(turn.request_id)
         return Hypothesis(result.text, _translations(result, turn.session.request), *_ticks(result),
-                          _detected(result)).encode(turn.request_id, self.endpoint.flavour)
+                          _detected(result), self.endpoint.flavour).encode(turn.request_id)
 
     def _phrase(self, turn: _Turn, result: Result, status: str) -> str:
         if turn.speech_only:
             return SpeechPhrase(result.text, *_ticks(result), detailed=turn.detailed, status=status,
                                 language=_detected(result), best=_best(result, turn)).encode(turn.request_id)
         return Phrase(result.text, _translations(result, turn.session.request), *_ticks(result),
-                      result.translation_error, status, _detected(result),
-                      _best(result, turn)).encode(turn.request_id, self.endpoint.flavour)
+                      result.translation_error, status, _detected(result), _best(result, turn),
+                      self.endpoint.flavour).encode(turn.request_id)
 
     async def _synthesis(self, turn: _Turn, result: Result) -> None:
         if not result.text:
@@ -315,13 +316,13 @@ class UspConnection:
             await self.ws.send(SynthesisEnd(None if audio else "synthesis failed", stream).encode(turn.request_id))
 
 
-def _json(message: UspMessage):
+def _check_limits(message: UspMessage) -> None:
+    """A JSON body's size and depth, before it is parsed."""
     try:
         check_json_limits(message.body if isinstance(message.body, str) else message.body.decode(), message.path.lower())
-        return message.json()
     except JsonLimitError as exc:
         raise MessageError(str(exc)) from None
-    except (ValueError, UnicodeDecodeError):
+    except UnicodeDecodeError:
         raise MessageError(f"{message.path.lower()}: the body is not JSON") from None
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from agent.audio.config import CaptureConfig
 from agent.audio.devices import DeviceInfo, DeviceNotFound, find_input_device, open_pyaudio
+from agent.queues import QUEUES
 from parley_common.frames import Frame
 from agent.audio.resample import StreamResampler
 from agent.audio.wavreader import WavFormatError, WavReader
@@ -207,7 +208,7 @@ class PyAudioSource(CaptureSource):
         self.native_rate_hz = config.native_rate_hz or geometry.native_rate_hz
         self._framer = _Framer(config, geometry, self.native_rate_hz)
         self._block_frames = self.native_rate_hz * config.frame_ms // 1000
-        self._blocks: queue.Queue[bytes] = queue.Queue(maxsize=config.queue_frames)
+        self._blocks: queue.Queue[bytes] = QUEUES["capture"].make(config.queue_frames)
         self._ready: list[Frame] = []
         self._stream = None
         self._lock = threading.Lock()
@@ -255,10 +256,7 @@ class PyAudioSource(CaptureSource):
 
         if status_flags & pyaudio.paInputOverflow:
             self.overruns += 1
-        try:
-            self._blocks.put_nowait(data)
-        except queue.Full:
-            self.overruns += 1
+        self.overruns += len(QUEUES["capture"].offer(self._blocks, data))
         return None, pyaudio.paContinue
 
     def read(self, timeout_s: float) -> Frame | None:

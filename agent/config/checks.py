@@ -20,6 +20,7 @@ from agent.conversation.checks import (conversation_issues, offered_language_iss
                                        uplink_language_issues)
 from agent.dsp.postfilter import MODEL_RATE_HZ
 from agent.hardware import channel_mismatch
+from agent.outputs.pins import MOCK, pin_factory_name, pin_factory_problem
 from agent.uplink.config import url_problem
 from parley_common.typedyaml import ConfigIssue
 
@@ -106,7 +107,7 @@ def _echo_engine_problem(engine: str) -> str | None:
     return None
 
 
-def environment_issues(config, lines: KeyLines, environ=os.environ) -> list[ConfigIssue]:
+def environment_issues(config, lines: KeyLines) -> list[ConfigIssue]:
     issues = []
     outputs = config.outputs
     files = (("outputs.transcript.path", outputs.transcript.path),
@@ -125,11 +126,10 @@ def environment_issues(config, lines: KeyLines, environ=os.environ) -> list[Conf
         problem = folder and _unwritable(Path(folder), want_dir=True)
         if problem:
             issues.append(lines.issue(key, problem))
-    backend = environ.get("PARLEY_LED_BACKEND") or outputs.leds.backend
-    problem = _led_backend_problem(backend, config.outputs.leds)
+    backend = outputs.leds.backend
+    problem = pin_factory_problem(backend) or (
+        None if pin_factory_name(backend) == MOCK else _led_backend_problem(backend, config.outputs.leds))
     if problem:
-        if environ.get("PARLEY_LED_BACKEND"):
-            problem = f"PARLEY_LED_BACKEND={backend!r} (which overrides this key): {problem}"
         issues.append(lines.issue("outputs.leds.backend", problem))
     if config.frontend.echo_cancellation != "off":
         problem = _echo_engine_problem(config.frontend.echo_cancellation)

@@ -36,6 +36,7 @@ from agent.outputs.config import HttpConfig
 from agent.outputs.http_guard import (SECURITY_HEADERS, ConnectionGuard, GuardedSite, allowed_hosts, connection_cap,
                                      hide_server_version, is_allowed, quiet_client_triggered_logs)
 from agent.outputs.http_metrics import Metrics
+from agent.queues import QUEUES
 
 log = logging.getLogger("parley.http")
 
@@ -136,7 +137,7 @@ class HttpOutput:
         self.audio_stall_s = audio_stall_s
         self.enabled = config.enabled
         self._status = status
-        self._events: queue.Queue = queue.Queue(maxsize=config.queue_items)
+        self._events: queue.Queue = QUEUES["http"].make(config.queue_items)
         self.events_dropped = 0
         self._token = Path(config.token_file).read_text().strip() if config.token_file else None
         self._hosts = allowed_hosts(config)
@@ -161,9 +162,7 @@ class HttpOutput:
         """Hand an event to the server; never blocks. Stamped now, for the latency histograms."""
         if not self.enabled:
             return
-        try:
-            self._events.put_nowait((time.monotonic(), event))
-        except queue.Full:
+        if QUEUES["http"].offer(self._events, (time.monotonic(), event)):
             self.events_dropped += 1
             return
         loop, wake = self._loop, self._wake

@@ -1,8 +1,8 @@
 """LEDs that show the device state, over swappable backends chosen like gpiozero's pin factories.
 
-Backends (``outputs.leds.backend``, or ``$PARLEY_LED_BACKEND``): ``rpi-gpio`` (plain LEDs with
-PWM via RPi.GPIO), ``apa102`` (a ring over spidev, which also points at the talker), ``log``,
-``none``, and ``mock`` (records every write, for tests). Each state is a colour and a pattern;
+Backends (``outputs.leds.backend``): ``rpi-gpio`` (plain LEDs with PWM via RPi.GPIO), ``apa102``
+(a ring over spidev, which also points at the talker), ``log``, ``none``, and ``mock`` (records
+every write, for tests); ``$PARLEY_PIN_FACTORY=mock`` runs the real ones on mock pins (``pins.py``). Each state is a colour and a pattern;
 one thread renders patterns at ``frame_rate_hz``.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
 
@@ -165,7 +164,7 @@ class Apa102Ring(LedBackend):
 
 
 def make_led_backend(config: LedConfig, pins: PinFactory) -> LedBackend:
-    name = os.environ.get("PARLEY_LED_BACKEND", config.backend)
+    name = config.backend
     if name == "rpi-gpio":
         return RpiGpioLeds(config, pins)
     if name == "apa102":
@@ -176,7 +175,7 @@ def make_led_backend(config: LedConfig, pins: PinFactory) -> LedBackend:
         return LogLeds()
     if name == "none":
         return NoLeds()
-    raise ValueError(f"unknown LED backend {name!r} (from PARLEY_LED_BACKEND); allowed: rpi-gpio, apa102, log, none, mock")
+    raise ValueError(f"unknown LED backend {name!r}; allowed: rpi-gpio, apa102, log, none, mock")
 
 
 class LedDriver:

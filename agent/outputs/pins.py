@@ -3,7 +3,9 @@
 Devices (LEDs, the APA102 ring, the button) ask the factory for the low-level handle (``gpio()``
 for RPi.GPIO, ``spi()`` for spidev) instead of importing it, so the real device code runs against
 ``FakeGpio``/``FakeSpi`` in tests and with the ``mock`` LED backend. The factory calls
-``setmode`` once, and says which package is missing, for which key.
+``setmode`` once, and says which package is missing, for which key. ``$PARLEY_PIN_FACTORY``
+(``board`` or ``mock``) picks the pins, as ``GPIOZERO_PIN_FACTORY`` does, and nothing else: the
+configured LED backend and button run unchanged on mock pins. It is read here only.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from __future__ import annotations
 import os
 
 MOCK = "mock"
+BOARD = "board"
+PIN_FACTORY_ENV = "PARLEY_PIN_FACTORY"
+PIN_FACTORIES = (BOARD, MOCK)
 
 
 class PinFactory:
@@ -132,6 +137,18 @@ def fake_pin_factory() -> PinFactory:
     return PinFactory(FakeGpio(), FakeSpi)
 
 
+def pin_factory_name(led_backend: str) -> str:
+    """``$PARLEY_PIN_FACTORY`` when set, else ``mock`` for the ``mock`` LED backend, else ``board``."""
+    return os.environ.get(PIN_FACTORY_ENV) or (MOCK if led_backend == MOCK else BOARD)
+
+
+def pin_factory_problem(led_backend: str) -> str | None:
+    name = pin_factory_name(led_backend)
+    return None if name in PIN_FACTORIES else f"{PIN_FACTORY_ENV}={name!r}: allowed: {', '.join(PIN_FACTORIES)}"
+
+
 def make_pin_factory(led_backend: str) -> PinFactory:
-    """Fake pins with the ``mock`` LED backend (``outputs.leds.backend`` or $PARLEY_LED_BACKEND), else the board's."""
-    return fake_pin_factory() if os.environ.get("PARLEY_LED_BACKEND", led_backend) == MOCK else PinFactory()
+    problem = pin_factory_problem(led_backend)
+    if problem:
+        raise ValueError(problem)
+    return fake_pin_factory() if pin_factory_name(led_backend) == MOCK else PinFactory()

@@ -84,16 +84,8 @@ class Speaker:
         """Queue for playback; never blocks. A full queue drops its oldest item (it would be stale)."""
         if self.config.languages and speech.language not in self.config.languages:
             return
-        while True:
-            try:
-                self._queue.put_nowait(speech)
-                return
-            except queue.Full:
-                try:
-                    dropped = self._queue.get_nowait()
-                    log.warning("speaker queue full: dropped utterance %s", getattr(dropped, "utterance_id", "?"))
-                except queue.Empty:
-                    pass
+        for dropped in QUEUES["speaker"].offer(self._queue, speech):
+            log.warning("speaker queue full: dropped utterance %s", getattr(dropped, "utterance_id", "?"))
 
     def mic_gate_open(self) -> bool:
         """False while playing and ``gate_tail_ms`` after: what the half-duplex gate would mute."""

@@ -9,8 +9,8 @@ from typing import Callable
 from agent.uplink.config import UplinkConfig
 from agent.uplink.connection import Uplink
 from agent.uplink.credentials import azure_credentials, load_key
-from agent.uplink.translator_v1 import TranslatorV1Protocol
-from agent.uplink.usp_client import UspProtocol
+from agent.uplink.translator_v1 import TranslatorV1Session
+from agent.uplink.usp_client import UspSession
 
 
 def make_uplink(config: UplinkConfig, results: queue.Queue,
@@ -19,10 +19,10 @@ def make_uplink(config: UplinkConfig, results: queue.Queue,
     so does the gateway when each utterance's language is to be identified (``identify_languages``).
     ``expected_language(utterance_id)``: the language a seat predicts, for the gateway to weigh."""
     if config.backend == "azure" or config.identify_languages:
-        protocol = UspProtocol(config, azure_credentials(config), expected_language)
+        session = UspSession(config, azure_credentials(config), expected_language)
     else:
-        protocol = TranslatorV1Protocol(config, load_key(config))
-    return Uplink(config, results, protocol, spool_dir=spool_dir(config))
+        session = TranslatorV1Session(config, load_key(config))
+    return Uplink(config, results, session, spool_dir=spool_dir(config))
 
 
 def spool_dir(config: UplinkConfig) -> str | None:

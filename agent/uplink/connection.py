@@ -1,8 +1,9 @@
 """The uplink's connection owner: one thread, one WebSocket, an outbox that loses nothing.
 
 Flow: ``send()`` (pipeline thread) -> bounded inbound queue -> outbox of utterances -> socket.
-What is owed to whom (the outbox, result attribution, final timeouts) is the pure unit in
-``outbox.py``; this thread owns the socket: the select/wake loop, backoff, sending, receiving.
+What is owed (the outbox, final timeouts) is the pure unit in ``outbox.py``, what the wire
+means and which utterance a result belongs to is the protocol session's (sans-I/O); this thread
+only owns the socket: the select/wake loop, pings, backoff, and writing what they hand it.
 
 Reconnect: exponential backoff with full jitter up to a cap; 401/403 and fatal closes back off
 slowly and are reported once per episode; pings detect a half-open socket within
@@ -18,6 +19,7 @@ is still owed stays in the spool for the next start.
 from __future__ import annotations
 
 import logging
+import platform
 import queue
 import random
 import select
@@ -27,12 +29,13 @@ import time
 
 import websocket
 
+from agent import __version__
 from agent.events import LinkStatus, PartialResult, ResultEvent, SegmentEvent, UplinkError
 from agent.queues import QUEUES
 from agent.uplink.addresses import next_address, with_origin
 from agent.uplink.config import UplinkConfig
 from agent.uplink.outbox import Outbox
-from agent.uplink.protocol import ProtocolError, WireProtocol
+from agent.uplink.protocol import Message, ProtocolError, Session
 from agent.uplink.spool import Spool
 from parley_common.languages import base_language
 
@@ -42,6 +45,8 @@ FATAL_CLOSE_CODES = {1002, 1007, 4000, 4429}
 NORMAL_CLOSE_CODES = {1000, 1001}
 AUTH_STATUSES = {401, 403}
 POLL_S = 0.02
+USER_AGENT = (f"User-Agent: Parley/{__version__} ({platform.system()} {platform.release()} {platform.machine()}; "
+              f"Python {platform.python_version()})")
 
 
 def _open_spool(directory: str | None) -> Spool | None:
@@ -57,11 +62,11 @@ def _open_spool(directory: str | None) -> Spool | None:
 class Uplink:
     """``start()``; ``send(event)`` from the audio path (never blocks); ``close()``."""
 
-    def __init__(self, config: UplinkConfig, results: queue.Queue, protocol: WireProtocol, *, clock=time.monotonic,
+    def __init__(self, config: UplinkConfig, results: queue.Queue, session: Session, *, clock=time.monotonic,
                  spool_dir: str | None = None):
         self.config = config
         self.results = results
-        self.protocol = protocol
+        self.session = session
         self._clock = clock
         self._inbound: queue.Queue[SegmentEvent] = QUEUES["uplink"].make(config.inbound_queue_events)
         # send() pokes this pair so the uplink thread wakes for new audio as fast as for socket data.
@@ -70,9 +75,8 @@ class Uplink:
         self._wake_w.setblocking(False)
         self._spool = _open_spool(spool_dir)
         self._spool_dir = spool_dir
-        self._outbox = Outbox(turns=protocol.turns, max_audio_s=config.outbox_max_audio_s,
-                              final_timeout_s=config.final_timeout_s, spoken_language=self._spoken_language(),
-                              emit=self._emit, clock=clock, window=protocol.max_in_flight,
+        self._outbox = Outbox(session, max_audio_s=config.outbox_max_audio_s, final_timeout_s=config.final_timeout_s,
+                              spoken_language=self._spoken_language(), emit=self._emit, clock=clock,
                               speech_expected=config.speech_output, spool=self._spool)
         if self._spool:
             self.next_utterance_id = self._spool.next_utterance_id()
@@ -104,9 +108,7 @@ class Uplink:
         self._thread.start()
 
     def send(self, event: SegmentEvent) -> None:
-        try:
-            self._inbound.put_nowait(event)
-        except queue.Full:
+        if QUEUES["uplink"].offer(self._inbound, event):
             self._outbox.overflowed(event.utterance_id)  # the whole utterance is dropped, with a warning
         try:
             self._wake_w.send(b"\0")
@@ -210,18 +212,26 @@ class Uplink:
 
     # -- connection --------------------------------------------------------------------------
 
-    def _connect(self) -> None:
-        self.connect_attempts += 1
-        url = self.protocol.url()
+    def _service_url(self) -> str:
+        """Where the next connection goes: the session's URL, on the next of ``uplink.urls`` after a
+        failed connect or a drop (``addresses.next_address``); a planned reconnect stays put."""
+        url = self.session.url()
         if len(self.config.urls) > 1:
             self._address = next_address(self._address, self._address_failed, len(self.config.urls),
                                          self.config.url_order)
             url = with_origin(url, self.config.urls[self._address])
         self._address_failed = False
+        return url
+
+    def _connect(self) -> None:
+        self.connect_attempts += 1
+        url = self._service_url()
         try:
+            # As the SDK: a User-Agent and no Origin (websocket-client adds one; a browser's header,
+            # which a service may check against an allow-list, as Azure does for browser clients)
             ws = websocket.create_connection(
-                url, header=self.protocol.headers(), subprotocols=self.protocol.subprotocols,
-                timeout=self.config.reconnect.connect_timeout_s, enable_multithread=False)
+                url, header=[USER_AGENT] + self.session.headers(), subprotocols=self.session.subprotocols,
+                timeout=self.config.reconnect.connect_timeout_s, enable_multithread=False, suppress_origin=True)
         except websocket.WebSocketBadStatusException as exc:
             self._link(False, f"HTTP {exc.status_code}")
             self._refused(exc.status_code, str(exc).split(" -+-+- ")[0])
@@ -238,10 +248,9 @@ class Uplink:
         self._connected_at = self._last_rx = self._last_ping = self._clock()
         self._backoff_ms = self.config.reconnect.initial_backoff_ms
         self._reported_refusal = False
-        self.protocol.on_connect(ws)
-        self._outbox.connected()
         log.info("connected to %s", url.split("?")[0])
         self._link(True, f"connected to {url.split('?')[0]}")
+        self._send(self._outbox.connected())
 
     def _link(self, up: bool, detail: str) -> None:
         """Report the link once per change: the first failed connect (at boot too) is offline."""
@@ -250,7 +259,7 @@ class Uplink:
             self._emit(LinkStatus(up, detail))
 
     def _refused(self, status: int, detail: str) -> None:
-        if status in AUTH_STATUSES and self.protocol.credentials_rejected():
+        if status in AUTH_STATUSES and self.session.credentials_rejected():
             self._schedule_retry(f"the service refused our credentials (HTTP {status}); trying fresh ones")
             return
         if status in AUTH_STATUSES:
@@ -293,17 +302,16 @@ class Uplink:
     # -- sending -----------------------------------------------------------------------------
 
     def _transmit(self) -> None:
-        """Send what is new, utterance by utterance, in order; the next starts once the previous ended."""
+        self._send(self._outbox.transmit())
+
+    def _send(self, messages: list[Message]) -> None:
+        """Write what the outbox and session handed over; a failure costs the connection."""
         try:
-            for utterance in self._outbox.unsent():
-                if not utterance.begun:
-                    self._outbox.opened(utterance, self.protocol.begin(self._ws, utterance))
-                while utterance.sent_chunks < len(utterance.chunks):
-                    self.protocol.send_audio(self._ws, utterance, utterance.chunks[utterance.sent_chunks])
-                    utterance.sent_chunks += 1
-                if utterance.ended is None:
-                    return
-                self._outbox.end_sent(utterance, self.protocol.end(self._ws, utterance))
+            for message in messages:
+                if isinstance(message, bytes):
+                    self._ws.send_binary(message)
+                else:
+                    self._ws.send(message)
         except (OSError, websocket.WebSocketException) as exc:
             self._disconnect(f"send failed: {exc}")
 
@@ -361,13 +369,11 @@ class Uplink:
             if opcode not in (websocket.ABNF.OPCODE_PONG, websocket.ABNF.OPCODE_PING):
                 message = data.decode("utf-8", errors="replace") if opcode == websocket.ABNF.OPCODE_TEXT else data
                 try:
-                    events = self.protocol.parse(message)
+                    replies = self._outbox.receive(message)
                 except ProtocolError as exc:
                     self.protocol_errors += 1
                     return self._disconnect(f"garbage from the service ({exc})")
-                for event in events:
-                    if self._outbox.receive(event) and self._ws is not None:
-                        self.protocol.turn_completed(self._ws, event.turn)
+                self._send(replies)
             if self._ws is None or not self._has_data(0.0):
                 return
 
@@ -394,14 +400,7 @@ class Uplink:
         return base_language(voice) if voice else self.config.to_languages[0]
 
     def _emit(self, event: ResultEvent) -> None:
-        try:
-            self.results.put_nowait(event)
-        except queue.Full:
-            if isinstance(event, PartialResult):
-                return  # a newer partial or the final will follow
-            try:
-                self.results.put(event, timeout=1.0)
-            except queue.Full:
-                log.error("results queue full: lost %s for utterance %s", type(event).__name__,
-                          getattr(event, "utterance_id", "?"))
-
+        lost = QUEUES["results"].offer(self.results, event, expendable=isinstance(event, PartialResult))
+        if lost and not isinstance(event, PartialResult):  # a newer partial or the final will follow
+            log.error("results queue full: lost %s for utterance %s", type(event).__name__,
+                      getattr(event, "utterance_id", "?"))

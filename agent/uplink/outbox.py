@@ -1,31 +1,24 @@
-"""The outbox and result attribution: which utterance is owed what, with no socket and no thread.
+"""The outbox: which utterance is owed what, with no socket and no thread.
 
 Driven by the connection owner and a clock, like ``state.py``: events in (segments from the front
-end, service events from the wire), result events out through ``emit``. Every utterance stays
-here until it is done — everything it asked for arrived: its final and, when speech output is
-on, its synthesized speech (USP: ``turn.end``) — so a renewal never cuts off a translation. After
-a reconnect every one without a final is sent again, whole, in order.
+end, messages from the wire), messages to send and result events (through ``emit``) out. What is
+common to every protocol lives here: what is owed, the spool, the window, replay after a
+reconnect, final timeouts and the send loop itself. What a message means and which utterance it
+belongs to is the protocol session's (``translator_v1.py``, ``usp_client.py``): it answers with
+placed events (``protocol.py``) that name their utterance.
 
-A backlog is sent at the pace the service answers: at most ``window`` utterances are in flight
-(begun and not done). Each final timeout starts when that utterance's end was sent. A timeout
-never writes an empty final for speech that may still be recognised: while the service keeps
-answering (it is behind, not gone) the utterance waits on, else it is resent on a fresh connection
-(``check_timeouts`` asks for one); a late final is accepted while it waits, and after
-``MAX_TIMEOUTS`` it is dropped with a warning. An empty final is written only when the
-service said so (USP ``turn.end`` without a phrase; v1 results from past its end).
+Every utterance stays here until it is done — everything it asked for arrived: its final and,
+when speech output is on, its synthesized speech — so a renewal never cuts off a translation.
+After a reconnect every one without a final is sent again, whole, in order.
 
-Attributing results:
-- USP: one turn per utterance; results carry the turn's request id. A turn the service ends
-  before the utterance's end was sent, or fails with a retryable status, continues in a new turn
-  from the audio its finals acknowledged (finals already in are kept), after a back-off when the
-  turn brought no final; ``MAX_TURN_RETRIES`` such turns without progress give the utterance up.
-- Translator v1: no ids. Results belong to the oldest utterance without a final, or (timing
-  info) to the open utterance whose byte range holds ``audioStreamPosition``. A final that
-  arrives before that utterance's end was sent is a piece of it (the service ended a phrase
-  early) and is joined; the first final after its end was sent completes it, and so does
-  ``V1_SETTLE_S`` of quiet after the end when pieces are already in (the silence tail then holds
-  no more speech). Audio goes to the utterance whose final came last, and nowhere when that final
-  belonged to no open utterance.
+A backlog is sent at the pace the service answers: at most ``session.max_in_flight`` utterances
+are in flight (begun and not done). Each final timeout starts when that utterance's end was sent.
+A timeout never writes an empty final for speech that may still be recognised: while the service
+keeps answering (it is behind, not gone) the utterance waits on, else it is resent on a fresh
+connection (``check_timeouts`` asks for one); a late final is accepted while it waits, and after
+``MAX_TIMEOUTS`` it is dropped with a warning. An empty final is written only when the session
+says the service is done with the utterance (USP ``turn.end`` without a phrase; v1 results from
+past its end).
 """
 
 from __future__ import annotations
@@ -47,91 +40,95 @@ from agent.events import (
     SynthesizedSpeech,
     UplinkError,
 )
+from agent.uplink.protocol import (
+    Completed,
+    GaveUp,
+    Heard,
+    Message,
+    Notice,
+    Placed,
+    Resume,
+    ServiceResult,
+    Session,
+    Spoken,
+)
 from agent.uplink.spool import Spool, SpooledUtterance
-from agent.uplink.protocol import Opened, ServiceAudio, ServiceEvent, ServiceFailure, ServiceResult, TurnEnded
-from parley_common.protocols.wav import TICKS_PER_SAMPLE, WIRE_BYTES_PER_S, WIRE_BYTES_PER_SAMPLE, WIRE_SAMPLE_RATE_HZ
+from parley_common.protocols.wav import WIRE_BYTES_PER_S, WIRE_SAMPLE_RATE_HZ
 
 log = logging.getLogger("parley.uplink")
 
-V1_SETTLE_S = 1.5
 MAX_TIMEOUTS = 3  # an utterance unanswered this many times is dropped, not written empty
-V1_PRE_ROLL_BYTES = WIRE_BYTES_PER_S  # a recognizer's pre-roll may reach up to a second back
-MAX_TURN_RETRIES = 4  # the SDK's retry count; reset whenever a final acknowledges more audio
-TURN_RETRY_BACKOFF_S = 0.25  # the SDK's retry interval, doubled per retry without progress
-THROTTLED_BACKOFF_S = 1.0  # TooManyRequests: start slower
 
 
 @dataclass
 class Utterance:
+    """One utterance owed a result: its audio, how far it was sent, and what came back."""
+
     started: SpeechStarted
     chunks: list[bytes] = field(default_factory=list)
     ended: SpeechEnded | None = None
+    ended_at: float | None = None  # clock when the talker stopped; None: in an earlier run
     sent_chunks: int = 0
     begun: bool = False
     end_sent_at: float | None = None
-    turn: str | None = None
-    pieces: list[ServiceResult] = field(default_factory=list)
-    finalized: bool = False
     attempts: int = 0
-    stream_start: int | None = None  # v1: byte range on the current connection
-    stream_end: int | None = None
-    ended_at: float | None = None  # clock when the talker stopped; None: in an earlier run
-    finalized_at: float | None = None
-    awaiting_speech: bool = False  # v1: the final is out, its synthesized speech is owed
-    timeouts: int = 0
-    turn_start_bytes: int = 0  # USP: where the current turn's audio starts in this utterance
-    acked_bytes: int = 0  # USP: audio the finals so far cover; a continuation turn starts here
-    turn_progressed: bool = False  # USP: a final of the current turn acknowledged more audio
-    failure: ServiceFailure | None = None  # USP: what the service said went wrong in the current turn
-    turn_retries: int = 0
     retry_at: float | None = None  # not sent again before this time (back-off)
+    pieces: list[ServiceResult] = field(default_factory=list)
+    finalized_at: float | None = None
+    awaiting_speech: bool = False  # the final is out, its synthesized speech is owed
+    timeouts: int = 0
 
     @property
     def id(self) -> int:
         return self.started.utterance_id
 
     @property
+    def finalized(self) -> bool:
+        return self.finalized_at is not None
+
+    @property
     def audio_s(self) -> float:
         return sum(len(c) for c in self.chunks) / WIRE_BYTES_PER_S
 
-    def reset_transmission(self) -> None:
-        self.sent_chunks, self.begun, self.end_sent_at, self.turn, self.pieces = 0, False, None, None, []
-        self.stream_start = self.stream_end = None
-        self.acked_bytes, self.failure = 0, None
+    @property
+    def sent_bytes(self) -> int:
+        return sum(len(c) for c in self.chunks[:self.sent_chunks])
 
-    def continue_from_ack(self, at: float) -> None:
-        """A new turn at ``at`` from the first chunk not yet acknowledged; the finals so far are kept."""
+    def reset_transmission(self) -> None:
+        self.sent_chunks, self.begun, self.end_sent_at, self.pieces = 0, False, None, []
+
+    def resume(self, from_bytes: int, not_before_s: float) -> None:
+        """Sent again from the first chunk not wholly within ``from_bytes``; the finals so far are kept."""
         offset = self.sent_chunks = 0
-        while self.sent_chunks < len(self.chunks) and offset + len(self.chunks[self.sent_chunks]) <= self.acked_bytes:
+        while self.sent_chunks < len(self.chunks) and offset + len(self.chunks[self.sent_chunks]) <= from_bytes:
             offset += len(self.chunks[self.sent_chunks])
             self.sent_chunks += 1
-        self.begun, self.end_sent_at, self.turn, self.failure, self.retry_at = False, None, None, None, at
+        self.begun, self.end_sent_at, self.retry_at = False, None, not_before_s
 
 
 class Outbox:
-    """Utterances owed a result. ``turns``: results name their utterance (USP) or not (v1).
+    """Utterances owed a result, sent through ``session`` (which places what the service says).
 
-    ``window``: utterances in flight at once. ``speech_expected``: the service was asked for
-    synthesized speech, so a v1 utterance is done only once its speech arrived too. ``spool``:
-    where every owed utterance is also kept on disk (None: memory only).
+    ``speech_expected``: the service was asked for synthesized speech, so an utterance whose final
+    may be followed by speech (v1) is done only once it arrived too. ``spool``: where every owed
+    utterance is also kept on disk (None: memory only).
     """
 
-    def __init__(self, *, turns: bool, max_audio_s: float, final_timeout_s: float, spoken_language: str,
-                 emit: Callable[[ResultEvent], None], clock=time.monotonic, window: int = 1,
-                 speech_expected: bool = False, spool: Spool | None = None):
-        self.turns = turns
+    def __init__(self, session: Session, *, max_audio_s: float, final_timeout_s: float, spoken_language: str,
+                 emit: Callable[[ResultEvent], None], clock=time.monotonic, speech_expected: bool = False,
+                 spool: Spool | None = None):
+        self.session = session
         self.max_audio_s = max_audio_s
         self.final_timeout_s = final_timeout_s
         self.spoken_language = spoken_language
-        self.window = window
+        self.window = session.max_in_flight
         self.speech_expected = speech_expected
         self._emit = emit
         self._clock = clock
         self._spool = spool
         self._utterances: OrderedDict[int, Utterance] = OrderedDict()
         self._overflowed: set[int] = set()
-        self._last_final_utterance: int | None = None
-        self._last_heard: float | None = None  # clock of the service's latest result or speech
+        self._last_heard: float | None = None  # clock of the service's latest message
         self.dropped_utterances = 0
 
     def __len__(self) -> int:
@@ -191,46 +188,43 @@ class Outbox:
             self._emit(UplinkError(f"utterance {utterance_id} dropped: {why}", fatal))
             if self._spool:
                 self._spool.remove(utterance_id)
+            self.session.forget(utterance_id)
         self._overflowed.discard(utterance_id)
 
     # -- for the sender ----------------------------------------------------------------------
 
-    def connected(self) -> None:
-        """A new connection: nothing without a final is trusted to have arrived."""
+    def connected(self) -> list[Message]:
+        """A new connection: nothing without a final is trusted to have arrived. Returns what opens it."""
         for utterance in list(self._utterances.values()):
             if utterance.finalized:  # its final is out; what else it asked for went with the old connection
                 log.warning("utterance %d: its synthesized speech was lost with the connection", utterance.id)
                 self._done(utterance)
             else:
                 utterance.reset_transmission()
-        self._last_final_utterance = None
+        return self.session.connected()
 
-    def unsent(self) -> Iterator[Utterance]:
-        """Utterances whose end is not sent yet, in order, as far as the window allows.
-
-        The sender stops at one still open or backing off, so the window is checked before each
-        one begins."""
-        now = self._clock()
+    def transmit(self) -> list[Message]:
+        """What is new, utterance by utterance, in order; the next begins once the previous ended,
+        and only while the window has room. Records how far each utterance was sent."""
+        now, out = self._clock(), []
         for utterance in list(self._utterances.values()):
-            if utterance.end_sent_at is not None or utterance.id not in self._utterances:
+            if utterance.end_sent_at is not None:
                 continue
             if utterance.retry_at is not None and now < utterance.retry_at:
-                return
-            if not utterance.begun and self.in_flight >= self.window:
-                return
-            yield utterance
-
-    def opened(self, utterance: Utterance, opened: Opened) -> None:
-        """The protocol began sending this utterance on the current connection."""
-        utterance.attempts += 1
-        utterance.begun = True
-        utterance.turn, utterance.stream_start = opened.turn, opened.stream_position
-        utterance.turn_start_bytes = sum(len(c) for c in utterance.chunks[:utterance.sent_chunks])
-        utterance.turn_progressed = False
-
-    def end_sent(self, utterance: Utterance, stream_end: int | None) -> None:
-        utterance.end_sent_at = self._clock()
-        utterance.stream_end = stream_end
+                break
+            if not utterance.begun:
+                if self.in_flight >= self.window:
+                    break
+                utterance.attempts, utterance.begun = utterance.attempts + 1, True
+                out += self.session.begin(utterance)
+            while utterance.sent_chunks < len(utterance.chunks):
+                out += self.session.audio(utterance, utterance.chunks[utterance.sent_chunks])
+                utterance.sent_chunks += 1
+            if utterance.ended is None:
+                break
+            utterance.end_sent_at = now
+            out += self.session.end(utterance, now)
+        return out
 
     @property
     def in_flight(self) -> int:
@@ -254,54 +248,50 @@ class Outbox:
 
     # -- from the service --------------------------------------------------------------------
 
-    def receive(self, event: ServiceEvent) -> bool:
-        """Attribute one service event; True when it ended a USP turn of ours (the protocol acknowledges)."""
-        self._last_heard = self._clock()
-        if isinstance(event, ServiceResult):
-            self._result(event)
-        elif isinstance(event, ServiceFailure):
-            self._failure(event)
-        elif isinstance(event, ServiceAudio):
-            self._audio(event)
-        elif isinstance(event, TurnEnded):
-            owner = self._turn_owner(event.turn)
-            if owner is not None:
-                self._turn_ended(self._utterances[owner])
-                return True
-        return False
+    def receive(self, message: Message) -> list[Message]:
+        """One message from the service, placed by the session; returns its replies.
 
-    def _failure(self, event: ServiceFailure) -> None:
-        owner = self._turn_owner(event.turn)
-        if event.action == "report" or owner is None:
-            self._emit(UplinkError(event.reason))
+        Raises ProtocolError (from the session) for what cannot be parsed."""
+        self._last_heard = now = self._clock()
+        replies, placed = self.session.receive(message, now)
+        self._apply(placed)
+        return replies
+
+    def _apply(self, placed: list[Placed]) -> None:
+        for event in placed:
+            if isinstance(event, Notice):
+                self._emit(UplinkError(event.message))
+                continue
+            utterance = self._utterances.get(event.utterance_id)
+            if utterance is None:
+                log.info("%s for utterance %d, which is no longer owed anything: ignored", type(event).__name__,
+                         event.utterance_id)
+            elif isinstance(event, Heard):
+                self._heard(utterance, event.result)
+            elif isinstance(event, Completed):
+                self._complete(utterance, event.speech_may_follow)
+            elif isinstance(event, Spoken):
+                self._spoken(utterance, event)
+            elif isinstance(event, Resume):
+                utterance.resume(event.from_bytes, event.not_before_s)
+            elif isinstance(event, GaveUp):
+                self._give_up(utterance, event.reason)
+
+    def _heard(self, utterance: Utterance, result: ServiceResult) -> None:
+        if utterance.finalized:
+            log.info("a result for utterance %d after its final was ignored: %r", utterance.id, result.text)
+        elif result.final:
+            utterance.pieces.append(result)
         else:
-            self._utterances[owner].failure = event  # acted on at turn.end, which follows
+            self._emit(PartialResult(utterance.id, _join(utterance.pieces + [result]),
+                                     _join_translations(utterance.pieces + [result]), language=result.language,
+                                     session=utterance.started.session))
 
-    def _turn_ended(self, utterance: Utterance) -> None:
-        failure = utterance.failure
-        if failure is not None and failure.action == "cancel":
-            self._give_up(utterance, failure.reason)
-        elif failure is not None or utterance.end_sent_at is None:
-            self._retry(utterance, failure)
-        else:
-            self._complete(utterance)
-
-    def _retry(self, utterance: Utterance, failure: ServiceFailure | None) -> None:
-        """Continue the utterance in a new turn: at once after a turn that brought a final, else backing off."""
-        if utterance.turn_progressed and failure is None:
-            utterance.continue_from_ack(self._clock())
-            return
-        utterance.turn_retries += 1
-        why = failure.reason if failure else "the service ended its turn before the utterance did"
-        if utterance.turn_retries > MAX_TURN_RETRIES:
-            self._give_up(utterance, f"{why}, {MAX_TURN_RETRIES} retries")
-            return
-        base_s = THROTTLED_BACKOFF_S if failure is not None and failure.throttled else TURN_RETRY_BACKOFF_S
-        delay_s = base_s * 2 ** (utterance.turn_retries - 1)
-        log.warning("utterance %d: %s; sending it again in %.2f s", utterance.id, why, delay_s)
-        if failure is not None:
-            self._emit(UplinkError(f"{why}; utterance {utterance.id} again in {delay_s:.1f} s"))
-        utterance.continue_from_ack(self._clock() + delay_s)
+    def _spoken(self, utterance: Utterance, event: Spoken) -> None:
+        self._emit(SynthesizedSpeech(utterance.id, event.language or self.spoken_language, event.wav_bytes,
+                                     self._clock(), utterance.ended_at))
+        if utterance.awaiting_speech:
+            self._done(utterance)
 
     def _give_up(self, utterance: Utterance, why: str) -> None:
         """Cancelled: the finals already in still make the utterance's final; without any it is dropped."""
@@ -311,56 +301,10 @@ class Outbox:
         else:
             self.drop(utterance.id, why, fatal=True)
 
-    def _audio(self, event: ServiceAudio) -> None:
-        if event.turn:
-            owner = self._turn_owner(event.turn)
-        else:
-            owner = self._last_final_utterance
-            self._last_final_utterance = None  # one speech per final: a second belongs to nobody
-        utterance = self._utterances.get(owner) if owner is not None else None
-        if utterance is None:
-            log.info("synthesized speech that belongs to no waiting utterance was ignored")
-            return
-        self._emit(SynthesizedSpeech(utterance.id, event.language or self.spoken_language, event.wav_bytes,
-                                     self._clock(), utterance.ended_at))
-        if utterance.awaiting_speech:
-            self._done(utterance)
-
-    def _result(self, event: ServiceResult) -> None:
-        utterance = self._target(event.turn, event.stream_position)
-        if event.final and not self.turns and event.stream_position is not None:
-            self._passed(event.stream_position)
-        if utterance is None:
-            if event.final:
-                self._last_final_utterance = None  # its speech, if any, belongs to nobody either
-            return
-        if not event.final:
-            self._emit(PartialResult(utterance.id, _join(utterance.pieces + [event]),
-                                     _join_translations(utterance.pieces + [event]), language=event.language,
-                                     session=utterance.started.session))
-            return
-        utterance.pieces.append(event)
-        self._last_final_utterance = utterance.id  # v1 audio follows its final
-        if event.end_ticks is not None:
-            acked = utterance.turn_start_bytes + event.end_ticks // TICKS_PER_SAMPLE * WIRE_BYTES_PER_SAMPLE
-            if acked > utterance.acked_bytes:
-                utterance.acked_bytes, utterance.turn_retries, utterance.turn_progressed = acked, 0, True
-        if not self.turns and utterance.end_sent_at is not None and not utterance.finalized:
-            # USP finalises at turn.end, when every phrase of the turn is in
-            self._finalize(utterance, speech_follows=bool(event.translations.get(self.spoken_language)))
-
-    def _passed(self, position: int) -> None:
-        """v1: the service finalises in stream order, so a final at ``position`` means every
-        utterance that ended before it was heard in full; one with nothing recognised gets its
-        (empty) final now instead of waiting for the timeout."""
-        for utterance in list(self._utterances.values()):
-            if (utterance.stream_end is not None and utterance.stream_end <= position and not utterance.pieces
-                    and not utterance.finalized):
-                self._finalize(utterance, speech_follows=False)
-
     def check_timeouts(self) -> list[int]:
         """Complete what is settled; returns the utterances that timed out and need a fresh connection."""
         now = self._clock()
+        self._apply(self.session.tick(now))
         stalled = []
         for utterance in list(self._utterances.values()):
             if utterance.finalized:
@@ -372,9 +316,7 @@ class Outbox:
             if utterance.end_sent_at is None:
                 continue
             waited_s = now - utterance.end_sent_at
-            if not self.turns and utterance.pieces and waited_s >= V1_SETTLE_S:
-                self._complete(utterance)
-            elif waited_s < self.final_timeout_s:
+            if waited_s < self.final_timeout_s:
                 continue
             elif utterance.pieces:
                 self._complete(utterance)
@@ -395,44 +337,27 @@ class Outbox:
                 utterance.end_sent_at = now  # waits on, accepting a late final (until it is resent)
         return stalled
 
-    def _turn_owner(self, turn: str | None) -> int | None:
-        return next((u.id for u in self._utterances.values() if u.turn == turn), None)
-
-    def _target(self, turn: str | None, position: int | None = None) -> Utterance | None:
-        if turn is not None:
-            owner = self._turn_owner(turn)
-            return self._utterances.get(owner) if owner is not None else None
-        open_ones = [u for u in self._utterances.values() if u.begun and not u.finalized]
-        if position is not None:
-            for utterance in open_ones:
-                end = utterance.stream_end if utterance.stream_end is not None else float("inf")
-                if utterance.stream_start is not None and utterance.stream_start - V1_PRE_ROLL_BYTES <= position < end:
-                    return utterance
-            return None  # speech the service found outside any open utterance (tail noise, a finished one)
-        return open_ones[0] if open_ones else None
-
-    def _finalize(self, utterance: Utterance, speech_follows: bool = False) -> None:
-        utterance.finalized, utterance.finalized_at = True, self._clock()
-        self._emit(FinalResult(utterance.id, _join(utterance.pieces), _join_translations(utterance.pieces),
-                               _azimuth(utterance), utterance.started.start_sample, _duration(utterance),
-                               language=_identified_language(utterance.pieces), session=utterance.started.session,
-                               started_at_s=utterance.started.started_at_s))
-        if self.turns:
-            return  # done at turn.end, which follows the turn's speech
-        if self.speech_expected and speech_follows:
-            utterance.awaiting_speech = True
-        else:
-            self._done(utterance)
-
-    def _complete(self, utterance: Utterance) -> None:
+    def _complete(self, utterance: Utterance, speech_may_follow: bool = False) -> None:
+        """Write the final (once); the utterance is done unless its synthesized speech is still owed."""
         if not utterance.finalized:
+            last = utterance.pieces[-1].translations if utterance.pieces else {}
+            utterance.awaiting_speech = self.speech_expected and speech_may_follow and bool(
+                last.get(self.spoken_language))
             self._finalize(utterance)
         if not utterance.awaiting_speech:
             self._done(utterance)
 
+    def _finalize(self, utterance: Utterance) -> None:
+        utterance.finalized_at = self._clock()
+        self._emit(FinalResult(utterance.id, _join(utterance.pieces), _join_translations(utterance.pieces),
+                               _azimuth(utterance), utterance.started.start_sample, _duration(utterance),
+                               language=_identified_language(utterance.pieces), session=utterance.started.session,
+                               started_at_s=utterance.started.started_at_s))
+
     def _done(self, utterance: Utterance) -> None:
         """Everything the utterance asked for arrived (or was given up): it leaves the outbox."""
         self._utterances.pop(utterance.id, None)
+        self.session.forget(utterance.id)
 
 
 def _join(pieces: list[ServiceResult]) -> str:

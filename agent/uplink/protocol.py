@@ -1,9 +1,19 @@
-"""What the connection owner needs from a wire protocol, and the events it gets back."""
+"""What a protocol session hands the outbox, and what the outbox asks of a session.
+
+A session (``TranslatorV1Session``, ``UspSession``) is sans-I/O, like websockets' ``Protocol``:
+it is told what the outbox sends (``begin``/``audio``/``end`` of an utterance) and what the
+service said (``receive``), and answers with the messages to write and with *placed* events —
+results already attributed to an utterance id. It owns its wire state and its attribution
+rules; it has no socket, no thread and no clock (``now`` is passed in). The outbox keeps what is
+common to both: what is owed, the spool, replay after a reconnect, the window, final timeouts.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Protocol
+
+Message = str | bytes  # a WebSocket text or binary message
 
 
 class ProtocolError(ValueError):
@@ -12,60 +22,82 @@ class ProtocolError(ValueError):
 
 @dataclass(frozen=True)
 class ServiceResult:
-    """A partial or final recognition. ``turn`` names the utterance's turn (USP); None for v1."""
+    """A partial or final recognition, as decoded from the wire."""
 
     final: bool
     text: str
     translations: dict[str, str] = field(default_factory=dict)
-    turn: str | None = None
-    stream_position: int | None = None  # v1 timing info: byte offset of the recognized span
-    end_ticks: int | None = None  # USP final: where it ends from the turn's first sample (acknowledged audio)
     language: str | None = None  # USP with identify_languages: the language the service heard
 
 
-@dataclass(frozen=True)
-class ServiceAudio:
-    """Synthesized speech for the latest final (v1) or for ``turn`` (USP)."""
+# -- placed events: a session's verdicts, each naming its utterance --------------------------------
 
+@dataclass(frozen=True)
+class Heard:
+    """A partial, or a final piece of the utterance (an utterance may hold several phrases)."""
+
+    utterance_id: int
+    result: ServiceResult
+
+
+@dataclass(frozen=True)
+class Completed:
+    """Every piece of the utterance is in: write its final (empty when none came).
+
+    ``speech_may_follow``: v1 sends synthesized speech after the final, so the utterance may still
+    be owed it; USP completes at ``turn.end``, after its speech."""
+
+    utterance_id: int
+    speech_may_follow: bool = False
+
+
+@dataclass(frozen=True)
+class Spoken:
+    utterance_id: int
     wav_bytes: bytes
     language: str | None = None
-    turn: str | None = None
 
 
 @dataclass(frozen=True)
-class TurnEnded:
-    turn: str
+class Resume:
+    """Send the utterance again from ``from_bytes`` of its audio, not before ``not_before_s``."""
+
+    utterance_id: int
+    from_bytes: int
+    not_before_s: float
 
 
 @dataclass(frozen=True)
-class ServiceFailure:
-    """The service failed (part of) a turn and said why (a RecognitionStatus error, a failed synthesis).
+class GaveUp:
+    """The service refused the utterance: the finals already in make its final, else it is dropped."""
 
-    ``action``: ``retry`` the utterance from its acknowledged audio after a back-off (``throttled``:
-    a longer one), ``cancel`` it, or only ``report`` (the text still arrives). Acted on at turn end.
-    """
-
-    turn: str
+    utterance_id: int
     reason: str
-    action: Literal["retry", "cancel", "report"]
-    throttled: bool = False
-
-
-ServiceEvent = ServiceResult | ServiceAudio | TurnEnded | ServiceFailure
 
 
 @dataclass(frozen=True)
-class Opened:
-    """Where an utterance begins on the wire: its USP turn, or its v1 byte offset in the stream."""
+class Notice:
+    """Something a person should see that belongs to no utterance (shown as a non-fatal UplinkError)."""
 
-    turn: str | None = None
-    stream_position: int | None = None
+    message: str
 
 
-class WireProtocol(Protocol):
-    """One service protocol as the connection owner drives it; it reads utterances, never writes them."""
+Placed = Heard | Completed | Spoken | Resume | GaveUp | Notice
 
-    turns: bool  # results name their utterance (USP) or not (v1)
+
+class Sending(Protocol):
+    """What a session may read of an utterance being sent (``agent.uplink.outbox.Utterance``)."""
+
+    id: int
+    chunks: list[bytes]
+
+    @property
+    def sent_bytes(self) -> int: ...
+
+
+class Session(Protocol):
+    """One service protocol, sans-I/O. Every method returns what to send and/or placed events."""
+
     max_in_flight: int  # utterances the service takes at once; a backlog is sent at that pace
     subprotocols: list[str] | None
 
@@ -76,16 +108,21 @@ class WireProtocol(Protocol):
     def credentials_rejected(self) -> bool:
         """The handshake was refused (401/403); True when the next attempt presents other credentials."""
 
-    def on_connect(self, ws) -> None: ...
+    def connected(self) -> list[Message]:
+        """A new connection: forget all wire state; the messages that open it."""
 
-    def begin(self, ws, utterance) -> Opened: ...
+    def begin(self, utterance: Sending) -> list[Message]:
+        """Sending starts (again) at ``utterance.sent_bytes``."""
 
-    def send_audio(self, ws, utterance, pcm: bytes) -> None: ...
+    def audio(self, utterance: Sending, pcm: bytes) -> list[Message]: ...
 
-    def end(self, ws, utterance) -> int | None:
-        """Send the end of the utterance; v1 returns the stream offset where it ends."""
+    def end(self, utterance: Sending, now: float) -> list[Message]: ...
 
-    def turn_completed(self, ws, turn: str) -> None:
-        """A turn got its final and its end (USP acknowledges with telemetry)."""
+    def receive(self, message: Message, now: float) -> tuple[list[Message], list[Placed]]:
+        """Raises ProtocolError for what cannot be parsed."""
 
-    def parse(self, message: str | bytes) -> list[ServiceEvent]: ...
+    def tick(self, now: float) -> list[Placed]:
+        """Verdicts that only time brings (v1: the quiet after an utterance's last piece)."""
+
+    def forget(self, utterance_id: int) -> None:
+        """The utterance left the outbox: drop what the session keeps for it."""

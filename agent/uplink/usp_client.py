@@ -1,4 +1,4 @@
-"""Azure Speech USP as a client: one turn per utterance, strictly one turn at a time, like SDK 1.53.
+"""Azure Speech USP as a sans-I/O client session: one turn per utterance, one turn at a time, like SDK 1.53.
 
 Per turn: ``speech.context`` (new request id), the RIFF header as the turn's first audio message,
 PCM in 3 200-byte (100 ms) messages as it is spoken, and a zero-length audio message the moment the
@@ -7,14 +7,34 @@ arrives, so the next turn opens only after ``turn.end`` (``max_in_flight = 1``).
 
 What the service says goes back as events: results with the acknowledged position, synthesized
 speech once whole (``translation.synthesis``/``audio`` pieces until ``.end``), and a RecognitionStatus
-error as a ServiceFailure (retry with back-off, or cancel), never as an empty final. Every
+error acted on at ``turn.end`` (retry with back-off, or cancel), never as an empty final. Every
 ``turn.end`` is acknowledged with telemetry listing the received messages and their times.
+
+Placing: results carry the turn's request id, and each turn belongs to one utterance. A turn the
+service ends before the utterance's end was sent, or fails with a retryable status, continues in
+a new turn from the audio its finals acknowledged (finals already in are kept; the new
+``speech.context`` names the last ``serviceTag`` and the offset), at once after a turn that
+brought a final, else after a back-off of 0.25 s (TooManyRequests: 1 s) doubling per retry;
+``MAX_TURN_RETRIES`` (4, the SDK's count) such turns without progress give the utterance up.
+
+Error statuses, measured against SDK 1.53 on a scripted service: on ``BadRequest``,
+``TooManyRequests`` or ``Error`` the SDK opens a new connection and replays the turn 4 times,
+0.35-0.45 s apart, then cancels with that status; on a 1007 close it cancels at once (no retry).
+The agent retries every error status 4 times too, then gives the utterance up with the reason, but
+differs in two ways on purpose: it opens a new *turn* on the open connection (the replay is the
+same: ``continuation`` with the acknowledged offset; a handshake adds nothing the service needs),
+and it doubles the back-off (0.25-2 s; throttled 1-8 s) where the SDK waits 0.25 s each time: an
+utterance said in a room is not repeated by its talker, so it is worth a 4-15 s budget rather than
+the SDK's ~1.5 s, and a throttled service needs time, not a burst of replays. A 1007 close is
+fatal (``connection.py``): the utterance is dropped on its second refusal, after the slow back-off.
+Wall time appears only as a label (``X-Timestamp``, telemetry); decisions use the ``now`` given.
 """
 
 from __future__ import annotations
 
 import logging
 import platform
+from dataclasses import dataclass, field
 from typing import Callable
 
 from agent import __version__
@@ -23,29 +43,23 @@ from agent.uplink.translator_v1 import GATEWAY_DEFAULT_URL
 from agent.uplink.config import UplinkConfig
 from agent.uplink.credentials import AzureCredentials
 from agent.uplink.protocol import (
-    Opened,
+    Completed,
+    GaveUp,
+    Heard,
+    Message,
+    Notice,
+    Placed,
     ProtocolError,
-    ServiceAudio,
-    ServiceEvent,
-    ServiceFailure,
+    Resume,
+    Sending,
     ServiceResult,
-    TurnEnded,
+    Spoken,
 )
 from parley_common.languages import base_language
 from parley_common.protocols.usp import (
-    AUDIO,
-    AUDIO_END,
-    AUDIO_START,
-    SPEECH_CONFIG,
-    SYNTHESIS,
-    SYNTHESIS_END,
-    TELEMETRY,
-    TURN_END,
-    TURN_START,
     USP_V1_PATH,
     USP_V2_PATH,
     FramingError,
-    build_text,
     new_request_id,
     parse_binary,
     parse_text,
@@ -53,14 +67,20 @@ from parley_common.protocols.usp import (
 )
 from parley_common.protocols.usp_messages import (
     NON_ERROR_STATUSES,
-    RESULT_PATHS,
+    SERVICE_MESSAGES,
     Audio,
+    Hypothesis,
+    MessageError,
     Phrase,
+    SpeechConfig,
     SpeechContext,
     SynthesisAudio,
     SynthesisEnd,
     SynthesisStart,
-    decode_result,
+    Telemetry,
+    TurnEnd,
+    TurnStart,
+    decode_message,
 )
 from parley_common.protocols.wav import TICKS_PER_SAMPLE, WIRE_BYTES_PER_SAMPLE, WIRE_SAMPLE_RATE_HZ, streaming_header
 
@@ -72,9 +92,10 @@ CONTEXT_STREAM = "1"  # the audio source in speech.context; the SDK keeps it whi
 DEFAULT_VOICES = {"en": "en-US-JennyNeural", "es": "es-ES-ElviraNeural", "ca": "ca-ES-JoanaNeural",
                   "de": "de-DE-KatjaNeural", "fr": "fr-FR-DeniseNeural", "it": "it-IT-ElsaNeural",
                   "pt": "pt-PT-RaquelNeural"}
-# RecognitionStatus errors worth sending the utterance again for (after a back-off); others cancel it.
-RETRY_STATUSES = ("TooManyRequests", "ServiceUnavailable", "Error")
 THROTTLED_STATUS = "TooManyRequests"
+MAX_TURN_RETRIES = 4  # the SDK's retry count; reset whenever a final acknowledges more audio
+TURN_RETRY_BACKOFF_S = 0.25  # the SDK's retry interval, doubled per retry without progress
+THROTTLED_BACKOFF_S = 1.0  # TooManyRequests: start slower
 
 
 def identified_voices(config: UplinkConfig) -> dict[str, str]:
@@ -92,8 +113,29 @@ def default_voice(config: UplinkConfig) -> str | None:
     return config.voice or DEFAULT_VOICES.get(base_language(config.to_languages[0]))
 
 
-class UspProtocol:
-    turns = True
+@dataclass(frozen=True)
+class _Failure:
+    """What the service said went wrong in a turn; acted on at its ``turn.end``."""
+
+    reason: str
+    throttled: bool = False
+
+
+@dataclass
+class _Turn:
+    """One turn on this connection: the utterance it carries and what it brought so far."""
+
+    utterance_id: int
+    stream: str
+    start_bytes: int  # where the turn's audio starts in its utterance
+    unsent: bytearray = field(default_factory=bytearray)  # PCM waiting to fill a 3 200-byte message
+    received: dict[str, list[str]] = field(default_factory=dict)  # path -> arrival times, for telemetry
+    end_sent: bool = False
+    progressed: bool = False  # a final of this turn acknowledged more audio
+    failure: _Failure | None = None
+
+
+class UspSession:
     max_in_flight = 1  # one turn at a time
     subprotocols = ["USP"]
 
@@ -115,9 +157,10 @@ class UspProtocol:
             self._base_url = region_url(config.region, config.endpoint_version)
         self.v2 = is_v2(self._base_url)
         self._next_stream = 1
-        self._stream_ids: dict[str, str] = {}
-        self._unsent: dict[str, bytearray] = {}  # per turn: PCM waiting to fill a 3 200-byte message
-        self._received: dict[str, dict[str, list[str]]] = {}  # per turn: path -> arrival times
+        self._turns: dict[str, _Turn] = {}  # request id -> turn, on this connection
+        self._current: dict[int, str] = {}  # utterance id -> the request id of its turn being sent
+        self._acked: dict[int, int] = {}  # utterance id -> audio its finals cover on this connection
+        self._retries: dict[int, int] = {}  # utterance id -> turns in a row without progress
         self._tts_languages: dict[str, str] = {}  # v2: X-StreamId -> language of its synthesized audio
         self._synthesis: dict[str, bytearray] = {}  # per turn (v1) or stream (v2): WAV pieces so far
         self._service_tag: str | None = None  # the last turn.start's, named by a continuation turn
@@ -145,129 +188,156 @@ class UspProtocol:
     def credentials_rejected(self) -> bool:
         return self.credentials.rejected()
 
-    def on_connect(self, ws) -> None:
+    def connected(self) -> list[Message]:
         """A new connection: stream ids start at 1 again, nothing half-sent or half-received carries over."""
         self.credentials.accepted()
         self._next_stream, self._service_tag = 1, None
-        for per_turn in (self._stream_ids, self._unsent, self._received, self._tts_languages, self._synthesis):
-            per_turn.clear()
+        for state in (self._turns, self._current, self._acked, self._tts_languages, self._synthesis):
+            state.clear()
         config = {"context": {
             "system": {"name": "Parley", "version": __version__, "build": platform.machine(), "lang": "Python"},
             "os": {"platform": platform.system(), "name": platform.platform(), "version": platform.release()},
             "audio": {"source": {"type": "Microphones", "samplerate": str(WIRE_SAMPLE_RATE_HZ), "bitspersample": "16",
                                  "channelcount": "1"}},
         }}
-        ws.send(build_text(SPEECH_CONFIG, None, config))
+        return [SpeechConfig(config).encode()]
+
+    def forget(self, utterance_id: int) -> None:
+        self._current.pop(utterance_id, None)
+        self._acked.pop(utterance_id, None)
+        self._retries.pop(utterance_id, None)
 
     # -- sending -----------------------------------------------------------------------------
 
-    def begin(self, ws, utterance) -> Opened:
+    def begin(self, utterance: Sending) -> list[Message]:
         turn = new_request_id()
-        stream = self._stream_ids[turn] = str(self._next_stream)
+        stream = str(self._next_stream)
         self._next_stream += 1
-        self._unsent[turn] = bytearray()
-        self._received[turn] = {}
+        self._turns[turn] = _Turn(utterance.id, stream, utterance.sent_bytes)
+        self._current[utterance.id] = turn
         # CONVERSATION on both paths: a turn that names no mode is single-shot to our gateway (as
         # recognize_once is to the service), which would end an utterance at its first phrase
         source = self.config.from_language if self.v2 and not self.identifying else None
-        ws.send(SpeechContext(tuple(self.config.to_languages), self.voice, CONTEXT_STREAM, source, "CONVERSATION",
-                              self._continuation(utterance), candidates=tuple(self.config.identify_languages),
-                              expected_language=self._expected_language(utterance.id) if self.identifying else None,
-                              voices=tuple(self.voices.items()), speak_passthrough=not self.identifying).encode(turn))
-        ws.send_binary(Audio(streaming_header(), stream, wav_header=True).encode(turn))
-        return Opened(turn=turn)
+        context = SpeechContext(tuple(self.config.to_languages), self.voice, CONTEXT_STREAM, source, "CONVERSATION",
+                                self._continuation(utterance), candidates=tuple(self.config.identify_languages),
+                                expected_language=self._expected_language(utterance.id) if self.identifying else None,
+                                voices=tuple(self.voices.items()), speak_passthrough=not self.identifying)
+        return [context.encode(turn), Audio(streaming_header(), stream, wav_header=True).encode(turn)]
 
-    def _continuation(self, utterance) -> tuple[str, int] | None:
+    def _continuation(self, utterance: Sending) -> tuple[str, int] | None:
         """An utterance resent from past its start continues the last turn, as the SDK's replay does."""
-        replay_bytes = sum(len(chunk) for chunk in utterance.chunks[:utterance.sent_chunks])
+        replay_bytes = utterance.sent_bytes
         if not replay_bytes or self._service_tag is None:
             return None
         return self._service_tag, replay_bytes // WIRE_BYTES_PER_SAMPLE * TICKS_PER_SAMPLE
 
-    def send_audio(self, ws, utterance, pcm: bytes) -> None:
-        pending = self._unsent[utterance.turn]
-        pending += pcm
-        while len(pending) >= AUDIO_MESSAGE_BYTES:
-            ws.send_binary(Audio(bytes(pending[:AUDIO_MESSAGE_BYTES]), self._stream_ids[utterance.turn])
-                           .encode(utterance.turn))
-            del pending[:AUDIO_MESSAGE_BYTES]
+    def audio(self, utterance: Sending, pcm: bytes) -> list[Message]:
+        request_id = self._current[utterance.id]
+        turn = self._turns[request_id]
+        turn.unsent += pcm
+        out: list[Message] = []
+        while len(turn.unsent) >= AUDIO_MESSAGE_BYTES:
+            out.append(Audio(bytes(turn.unsent[:AUDIO_MESSAGE_BYTES]), turn.stream).encode(request_id))
+            del turn.unsent[:AUDIO_MESSAGE_BYTES]
+        return out
 
-    def end(self, ws, utterance) -> None:
-        turn, stream = utterance.turn, self._stream_ids[utterance.turn]
-        rest = self._unsent.pop(turn)
-        if rest:
-            ws.send_binary(Audio(bytes(rest), stream).encode(turn))
-        ws.send_binary(Audio(b"", stream).encode(turn))
+    def end(self, utterance: Sending, now: float) -> list[Message]:
+        request_id = self._current[utterance.id]
+        turn = self._turns[request_id]
+        rest, turn.end_sent = bytes(turn.unsent), True
+        turn.unsent.clear()
+        return ([Audio(rest, turn.stream).encode(request_id)] if rest else []) + [
+            Audio(b"", turn.stream).encode(request_id)]
 
-    def turn_completed(self, ws, turn: str) -> None:
-        """Acknowledge what the turn brought, as the SDK does: the service may close silent clients."""
-        received = self._received.pop(turn, {})
-        self._stream_ids.pop(turn, None)
-        self._unsent.pop(turn, None)
-        self._synthesis.pop(turn, None)  # a v1 synthesis the service never ended
-        ws.send(build_text(TELEMETRY, turn, {"ReceivedMessages": [{path: times} for path, times in received.items()],
-                                             "Metrics": []}, content_type="application/json; charset=utf-8"))
+    def tick(self, now: float) -> list[Placed]:
+        return []  # USP verdicts come with messages
 
     # -- receiving ---------------------------------------------------------------------------
 
-    def parse(self, message: str | bytes) -> list[ServiceEvent]:
+    def receive(self, message: Message, now: float) -> tuple[list[Message], list[Placed]]:
         try:
             parsed = parse_text(message) if isinstance(message, str) else parse_binary(message)
-        except FramingError as exc:
+            if not parsed.request_id:
+                raise ProtocolError(f"{parsed.path or 'message'} without X-RequestId")
+            decoded = decode_message(parsed, SERVICE_MESSAGES)
+        except (FramingError, MessageError) as exc:
             raise ProtocolError(str(exc)) from None
-        turn, path = parsed.request_id, parsed.path.lower()
-        if not turn:
-            raise ProtocolError(f"{path or 'message'} without X-RequestId")
-        if turn in self._received:
-            self._received[turn].setdefault(parsed.path, []).append(timestamp())
-        if path in (SYNTHESIS, AUDIO):
-            audio = SynthesisAudio.decode(parsed)
-            self._synthesis.setdefault(audio.stream_id or turn, bytearray()).extend(audio.wav_bytes)
-            return []
-        if path == TURN_END:
-            return [TurnEnded(turn)]
-        if path not in RESULT_PATHS and path not in (TURN_START, AUDIO_START, SYNTHESIS_END, AUDIO_END):
-            return []
-        try:
-            body = parsed.json()
-        except ValueError:
-            raise ProtocolError(f"{path} body is not JSON") from None
-        if not isinstance(body, dict):
-            raise ProtocolError(f"{path} body is not a JSON object")
-        if path == TURN_START:
-            self._service_tag = (body.get("context") or {}).get("serviceTag") or self._service_tag
-            return []
-        if path == AUDIO_START:
-            start = SynthesisStart.decode(parsed, body)
-            self._tts_languages[start.stream_id] = start.language
-            return []
-        if path in (SYNTHESIS_END, AUDIO_END):
-            return self._synthesis_end(turn, SynthesisEnd.decode(parsed, body))
-        try:
-            result = decode_result(path, body)
-        except (AttributeError, TypeError) as exc:
-            raise ProtocolError(f"{path} body has an unexpected shape ({exc})") from None
-        if isinstance(result, Phrase) and result.status not in NON_ERROR_STATUSES:
-            return [_recognition_failure(turn, result.status, body)]
-        final = isinstance(result, Phrase)
-        return [ServiceResult(final, result.text, result.translations, turn,
-                              end_ticks=result.end_ticks if final else None,
-                              language=result.language.language if result.language else None)]
+        request_id = parsed.request_id
+        turn = self._turns.get(request_id)
+        if turn is not None:
+            turn.received.setdefault(parsed.path, []).append(timestamp())
+        if isinstance(decoded, TurnEnd):
+            return self._turn_ended(request_id, now) if turn is not None else ([], [])
+        if isinstance(decoded, TurnStart):
+            self._service_tag = decoded.service_tag or self._service_tag
+        elif isinstance(decoded, SynthesisAudio):
+            self._synthesis.setdefault(decoded.stream_id or request_id, bytearray()).extend(decoded.wav_bytes)
+        elif isinstance(decoded, SynthesisStart):
+            self._tts_languages[decoded.stream_id] = decoded.language
+        elif isinstance(decoded, SynthesisEnd):
+            return [], self._synthesis_end(request_id, turn, decoded)
+        elif isinstance(decoded, (Hypothesis, Phrase)):
+            return [], self._result(turn, decoded)
+        return [], []  # speech.startDetected/endDetected, speech-only results, paths we do not use
 
-    def _synthesis_end(self, turn: str, end: SynthesisEnd) -> list[ServiceEvent]:
+    def _result(self, turn: _Turn | None, result: Hypothesis | Phrase) -> list[Placed]:
+        final = isinstance(result, Phrase)
+        if final and result.status not in NON_ERROR_STATUSES:
+            failure = _recognition_failure(result)
+            if turn is None:
+                return [Notice(failure.reason)]
+            turn.failure = failure
+            return []
+        if turn is None:
+            return []  # a turn of an earlier connection, or of an utterance no longer owed
+        if final:
+            acked = turn.start_bytes + result.end_ticks // TICKS_PER_SAMPLE * WIRE_BYTES_PER_SAMPLE
+            if acked > self._acked.get(turn.utterance_id, 0):
+                self._acked[turn.utterance_id], turn.progressed = acked, True
+                self._retries.pop(turn.utterance_id, None)
+        return [Heard(turn.utterance_id, ServiceResult(
+            final, result.text, result.translations, result.language.language if result.language else None))]
+
+    def _turn_ended(self, request_id: str, now: float) -> tuple[list[Message], list[Placed]]:
+        """Acknowledge what the turn brought, as the SDK does (the service may close silent clients),
+        and say what becomes of its utterance."""
+        turn = self._turns.pop(request_id)
+        self._synthesis.pop(request_id, None)  # a v1 synthesis the service never ended
+        telemetry = Telemetry({"ReceivedMessages": [{path: times} for path, times in turn.received.items()],
+                               "Metrics": []}).encode(request_id)
+        if turn.failure is not None or not turn.end_sent:
+            return [telemetry], self._retry(turn, now)
+        return [telemetry], [Completed(turn.utterance_id)]
+
+    def _retry(self, turn: _Turn, now: float) -> list[Placed]:
+        """Continue the utterance in a new turn: at once after a turn that brought a final, else backing off."""
+        utterance_id, failure = turn.utterance_id, turn.failure
+        acked = self._acked.get(utterance_id, 0)
+        if turn.progressed and failure is None:
+            return [Resume(utterance_id, acked, now)]
+        retries = self._retries[utterance_id] = self._retries.get(utterance_id, 0) + 1
+        why = failure.reason if failure else "the service ended its turn before the utterance did"
+        if retries > MAX_TURN_RETRIES:
+            return [GaveUp(utterance_id, f"{why}, {MAX_TURN_RETRIES} retries")]
+        base_s = THROTTLED_BACKOFF_S if failure is not None and failure.throttled else TURN_RETRY_BACKOFF_S
+        delay_s = base_s * 2 ** (retries - 1)
+        log.warning("utterance %d: %s; sending it again in %.2f s", utterance_id, why, delay_s)
+        notice = [Notice(f"{why}; utterance {utterance_id} again in {delay_s:.1f} s")] if failure else []
+        return notice + [Resume(utterance_id, acked, now + delay_s)]
+
+    def _synthesis_end(self, request_id: str, turn: _Turn | None, end: SynthesisEnd) -> list[Placed]:
         """The pieces of one synthesis, joined: the WAV as the service streamed it."""
-        wav = bytes(self._synthesis.pop(end.stream_id or turn, b""))
+        wav = bytes(self._synthesis.pop(end.stream_id or request_id, b""))
         language = self._tts_languages.pop(end.stream_id, None) if end.stream_id else None
         if end.failure is not None:
-            return [ServiceFailure(turn, f"speech synthesis failed: {end.failure}", "report")]
-        return [ServiceAudio(wav, language, turn)] if wav else []
+            return [Notice(f"speech synthesis failed: {end.failure}")]
+        if turn is None or not wav:
+            return []
+        return [Spoken(turn.utterance_id, wav, language)]
 
 
-def _recognition_failure(turn: str, status: str, body: dict) -> ServiceFailure:
-    """What the SDK does with an error status: cancel with the reason; throttling and transient errors
-    we retry from the acknowledged audio after a back-off instead of losing the utterance."""
-    detail = body.get("FailureReason") or body.get("SpeechPhrase", {}).get("FailureReason") or ""
-    reason = f"the service answered {status}" + (f" ({detail})" if detail else "")
-    if status in RETRY_STATUSES:
-        return ServiceFailure(turn, reason, "retry", throttled=status == THROTTLED_STATUS)
-    return ServiceFailure(turn, reason, "cancel")
+def _recognition_failure(phrase: Phrase) -> _Failure:
+    """Any error status (BadRequest, TooManyRequests, Error, ...) is retried, then the utterance is given up
+    with the reason: what SDK 1.53 does (measured: 4 replays, then cancelled with that status)."""
+    detail = f" ({phrase.failure_reason})" if phrase.failure_reason else ""
+    return _Failure(f"the service answered {phrase.status}{detail}", throttled=phrase.status == THROTTLED_STATUS)

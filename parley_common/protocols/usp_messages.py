@@ -1,21 +1,20 @@
 """Azure Speech USP messages, each written once: one class per message that encodes and decodes itself.
 
-The gateway encodes what a service sends and the agent decodes it (and the other way round for
-``speech.context`` and ``audio``). Result decoders are as lenient as Azure needs: ``DisplayText`` or
-``Text``, ``Translations`` at the top (v2) or under ``Translation`` (v1), a missing status meaning
-success. What a client sends is checked against a schema (:mod:`usp_schema`), so a type-confused body is a
-:class:`MessageError` naming the field, never an AttributeError. Bodies are dicts (JSON); paths are
-compared lower-cased.
+One interface for every class, as wyoming's events: ``encode(request_id)`` gives the wire message
+(text or binary) and ``decode(message)`` takes a parsed :class:`UspMessage`; :func:`decode_message`
+maps a received message to its class by its path, with one table per direction
+(``CLIENT_MESSAGES``: what the gateway receives; ``SERVICE_MESSAGES``: what the agent receives).
+Result decoders are as lenient as Azure needs: ``DisplayText`` or ``Text``, ``Translations`` at the
+top (v2) or under ``Translation`` (v1), a missing status meaning success. A body that is not a
+JSON object, or ``speech.context`` off its schema (``usp_schema.py``), is a :class:`MessageError`.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, ClassVar
 
-
-from parley_common.languages import base_language
 from parley_common.protocols.usp import (
     AUDIO,
     AUDIO_END,
@@ -23,31 +22,29 @@ from parley_common.protocols.usp import (
     HYPOTHESIS,
     PHRASE,
     RESPONSE,
+    SPEECH_CONFIG,
     SPEECH_CONTEXT,
+    SPEECH_END_DETECTED,
     SPEECH_HYPOTHESIS,
     SPEECH_PHRASE,
+    SPEECH_START_DETECTED,
     SYNTHESIS,
     SYNTHESIS_END,
+    TELEMETRY,
+    TURN_END,
+    TURN_START,
     WAV_CONTENT_TYPE,
     UspMessage,
     build_binary,
     build_text,
 )
-from parley_common.protocols.usp_schema import (
-    ContextBody,
-    Dgi,
-    LanguageId,
-    ModeSection,
-    PhraseDetection,
-    TranslationSection,
-    validated,
-)
+from parley_common.protocols.usp_context import MODES, SpeechContext, json_body, ticks
+from parley_common.protocols.usp_schema import MessageError
 
 RESULT_PATHS = (HYPOTHESIS, PHRASE, RESPONSE)
 # RecognitionStatus values that end a phrase normally (with or without text); any other is an error.
 NON_ERROR_STATUSES = ("Success", "NoMatch", "InitialSilenceTimeout", "BabbleTimeout", "EndOfDictation")
 FLAVOURS = ("v1", "v2")  # served on USP_V1_PATH and USP_V2_PATH
-MODES = ("INTERACTIVE", "CONVERSATION", "DICTATION")  # phraseDetection.mode; INTERACTIVE is single-shot
 OUTPUT_FORMATS = ("simple", "detailed")  # speech-only results: DisplayText alone, or with NBest
 
 
@@ -59,12 +56,11 @@ def _translations_from(items) -> dict[str, str]:
     return {str(t.get("Language")): str(t.get("Text") or t.get("DisplayText") or "") for t in items or []}
 
 
-def _ticks(value) -> int:
-    """Offsets and durations; a value we cannot read is 0, never an error (nothing downstream needs them)."""
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
+def _object(message: UspMessage) -> dict:
+    body = json_body(message)
+    if not isinstance(body, dict):
+        raise MessageError(f"{message.path.lower()}: the body is not a JSON object")
+    return body
 
 
 def _succeeded(speech: dict) -> bool:
@@ -103,18 +99,21 @@ class Hypothesis:
     offset_ticks: int = 0
     duration_ticks: int = 0
     language: DetectedLanguage | None = None
+    flavour: str = "v1"  # translation.hypothesis (v1) or translation.response (v2)
 
-    def encode(self, request_id: str, flavour: str) -> str:
+    def encode(self, request_id: str) -> str:
         speech = {"Text": self.text, "Offset": self.offset_ticks, "Duration": self.duration_ticks,
                   **_primary_language(self.language)}
         translated = {"TranslationStatus": "Success", "Translations": _translation_list(self.translations)}
-        if flavour == "v2":
+        if self.flavour == "v2":
             return build_text(RESPONSE, request_id, {"SpeechHypothesis": speech, **translated})
         return build_text(HYPOTHESIS, request_id, {**speech, "Translation": translated})
 
     @classmethod
-    def decode(cls, path: str, body: dict) -> "Hypothesis":
-        if path == RESPONSE:
+    def decode(cls, message: UspMessage) -> "Hypothesis":
+        body = _object(message)
+        v2 = message.path.lower() == RESPONSE
+        if v2:
             speech = body.get("SpeechHypothesis", {})
             text = speech.get("DisplayText") or speech.get("Text") or ""
             translations = body.get("Translations", [])
@@ -122,8 +121,8 @@ class Hypothesis:
             speech = body
             text = body.get("Text", "") if _succeeded(body) else ""
             translations = body.get("Translation", {}).get("Translations", [])
-        return cls(text, _translations_from(translations), _ticks(speech.get("Offset")), _ticks(speech.get("Duration")),
-                   DetectedLanguage.decode(speech))
+        return cls(text, _translations_from(translations), ticks(speech.get("Offset")), ticks(speech.get("Duration")),
+                   DetectedLanguage.decode(speech), "v2" if v2 else "v1")
 
 
 @dataclass(frozen=True)
@@ -143,16 +142,20 @@ class Phrase:
     status: str = "Success"
     language: DetectedLanguage | None = None
     best: dict | None = field(default=None, compare=False)  # detailed output: the one NBest entry
+    flavour: str = "v1"  # translation.phrase (v1) or translation.response (v2)
+    failure_reason: str | None = None  # with an error status: the service's FailureReason
 
-    def encode(self, request_id: str, flavour: str) -> str:
+    def encode(self, request_id: str) -> str:
         timing = {"Offset": self.offset_ticks, "Duration": self.duration_ticks, **_primary_language(self.language)}
         if self.best is not None and self.text:
             timing["NBest"] = [self.best]
+        if self.failure_reason:
+            timing["FailureReason"] = self.failure_reason
         status = self.status if self.status != "Success" else ("Success" if self.text else "NoMatch")
         translated = ({"TranslationStatus": "Error", "FailureReason": self.translation_error}
                       if self.translation_error else
                       {"TranslationStatus": "Success", "Translations": _translation_list(self.translations)})
-        if flavour == "v2":
+        if self.flavour == "v2":
             return build_text(RESPONSE, request_id, {
                 "SpeechPhrase": {"RecognitionStatus": status, "DisplayText": self.text, **timing}, **translated})
         body = {"RecognitionStatus": status, "Text": self.text, **timing}
@@ -161,8 +164,10 @@ class Phrase:
         return build_text(PHRASE, request_id, body)
 
     @classmethod
-    def decode(cls, path: str, body: dict) -> "Phrase":
-        if path == RESPONSE:
+    def decode(cls, message: UspMessage) -> "Phrase":
+        body = _object(message)
+        v2 = message.path.lower() == RESPONSE
+        if v2:
             speech = body.get("SpeechPhrase", {})
             text = (speech.get("DisplayText") or speech.get("Text") or "") if _succeeded(speech) else ""
             translated = body
@@ -171,9 +176,10 @@ class Phrase:
             text = body.get("Text", "") if _succeeded(body) else ""
             translated = body.get("Translation", {}) if text else {}
         error = translated.get("FailureReason") if translated.get("TranslationStatus") == "Error" else None
-        return cls(text, _translations_from(translated.get("Translations")), _ticks(speech.get("Offset")),
-                   _ticks(speech.get("Duration")), error, str(speech.get("RecognitionStatus", "Success")),
-                   DetectedLanguage.decode(speech))
+        return cls(text, _translations_from(translated.get("Translations")), ticks(speech.get("Offset")),
+                   ticks(speech.get("Duration")), error, str(speech.get("RecognitionStatus", "Success")),
+                   DetectedLanguage.decode(speech), flavour="v2" if v2 else "v1",
+                   failure_reason=None if _succeeded(speech) else speech.get("FailureReason"))
 
     @property
     def end_ticks(self) -> int:
@@ -181,17 +187,9 @@ class Phrase:
         return self.offset_ticks + self.duration_ticks
 
 
-def _voice_language(targets: tuple[str, ...], voice: str) -> str:
-    """The target a voice speaks: the one sharing its language (``de`` for de-DE-KatjaNeural)."""
-    base = base_language(voice)
-    return next((t for t in targets if base_language(t) == base), base)
-
-
-def decode_result(path: str, body: dict) -> Hypothesis | Phrase:
-    """A result message of either flavour (``path`` lower-cased, one of RESULT_PATHS)."""
-    if path == PHRASE or (path == RESPONSE and body.get("SpeechPhrase") is not None):
-        return Phrase.decode(path, body)
-    return Hypothesis.decode(path, body)
+def _response(message: UspMessage) -> "Hypothesis | Phrase":
+    """v2's one result path: a phrase when it holds a ``SpeechPhrase``, else a hypothesis."""
+    return (Phrase if _object(message).get("SpeechPhrase") is not None else Hypothesis).decode(message)
 
 
 @dataclass(frozen=True)
@@ -208,8 +206,9 @@ class SpeechHypothesis:
                                                           "Duration": self.duration_ticks, **_primary_language(self.language)})
 
     @classmethod
-    def decode(cls, body: dict) -> "SpeechHypothesis":
-        return cls(str(body.get("Text", "")), _ticks(body.get("Offset")), _ticks(body.get("Duration")),
+    def decode(cls, message: UspMessage) -> "SpeechHypothesis":
+        body = _object(message)
+        return cls(str(body.get("Text", "")), ticks(body.get("Offset")), ticks(body.get("Duration")),
                    DetectedLanguage.decode(body))
 
 
@@ -243,123 +242,18 @@ class SpeechPhrase:
         return build_text(SPEECH_PHRASE, request_id, body)
 
     @classmethod
-    def decode(cls, body: dict) -> "SpeechPhrase":
+    def decode(cls, message: UspMessage) -> "SpeechPhrase":
+        body = _object(message)
         text = str(body.get("DisplayText") or body.get("Text") or "") if _succeeded(body) else ""
         nbest = body.get("NBest")
         best = nbest[0] if isinstance(nbest, list) and nbest and isinstance(nbest[0], dict) else None
-        return cls(text, _ticks(body.get("Offset")), _ticks(body.get("Duration")), "NBest" in body,
+        return cls(text, ticks(body.get("Offset")), ticks(body.get("Duration")), "NBest" in body,
                    str(body.get("RecognitionStatus", "Success")), DetectedLanguage.decode(body), best)
 
 
 def lexical_form(text: str) -> str:
     """What the service calls the lexical form: spoken words, lower case, no punctuation."""
     return " ".join(re.sub(r"[^\w'\s-]", " ", text.lower()).split())
-
-
-@dataclass(frozen=True)
-class SpeechContext:
-    """Per-turn settings a client sends before the turn's audio; v2 clients put the languages here."""
-
-    targets: tuple[str, ...] = ()
-    voice: str | None = None
-    stream_id: str | None = None
-    source: str | None = None
-    mode: str | None = None  # phraseDetection.mode, upper-case: INTERACTIVE ends the turn after one phrase
-    continuation: tuple[str, int] | None = None  # (previous turn's serviceTag, where the replay starts in ticks)
-    output_format: str | None = None  # phraseOutput.format, lower-case: simple | detailed
-    profanity: str | None = None  # phraseDetection.enrichment.profanity: masked | removed | raw
-    candidates: tuple[str, ...] = ()  # languageId.languages: identify the spoken one among these
-    expected_language: str | None = None  # languageId.expectedLanguage (Parley's): the one a seat predicts
-    voices: tuple[tuple[str, str], ...] = ()  # synthesis.defaultVoices as (language, voice), beyond ``voice``
-    speak_passthrough: bool = True  # translation.onPassthrough: synthesize a target in the spoken language
-    identify_once: bool = False  # languageId.mode DetectAtAudioStart (the SDK's default): one verdict per turn
-    initial_silence_ms: int | None = None  # phraseDetection.initialSilenceTimeout
-    end_silence_ms: int | None = None  # phraseDetection.trailingSilenceTimeout
-    segmentation_silence_ms: int | None = None  # phraseDetection.<MODE>.segmentation.segmentationSilenceTimeoutMs
-    word_timings: bool = False  # phraseOutput.detailed.options has WordTimings
-    phrases: tuple[str, ...] = ()  # dgi.Groups[].Items[].Text: the phrase list that biases recognition
-
-    @property
-    def voice_map(self) -> dict[str, str]:
-        """Target language -> voice: ``voices`` as given, else the one ``voice`` for its language."""
-        if self.voices:
-            return dict(self.voices)
-        return {_voice_language(self.targets, self.voice): self.voice} if self.voice else {}
-
-    def encode(self, request_id: str) -> str:
-        """The body SDK 1.53 sends (B.5.2): ``phraseDetection`` only when a source or mode is given (v2)."""
-        body: dict = {}
-        if self.source or self.mode or self.profanity:
-            body["phraseDetection"] = {k: v for k, v in (("mode", self.mode), ("language", self.source)) if v}
-            body["phraseDetection"].update({"onSuccess": {"action": "Translate"}, "onInterim": {"action": "Translate"}})
-            if self.profanity:
-                body["phraseDetection"]["enrichment"] = {"profanity": self.profanity}
-        if self.candidates:
-            body["languageId"] = {"languages": list(self.candidates), "mode": "DetectContinuous",
-                                  "onSuccess": {"action": "Recognize"}, "onUnknown": {"action": "None"},
-                                  "Priority": "PrioritizeLatency"}  # capitalised, as SDK 1.53 (C++) sends it
-            if self.expected_language:
-                body["languageId"]["expectedLanguage"] = self.expected_language
-        body["translation"] = {"targetLanguages": list(self.targets), "output": {"includePassThroughResults": True}}
-        voices = self.voice_map
-        if voices:
-            passthrough = "Synthesize" if self.speak_passthrough else "None"
-            body["translation"].update({"onSuccess": {"action": "Synthesize"}, "onPassthrough": {"action": passthrough}})
-            body["synthesis"] = {"synthesizedLanguages": list(voices), "defaultVoices": voices}
-        if self.stream_id is not None:
-            body["audio"] = {"streams": {self.stream_id: None}}
-        if self.continuation is not None:
-            tag, offset_ticks = self.continuation
-            body["continuation"] = {"previousServiceTag": tag,
-                                    "audio": {"streams": {self.stream_id or "1": {"offset": str(offset_ticks)}}}}
-        if self.output_format:
-            body["phraseOutput"] = {"format": self.output_format.capitalize()}
-        return build_text(SPEECH_CONTEXT, request_id, body, content_type=None)
-
-    @classmethod
-    def decode(cls, body: Any) -> "SpeechContext":
-        """Also SDK <= 1.42's ``translationcontext.to``; raises MessageError for a body off the schema."""
-        context = validated(ContextBody, body, SPEECH_CONTEXT)
-        detection = context.phraseDetection or PhraseDetection()
-        translation = context.translation or TranslationSection()
-        targets = translation.targetLanguages or (context.translationcontext.to if context.translationcontext else [])
-        voices = context.synthesis.defaultVoices if context.synthesis and context.synthesis.defaultVoices else {}
-        streams = context.audio.streams if context.audio and context.audio.streams else {}
-        output = context.phraseOutput.format if context.phraseOutput and context.phraseOutput.format else None
-        profanity = detection.enrichment.profanity if detection.enrichment else None
-        continuation = None
-        if context.continuation is not None:
-            offsets = [s.get("offset") for s in (context.continuation.audio or {}).get("streams", {}).values()
-                       if isinstance(s, dict)]
-            continuation = (str(context.continuation.previousServiceTag), _ticks(offsets[0] if offsets else 0))
-        identify = context.languageId or LanguageId()
-        passthrough = translation.onPassthrough.action if translation.onPassthrough else None
-        options = context.phraseOutput.detailed.options if context.phraseOutput and context.phraseOutput.detailed else []
-        return cls(tuple(targets), next(iter(voices.values()), None), next(iter(streams), None), detection.language,
-                   detection.mode.upper() if detection.mode else None, continuation,
-                   output.lower() if output else None, profanity.lower() if profanity else None,
-                   tuple(identify.languages or ()), identify.expectedLanguage,
-                   tuple(voices.items()) if len(voices) > 1 else (),
-                   (passthrough or "Synthesize").lower() == "synthesize",
-                   (identify.mode or "").lower() == "detectataudiostart",
-                   detection.initialSilenceTimeout, detection.trailingSilenceTimeout, _segmentation_ms(detection),
-                   "wordtimings" in {option.lower() for option in options or ()}, _phrase_list(context.dgi))
-
-
-def _segmentation_ms(detection: "PhraseDetection") -> int | None:
-    """``phraseDetection.<MODE>.segmentation.segmentationSilenceTimeoutMs``, under whichever mode the SDK names."""
-    for name, section in (detection.model_extra or {}).items():
-        if name.upper() in MODES and isinstance(section, dict):
-            segmentation = validated(ModeSection, section, f"{SPEECH_CONTEXT}: phraseDetection.{name}").segmentation
-            if segmentation and segmentation.segmentationSilenceTimeoutMs is not None:
-                return segmentation.segmentationSilenceTimeoutMs
-    return None
-
-
-def _phrase_list(dgi: "Dgi | None") -> tuple[str, ...]:
-    if dgi is None:
-        return ()
-    return tuple(item.Text for group in dgi.Groups or () for item in group.Items or () if item.Text and item.Text.strip())
 
 
 @dataclass(frozen=True)
@@ -394,7 +288,8 @@ class SynthesisStart:
         return build_text(AUDIO_START, request_id, {"TranslationLanguage": self.language}, {"X-StreamId": self.stream_id})
 
     @classmethod
-    def decode(cls, message: UspMessage, body: dict) -> "SynthesisStart":
+    def decode(cls, message: UspMessage) -> "SynthesisStart":
+        body = _object(message)
         return cls(str(body.get("TranslationLanguage", "")), message.headers.get("x-streamid", ""))
 
 
@@ -431,7 +326,115 @@ class SynthesisEnd:
         return build_text(path, request_id, body, extra)
 
     @classmethod
-    def decode(cls, message: UspMessage, body: dict) -> "SynthesisEnd":
+    def decode(cls, message: UspMessage) -> "SynthesisEnd":
+        body = _object(message)
         status = body.get("SynthesisStatus", body.get("Status", "Success"))
         return cls(None if status == "Success" else str(body.get("FailureReason", status)),
                    message.headers.get("x-streamid"))
+
+
+@dataclass(frozen=True)
+class SpeechConfig:
+    """Who the client is (``context.system``, ``os``, ``audio``): informational, but a JSON object."""
+
+    body: dict
+
+    def encode(self, request_id: str | None = None) -> str:
+        return build_text(SPEECH_CONFIG, request_id, self.body)
+
+    @classmethod
+    def decode(cls, message: UspMessage) -> "SpeechConfig":
+        return cls(_object(message))
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    """What a client received in a turn, sent at its end: informational, but a JSON object."""
+
+    body: dict
+
+    def encode(self, request_id: str) -> str:
+        return build_text(TELEMETRY, request_id, self.body, content_type="application/json; charset=utf-8")
+
+    @classmethod
+    def decode(cls, message: UspMessage) -> "Telemetry":
+        return cls(_object(message))
+
+
+@dataclass(frozen=True)
+class TurnStart:
+    """The service took a turn; a continuation turn names its ``serviceTag``."""
+
+    service_tag: str | None = None
+
+    def encode(self, request_id: str) -> str:
+        return build_text(TURN_START, request_id, {"context": {"serviceTag": self.service_tag}})
+
+    @classmethod
+    def decode(cls, message: UspMessage) -> "TurnStart":
+        context = _object(message).get("context")
+        tag = context.get("serviceTag") if isinstance(context, dict) else None
+        return cls(str(tag) if tag else None)
+
+
+@dataclass(frozen=True)
+class TurnEnd:
+    """Always the last message of a turn."""
+
+    def encode(self, request_id: str) -> str:
+        return build_text(TURN_END, request_id, None)
+
+    @classmethod
+    def decode(cls, message: UspMessage) -> "TurnEnd":
+        return cls()
+
+
+@dataclass(frozen=True)
+class _SpeechBoundary:
+    """Where the service heard speech start or end, in ticks from the turn's first sample (absent: 0)."""
+
+    offset_ticks: int = 0
+    PATH: ClassVar[str] = ""
+
+    def encode(self, request_id: str) -> str:
+        return build_text(self.PATH, request_id, {"Offset": self.offset_ticks})
+
+    @classmethod
+    def decode(cls, message: UspMessage):
+        return cls(ticks(_object(message).get("Offset")))
+
+
+class SpeechStartDetected(_SpeechBoundary):
+    PATH = SPEECH_START_DETECTED
+
+
+class SpeechEndDetected(_SpeechBoundary):
+    """The client may stop sending this turn's audio."""
+
+    PATH = SPEECH_END_DETECTED
+
+
+Decoder = Callable[[UspMessage], Any]
+CLIENT_MESSAGES: dict[str, Decoder] = {
+    SPEECH_CONFIG: SpeechConfig.decode, SPEECH_CONTEXT: SpeechContext.decode, AUDIO: Audio.decode,
+    TELEMETRY: Telemetry.decode,
+}
+SERVICE_MESSAGES: dict[str, Decoder] = {
+    TURN_START: TurnStart.decode, TURN_END: TurnEnd.decode, SPEECH_START_DETECTED.lower(): SpeechStartDetected.decode,
+    SPEECH_END_DETECTED.lower(): SpeechEndDetected.decode, HYPOTHESIS: Hypothesis.decode, PHRASE: Phrase.decode,
+    RESPONSE: _response, SPEECH_HYPOTHESIS: SpeechHypothesis.decode, SPEECH_PHRASE: SpeechPhrase.decode,
+    SYNTHESIS: SynthesisAudio.decode, AUDIO: SynthesisAudio.decode, AUDIO_START: SynthesisStart.decode,
+    SYNTHESIS_END: SynthesisEnd.decode, AUDIO_END: SynthesisEnd.decode,
+}
+
+
+def decode_message(message: UspMessage, table: dict[str, Decoder]):
+    """The message as its class, found by its path (case-insensitive) in ``table``; None for a path the
+    table does not know (the SDKs and services add paths over time). Raises MessageError."""
+    decoder = table.get(message.path.lower())
+    if decoder is None:
+        return None
+    try:
+        return decoder(message)
+    except (AttributeError, TypeError) as exc:
+        raise MessageError(f"{message.path.lower()}: the body has an unexpected shape ({exc})") from None

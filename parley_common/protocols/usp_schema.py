@@ -107,10 +107,6 @@ class ContextBody(Lenient):
     dgi: Dgi | None = None
 
 
-class AnyObject(Lenient):
-    """``speech.config`` and ``telemetry``: informational, but a JSON object."""
-
-
 def validated(model: type[BaseModel], body: Any, path: str):
     try:
         value = model.model_validate(body)
@@ -120,8 +116,3 @@ def validated(model: type[BaseModel], body: Any, path: str):
         what = first["msg"].split(" or instance of")[0]  # not our private class names
         raise MessageError(f"{path}: {where}: {what}") from None
     return value
-
-
-def check_object(body: Any, path: str) -> None:
-    """A body that must be a JSON object (``speech.config``, ``telemetry``)."""
-    validated(AnyObject, body, path)

@@ -90,7 +90,7 @@ daemon: {{log_level: debug}}  # the log LED backend's state lines are debug
 """)
     script = (f"mount -t tmpfs -o size=64k tmpfs {full} && (head -c 1M /dev/zero > {full}/filler; true) && "
               f"exec {sys.executable} -m agent.cli run --config {config}")
-    env = {k: v for k, v in os.environ.items() if k != "PARLEY_LED_BACKEND"}
+    env = {k: v for k, v in os.environ.items() if k != "PARLEY_PIN_FACTORY"}
     proc = subprocess.Popen(["unshare", "-m", "sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=dict(env, PYTHONUNBUFFERED="1"))
     lines: list[str] = []

@@ -100,14 +100,14 @@ def test_rpi_gpio_leds_off_a_pi_are_refused(tmp_path):
     assert_refused(path, "rpi-gpio needs a Raspberry Pi", line=3)
 
 
-def test_a_bogus_led_backend_in_the_environment_is_refused(tmp_path):
+def test_a_bogus_pin_factory_in_the_environment_is_refused(tmp_path):
     path = config_file(tmp_path, """\
         outputs:
           leds:
             backend: log
         """)
-    assert_refused(path, "PARLEY_LED_BACKEND='blinky' (which overrides this key): unknown LED backend 'blinky'; "
-                   "allowed: rpi-gpio, apa102, log, none, mock", env_extra={"PARLEY_LED_BACKEND": "blinky"}, line=3)
+    assert_refused(path, "PARLEY_PIN_FACTORY='blinky': allowed: board, mock",
+                   env_extra={"PARLEY_PIN_FACTORY": "blinky"}, line=3)
 
 
 def test_a_missing_mic_is_the_mic_lost_state_not_a_crash(tmp_path):
@@ -137,7 +137,7 @@ def test_a_missing_mic_is_the_mic_lost_state_not_a_crash(tmp_path):
     notify.settimeout(0.1)
     env = dict(os.environ, ALSA_CONFIG_PATH=str(asound), NOTIFY_SOCKET=str(tmp_path / "notify"),
                WATCHDOG_USEC="2000000")
-    env.pop("PARLEY_LED_BACKEND", None)
+    env.pop("PARLEY_PIN_FACTORY", None)
     proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     messages = []
@@ -194,7 +194,7 @@ def test_no_sound_card_for_the_speaker_is_a_waiting_state_like_a_missing_mic(tmp
             daemon:
               log_level: debug  # the log LED backend's state lines are debug
             """)
-        env = {k: v for k, v in os.environ.items() if k != "PARLEY_LED_BACKEND"}
+        env = {k: v for k, v in os.environ.items() if k != "PARLEY_PIN_FACTORY"}
         proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(path)],
                                 stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                                 env=dict(env, ALSA_CONFIG_PATH=str(asound)))

@@ -65,7 +65,7 @@ outputs:
   http: {{enabled: true, port: 0}}
   leds: {{backend: log}}
 """)
-    env = {k: v for k, v in os.environ.items() if k != "PARLEY_LED_BACKEND"}
+    env = {k: v for k, v in os.environ.items() if k != "PARLEY_PIN_FACTORY"}
     proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(config)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_limit_fds,
                             env=dict(env, PYTHONUNBUFFERED="1"))

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from gateway.tokens import TokenError, TokenIssuer
 from gateway.turn_options import TurnOptionError, TurnOptions
+from parley_common.protocols.usp import SPEECH_CONTEXT, UspMessage
 from parley_common.protocols.usp_messages import SpeechContext
+
+
+def context_of(body: dict) -> SpeechContext:
+    return SpeechContext.decode(UspMessage(SPEECH_CONTEXT, {}, json.dumps(body)))
 
 SDK_CONTEXT = {"phraseDetection": {"language": "en-US", "initialSilenceTimeout": 2000, "trailingSilenceTimeout": 3000,
                                    "mode": "INTERACTIVE",
@@ -17,7 +24,7 @@ SDK_CONTEXT = {"phraseDetection": {"language": "en-US", "initialSilenceTimeout":
 
 
 def test_the_context_the_sdk_sends_sets_every_option():
-    options = TurnOptions.from_query({}).with_context(SpeechContext.decode(SDK_CONTEXT))
+    options = TurnOptions.from_query({}).with_context(context_of(SDK_CONTEXT))
     assert (options.initial_silence_ms, options.end_silence_ms, options.segmentation_silence_ms) == (2000, 3000, 1500)
     assert options.word_timings and options.phrases == ("Whittemore",) and options.identify_once
     assert options.initial_silence_samples(True, 16000) == 32000 and options.initial_silence_samples(False, 16000) is None
@@ -30,7 +37,7 @@ def test_query_options_and_defaults():
     assert options.word_timings and options.initial_silence_samples(True, 16000) is None  # 0: never
     assert TurnOptions().initial_silence_samples(True, 16000) == 5 * 16000  # the service's default
     assert TurnOptions().tuning(True, None).endpoint_silence_ms is None  # the gateway's own
-    context = SpeechContext.decode({"phraseDetection": {"initialSilenceTimeout": 900}})
+    context = context_of({"phraseDetection": {"initialSilenceTimeout": 900}})
     assert options.with_context(context).initial_silence_ms == 900  # the turn's context wins
 
 
@@ -41,7 +48,7 @@ def test_query_options_and_defaults():
 ])
 def test_out_of_range_timeouts_are_refused_by_name(query, context, message):
     with pytest.raises(TurnOptionError, match=message):
-        TurnOptions.from_query(query).with_context(SpeechContext.decode(context or {}))
+        TurnOptions.from_query(query).with_context(context_of(context or {}))
 
 
 def test_tokens_expire_and_are_bound_to_the_key():

@@ -133,17 +133,20 @@ def test_apa102_frame_layout():
     assert frame[12:] == b"\xff" * 4
 
 
-def test_backend_selection_by_config_and_environment(monkeypatch):
+def test_the_backend_comes_from_config_and_the_environment_picks_only_the_pins(monkeypatch):
+    monkeypatch.delenv("PARLEY_PIN_FACTORY", raising=False)
     assert isinstance(make_led_backend(LedConfig(backend="mock"), PinFactory()), MockLeds)
-    monkeypatch.setenv("PARLEY_LED_BACKEND", "mock")
-    assert isinstance(make_led_backend(LedConfig(backend="log"), PinFactory()), MockLeds)
-    assert isinstance(make_pin_factory("log").gpio("test"), type(fake_pin_factory().gpio("test")))
-    monkeypatch.setenv("PARLEY_LED_BACKEND", "rpi-gpio")
+    assert isinstance(make_pin_factory("mock").gpio("test"), type(fake_pin_factory().gpio("test")))
     with pytest.raises(RuntimeError, match="outputs.leds.backend rpi-gpio needs RPi.GPIO"):
-        make_led_backend(LedConfig(), PinFactory())
-    monkeypatch.setenv("PARLEY_LED_BACKEND", "lazer")
-    with pytest.raises(ValueError, match="allowed: rpi-gpio, apa102, log, none, mock"):
-        make_led_backend(LedConfig(), PinFactory())
+        make_led_backend(LedConfig(backend="rpi-gpio"), make_pin_factory("rpi-gpio"))
+    monkeypatch.setenv("PARLEY_PIN_FACTORY", "mock")  # the real rpi-gpio device code, on mock pins
+    pins = make_pin_factory("rpi-gpio")
+    leds = make_led_backend(LedConfig(backend="rpi-gpio"), pins)
+    assert not isinstance(leds, MockLeds) and pins.gpio("test").directions  # its pins were set up
+    leds.close()
+    monkeypatch.setenv("PARLEY_PIN_FACTORY", "lazer")
+    with pytest.raises(ValueError, match="PARLEY_PIN_FACTORY='lazer': allowed: board, mock"):
+        make_pin_factory("log")
 
 
 def test_rpi_gpio_leds_dim_each_colour_pin_and_release_them():

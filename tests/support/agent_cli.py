@@ -9,7 +9,7 @@ import textwrap
 
 
 def parley(args, env_extra=None, timeout_s=60.0, env_drop=()):
-    env = {k: v for k, v in os.environ.items() if k != "PARLEY_LED_BACKEND" and k not in env_drop}
+    env = {k: v for k, v in os.environ.items() if k != "PARLEY_PIN_FACTORY" and k not in env_drop}
     env.update(env_extra or {})
     return subprocess.run([sys.executable, "-m", "agent.cli", *args], capture_output=True, text=True,
                           timeout=timeout_s, env=env)

@@ -82,7 +82,10 @@ class FaultProxy:
         with self._lock:
             pairs, self._pairs = self._pairs, []
         for client, upstream in pairs:
-            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            try:
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass  # that connection had already ended
             client.close()
             upstream.close()
 

@@ -32,6 +32,7 @@ class Script:
     early_turns: int = 1  # how many turns (counted over the server's life) end early
     synthesis_pieces: int = 1
     reject_bearer: bool = False  # 401 for Authorization: Bearer, as for a revoked token
+    close_code: int | None = None  # close the connection with this code instead of answering a finished stream
 
 
 @dataclass
@@ -119,6 +120,9 @@ class ScriptedUsp(LoopbackServer):
             if script.early_end_after_bytes and self._early_left > 0 and len(turn.pcm) >= script.early_end_after_bytes:
                 self._early_left -= 1
                 await self._answer(ws, v2, turn, script.early_status, 0.0)
+            return
+        if self.script.close_code is not None:
+            await ws.close(self.script.close_code, "scripted close")
             return
         asyncio.ensure_future(self._answer(ws, v2, turn, self.script.status, self.script.answer_delay_s))
 

@@ -10,7 +10,7 @@ from agent.cli import EXIT_INVALID, main
 from agent.uplink.azure_endpoints import region_url, token_url
 from agent.uplink.config import UplinkConfig
 from agent.uplink.credentials import AzureCredentials
-from agent.uplink.usp_client import UspProtocol
+from agent.uplink.usp_client import UspSession
 
 V1 = "/speech/translation/cognitiveservices/v1"
 V2 = "/stt/speech/universal/v2"
@@ -41,8 +41,8 @@ def test_token_hosts_follow_the_region_or_the_resources_own_host(region, url, to
     assert token_url(region, url) == token
 
 
-def protocol(**settings) -> UspProtocol:
-    return UspProtocol(UplinkConfig(backend="azure", **settings), AzureCredentials(None, None))
+def protocol(**settings) -> UspSession:
+    return UspSession(UplinkConfig(backend="azure", **settings), AzureCredentials(None, None))
 
 
 def query(url: str) -> dict[str, list[str]]:

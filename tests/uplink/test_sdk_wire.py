@@ -67,6 +67,9 @@ def test_the_handshakes_match(captures):
     for name in ("ocp-apim-subscription-key", "sec-websocket-protocol"):
         assert ours[0]["headers"][name] == sdk[0]["headers"][name]
     assert HEX32.match(ours[0]["headers"]["x-connectionid"]) and HEX32.match(sdk[0]["headers"]["x-connectionid"])
+    assert set(ours[0]["headers"]) == set(sdk[0]["headers"])  # a User-Agent, and no Origin, as the SDK
+    assert sdk[0]["headers"]["user-agent"].startswith("SpeechSDK-") and ours[0]["headers"]["user-agent"].startswith(
+        "Parley/")
 
 
 def kinds(messages) -> list[str]:

@@ -14,7 +14,7 @@ import pytest
 from agent.events import FinalResult, LinkStatus, PartialResult, SynthesizedSpeech, UplinkError
 from agent.uplink import Uplink, make_uplink
 from agent.uplink.config import ReconnectConfig, UplinkConfig
-from agent.uplink.translator_v1 import TranslatorV1Protocol
+from agent.uplink.translator_v1 import TranslatorV1Session
 from gateway.config import GatewayConfig, LimitsConfig
 from gateway.server import GatewayThread
 from tests.support.data import shared_data_dir
@@ -258,17 +258,17 @@ def test_a_reset_during_a_send_recovers_without_an_error_in_the_log(gateway, spe
     proxy = FaultProxy(gateway.port)
     config = config_for("gateway", proxy.url, reconnect=LENIENT_PINGS)
 
-    class ResetBeforeChunk40(TranslatorV1Protocol):
-        """The real protocol; the connection is reset just before its 40th chunk goes out."""
+    class ResetBeforeChunk40(TranslatorV1Session):
+        """The real session; the connection is reset just before its 40th chunk goes out."""
 
         chunks = 0
 
-        def send_audio(self, ws, utterance, pcm):
+        def audio(self, utterance, pcm):
             self.chunks += 1
             if self.chunks == 40:
                 proxy.reset()
                 time.sleep(0.2)  # the RST is in: this send fails
-            super().send_audio(ws, utterance, pcm)
+            return super().audio(utterance, pcm)
 
     results = queue.Queue(maxsize=1000)
     uplink = Uplink(config, results, ResetBeforeChunk40(config, None))

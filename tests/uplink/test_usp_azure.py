@@ -19,7 +19,9 @@ from parley_common.protocols.wav import TICKS_PER_SAMPLE, WIRE_BYTES_PER_SAMPLE
 from tests.support.data import shared_data_dir
 from tests.support.talker import FRAME, Talker, TokenService, collect, finals_by_id, wait_for_finals
 from tests.support.scripted_usp import Script, ScriptedUsp
+from tests.support.sdk import recognize_until_stopped
 from tests.support.speech import english_samples
+from tests.support.wavfiles import write_wav
 
 RECONNECT = ReconnectConfig(initial_backoff_ms=100, max_backoff_ms=1000, auth_backoff_ms=20000,
                             ping_interval_s=1.0, ping_timeout_s=4.0, connect_timeout_s=2.0)
@@ -91,15 +93,29 @@ def test_an_early_turn_end_continues_from_the_acknowledged_audio_and_keeps_the_f
     assert [f.source_text for f in finals_by_id(events)[ids[0]]] == ["phrase 1 phrase 2"]
 
 
-def test_bad_request_is_an_error_with_its_reason_not_an_empty_final(speech):
-    with ScriptedUsp(Script(status="BadRequest")) as service:
+@pytest.mark.parametrize("script, turns", [(Script(status="BadRequest"), 5), (Script(close_code=1007), 1)])
+def test_bad_request_and_a_1007_close_end_in_an_error_with_its_reason_after_as_many_turns_as_the_sdk(
+        speech, tmp_path, script, turns):
+    """SDK 1.53 replays a BadRequest turn 4 times, then cancels; it cancels at once on a 1007 close."""
+    speechsdk = pytest.importorskip("azure.cognitiveservices.speech")
+    write_wav(tmp_path / "one.wav", speech[0])
+    with ScriptedUsp(script) as service:
+        config = speechsdk.translation.SpeechTranslationConfig(endpoint=service.url(USP_V1_PATH), subscription="k")
+        config.speech_recognition_language = "en-US"
+        config.add_target_language("es")
+        recognizer = speechsdk.translation.TranslationRecognizer(
+            translation_config=config, audio_config=speechsdk.audio.AudioConfig(filename=str(tmp_path / "one.wav")))
+        recognize_until_stopped(recognizer)
+        sdk_turns = len(service.received("speech.context"))
+    with ScriptedUsp(script) as service:
         uplink, results = start(service.url(USP_V1_PATH))
         Talker(uplink, speed=8.0).say(speech[0])
-        events = collect(results, 2.0)
+        events = collect(results, 5.0)
         uplink.close()
-    assert len(service.received("speech.context")) == 1  # cancelled, not retried
+    assert len(service.received("speech.context")) == sdk_turns == turns
     errors = [e for e in events if isinstance(e, UplinkError)]
-    assert errors == [UplinkError("utterance 1 dropped: the service answered BadRequest", fatal=True)]  # LEDs: error
+    assert errors and all(e.fatal for e in errors[-1:])  # LEDs: error
+    assert ("BadRequest" if turns > 1 else "1007") in errors[-1].message
     assert not [e for e in events if isinstance(e, FinalResult)]
 
 
