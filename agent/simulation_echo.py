@@ -18,7 +18,7 @@ import numpy as np
 from agent.dsp.echo_reference import CaptureClock
 from agent.hardware import ArrayGeometry
 from agent.outputs.speaker_sinks import WavFileSink
-from agent.simulation import ARRAY_HEIGHT_M, RATE_HZ, room_centre
+from agent.simulation import RATE_HZ, room_centre
 from parley_common.frames import Frame
 
 DEFAULT_SPEAKER_M = (0.076, 0.0, -0.02)  # beside the array, as on the reference box

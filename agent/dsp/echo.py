@@ -85,7 +85,7 @@ class EchoCanceller(ABC):
     def reset(self) -> None:
         """Forget the learned echo path (the reference moved)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (not abstract: an engine without native state has nothing to free)
         pass
 
 

@@ -38,7 +38,7 @@ from parley_common.protocols.usp import (
     build_binary,
     build_text,
 )
-from parley_common.protocols.usp_context import MODES, SpeechContext, json_body, ticks
+from parley_common.protocols.usp_context import SpeechContext, json_body, ticks
 from parley_common.protocols.usp_schema import MessageError
 
 RESULT_PATHS = (HYPOTHESIS, PHRASE, RESPONSE)
