@@ -9,7 +9,7 @@ APT_PACKAGES := python3-venv python3-dev gcc portaudio19-dev libasound2-plugins 
                 chromium chromium-driver haproxy
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-fast bench deps apt-deps deb deb-deps clean
+.PHONY: demo test test-fast lint bench deps apt-deps deb deb-deps clean
 
 demo: deps
 	$(VENV)/bin/parley demo
@@ -21,6 +21,11 @@ test: deps
 # Everything but the tests that start a real gateway (marked slow; tests/conftest.py): about a minute.
 test-fast: deps
 	$(PYTHON) -m pytest -m "not slow" || [ $$? -eq 5 ]
+
+# ruff (pyflakes, bugbear) and mypy on the product code, as configured in pyproject.toml; no new errors.
+lint: deps
+	$(VENV)/bin/ruff check agent gateway parley_common
+	$(VENV)/bin/mypy
 
 bench: deps
 	$(PYTHON) bench/frontend.py --quick
