@@ -41,8 +41,12 @@ from parley_common.languages import base_language
 
 log = logging.getLogger("parley.uplink")
 
-FATAL_CLOSE_CODES = {1002, 1007, 4000, 4429}
+FATAL_CLOSE_CODES = {1002, 1007, 4000}
 NORMAL_CLOSE_CODES = {1000, 1001}
+# The service is busy: Azure throttling, or a Parley gateway making room for a newer session by
+# closing an idle one. Not our fault and not for long: the usual jittered backoff (nothing owed: the
+# next connection waits for speech), not the fatal one's auth_backoff_ms (60 s of a deaf room).
+BUSY_CLOSE_CODE = 4429
 AUTH_STATUSES = {401, 403}
 POLL_S = 0.02
 USER_AGENT = (f"User-Agent: Parley/{__version__} ({platform.system()} {platform.release()} {platform.machine()}; "
@@ -389,7 +393,7 @@ class Uplink:
         if code in FATAL_CLOSE_CODES:
             self._outbox.rejected(f"close {code}: {reason}")
             return self._disconnect(f"the service closed with {code}: {reason}", fatal=True)
-        if code in NORMAL_CLOSE_CODES and not self._outbox and self._inbound.empty():
+        if (code in NORMAL_CLOSE_CODES or code == BUSY_CLOSE_CODE) and not self._outbox and self._inbound.empty():
             log.info("the service closed an idle connection (%d: %s); reconnecting when speech starts", code, reason)
             self._idle_closed = True
             return self._disconnect("idle close", normal=True)

@@ -33,6 +33,7 @@ class Script:
     synthesis_pieces: int = 1
     reject_bearer: bool = False  # 401 for Authorization: Bearer, as for a revoked token
     close_code: int | None = None  # close the connection with this code instead of answering a finished stream
+    closes: int | None = None  # close so only this many times (counted over the server's life), then answer
 
 
 @dataclass
@@ -58,6 +59,7 @@ class ScriptedUsp(LoopbackServer):
         self.wavs_sent: list[bytes] = []
         self._phrases = 0
         self._early_left = self.script.early_turns
+        self._closes_left = self.script.closes
         self._connections: set = set()
 
     def url(self, path: str) -> str:
@@ -121,7 +123,8 @@ class ScriptedUsp(LoopbackServer):
                 self._early_left -= 1
                 await self._answer(ws, v2, turn, script.early_status, 0.0)
             return
-        if self.script.close_code is not None:
+        if self.script.close_code is not None and self._closes_left != 0:
+            self._closes_left = None if self._closes_left is None else self._closes_left - 1
             await ws.close(self.script.close_code, "scripted close")
             return
         asyncio.ensure_future(self._answer(ws, v2, turn, self.script.status, self.script.answer_delay_s))

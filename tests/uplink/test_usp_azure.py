@@ -119,6 +119,18 @@ def test_bad_request_and_a_1007_close_end_in_an_error_with_its_reason_after_as_m
     assert not [e for e in events if isinstance(e, FinalResult)]
 
 
+def test_a_busy_close_mid_utterance_costs_one_quick_reconnect_not_the_fatal_backoff(speech):
+    """4429 (Azure throttling; a gateway making room from an idle session) is retried with the
+    ordinary backoff: the utterance is replayed and answered well before auth_backoff_ms (20 s)."""
+    with ScriptedUsp(Script(close_code=4429, closes=1)) as service:
+        uplink, results = start(service.url(USP_V1_PATH))
+        ids = [Talker(uplink, speed=8.0).say(speech[0])]
+        events = wait_for_finals(results, set(ids), timeout_s=10.0)
+        uplink.close()
+    assert len(service.handshakes) == 2 and finals_by_id(events)[ids[0]]
+    assert not [e for e in events if isinstance(e, UplinkError) and e.fatal]
+
+
 @pytest.mark.parametrize("path", [USP_V1_PATH, USP_V2_PATH])
 def test_split_synthesis_is_played_whole_on_v1_and_v2(speech, path):
     with ScriptedUsp(Script(synthesis_pieces=3)) as service:
