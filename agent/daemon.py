@@ -148,7 +148,7 @@ class Agent:
                                        close=self._close_capture)
             self._claimed = claimed.pop_all()
 
-    def _claim(self, stack: ExitStack, part, close: Callable[[], None] | None = None):
+    def _claim(self, stack: ExitStack, part, close: Callable[[], object] | None = None):
         """Register ``part`` (None: not configured) to be started in order and closed in reverse."""
         if part is not None:
             self._parts.append(part)

@@ -42,7 +42,7 @@ class DebugRecorder:
         self.dropped_frames = 0
         self._queue: queue.Queue = QUEUES["debug"].make(QUEUE_ITEMS)
         self._thread = threading.Thread(target=self._run, name="debug-recorder", daemon=True)
-        self._chunk = None
+        self._chunk: _Chunk | None = None
 
     @classmethod
     def from_config(cls, config) -> DebugRecorder | None:
@@ -106,10 +106,11 @@ class DebugRecorder:
         if self._chunk is not None and self._chunk.samples >= self.chunk_s * raw.sample_rate_hz:
             self._chunk.close()
             self._chunk = None
-        if self._chunk is None:
-            self._chunk = _Chunk(self.directory, raw)
+        chunk = self._chunk
+        if chunk is None:
+            chunk = self._chunk = _Chunk(self.directory, raw)
             self._prune()
-        self._chunk.write(raw, beam, reference)
+        chunk.write(raw, beam, reference)
 
     def _prune(self) -> None:
         stamps = sorted({p.name[: -len(s)] for s in SUFFIXES for p in self.directory.glob("*" + s)})

@@ -78,9 +78,10 @@ class Duplex:
     # -- before the front end ----------------------------------------------------------------
 
     def reference_for(self, frame: Frame) -> np.ndarray | None:
-        if not self.enabled:
+        timeline = self.timeline
+        if not self.enabled or timeline is None:  # enabled only with a timeline
             return None
-        reference, missing = self.timeline.read(frame.start_sample - self.offset_samples, frame.n_samples)
+        reference, missing = timeline.read(frame.start_sample - self.offset_samples, frame.n_samples)
         self._missing_ms = self._missing_ms + 1000 * missing / self.rate_hz if missing else 0.0
         if self._missing_ms >= self.config.stall_ms and not self.stalled:
             self.stalled = True
@@ -116,10 +117,11 @@ class Duplex:
     # -- after the front end -----------------------------------------------------------------
 
     def observe(self, raw: Frame, cancelled: np.ndarray | None, vad_speech: bool) -> None:
-        if self.enabled and cancelled is not None and self._last_reference is not None:
+        timeline = self.timeline
+        if self.enabled and timeline is not None and cancelled is not None and self._last_reference is not None:
             self._history.append(raw)
             self._follow_echo(raw.samples[:, 0], cancelled[:, 0], self._last_reference)
-            if not self.speaker.playing and not self.timeline.playing and self.stalled and self._missing_ms == 0:
+            if not self.speaker.playing and not timeline.playing and self.stalled and self._missing_ms == 0:
                 self.stalled = False
                 log.info("echo reference flows again")
         self._update_mode()

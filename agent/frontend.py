@@ -133,8 +133,9 @@ class FrontEnd:
             vad_input = mono if self._vad_hears_filtered else vad_input
         out = self.last_output = Frame(mono, frame.start_sample - delay, frame.sample_rate_hz)
         self._speech = (not muted) and self._is_speech(vad_input[:, 0])
+        postfilter = self._postfilter  # the presence threshold is set only with a post-filter
         self._presence = self._speech or (
-            self._presence_snr_db is not None and self._postfilter.local_snr_db > self._presence_snr_db)
+            self._presence_snr_db is not None and postfilter is not None and postfilter.local_snr_db > self._presence_snr_db)
         return self._segmenter.process(out, self._speech, muted, self.azimuth_deg, self.doa_confidence)
 
     def _cancel_echo(self, frame: Frame, reference: np.ndarray | None) -> Frame:
@@ -153,8 +154,9 @@ class FrontEnd:
         heard = self._vad_input(mono, far_end)
         if far_end and 10 * np.log10(np.mean(heard.astype(np.float64) ** 2) / 32768.0 ** 2 + 1e-15) < FAR_END_VAD_FLOOR_DBFS:
             return False
-        if far_end and self._speaker_pattern_db is not None and \
-                echo_likeness(self.last_cancelled, self._speaker_pattern_db) > ECHO_LIKENESS_MAX:
+        cancelled = self.last_cancelled  # this frame's, when it had a reference (like _vad_input, None: no echo to judge)
+        if far_end and cancelled is not None and self._speaker_pattern_db is not None and \
+                echo_likeness(cancelled, self._speaker_pattern_db) > ECHO_LIKENESS_MAX:
             return False  # the residue is louder at the mics next to the loudspeaker: the box's own voice
         return self._vad.is_speech(heard)
 
@@ -173,25 +175,27 @@ class FrontEnd:
         return self._segmenter.close("shutdown")
 
     def _beamform(self, frame: Frame, muted: bool) -> np.ndarray:
+        doa = self._doa
+        assert doa is not None  # only a spatial array is beamformed, and it has a DOA
         samples = frame.samples.astype(np.float32)
         out = np.empty(frame.n_samples, dtype=np.float32)
         noise_hops = []
         for start in range(0, frame.n_samples, self.hop):
             spectrum = self._stft.analyze(samples[start:start + self.hop])
             if self._speech and self._forget_hops is not None and self._hops_since_speech >= self._forget_hops:
-                self._doa.forget_speech()
+                doa.forget_speech()
             self._hops_since_speech = 0 if self._speech else self._hops_since_speech + 1
             self._hops_since_presence = 0 if self._presence else self._hops_since_presence + 1
             is_noise = not muted and self._hops_since_presence > self._noise_guard_hops
             noise_hops.append(is_noise)
             if self._speech:
                 self._doa_noise_pending.clear()
-                self._doa.add_speech(spectrum)
+                doa.add_speech(spectrum)
             elif is_noise:
                 self._doa_noise_pending.append(spectrum)
                 if len(self._doa_noise_pending) > self._onset_guard_hops:
-                    self._doa.add_noise(self._doa_noise_pending.popleft())
-            beam = self._beamformer.process(spectrum, self._doa.azimuth_deg, is_noise=is_noise)
+                    doa.add_noise(self._doa_noise_pending.popleft())
+            beam = self._beamformer.process(spectrum, doa.azimuth_deg, is_noise=is_noise)
             out[start:start + self.hop] = self._stft.synthesize(beam)
         self.noise_hops = tuple(noise_hops)
         return np.clip(np.round(out), -32768, 32767).astype(np.int16)[:, None]

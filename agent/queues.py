@@ -11,9 +11,18 @@ from __future__ import annotations
 import queue
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any, Protocol
 
 RESULT_QUEUE_SIZE = 256
 WAIT_S = 1.0
+
+
+class Sink(Protocol):
+    """What ``offer`` puts into: a ``queue.Queue``, or what quacks like one (``PartyResults``)."""
+
+    def put_nowait(self, item: Any, /) -> None: ...
+
+    def put(self, item: Any, /, block: bool = ..., timeout: float | None = ...) -> None: ...
 
 
 class Overflow(Enum):
@@ -33,7 +42,7 @@ class QueueSpec:
     def make(self, size: int) -> queue.Queue:
         return queue.Queue(maxsize=size)
 
-    def offer(self, q: queue.Queue, item, *, expendable: bool = False) -> list:
+    def offer(self, q: Sink, item, *, expendable: bool = False) -> list:
         """Put ``item`` by this queue's overflow policy; returns the items lost (none: ``[]``).
 
         DROP_OLDEST loses the oldest queued item, the other policies ``item`` itself; WAIT drops an
@@ -44,7 +53,8 @@ class QueueSpec:
         except queue.Full:
             pass
         if self.overflow is Overflow.DROP_OLDEST:
-            lost = []
+            assert isinstance(q, queue.Queue)  # only the speaker's queue drops its oldest, and make() made it
+            lost: list = []
             while True:
                 try:
                     q.put_nowait(item)

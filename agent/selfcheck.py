@@ -147,7 +147,7 @@ def _check_order(result: SelfCheckResult, arrivals: np.ndarray, expected: np.nda
     as_mounted = _misfit(arrivals, expected, alive)
     if np.sqrt(as_mounted) < WRONG_ORDER_RMS_US:
         return
-    candidates = []  # (misfit, fix, rotation, swapped pair)
+    candidates: list[tuple[float, list[int], int, list[int]]] = []  # (misfit, fix, rotation, swapped pair)
     if is_ring(geometry):
         for k in range(1, n):
             fix = [(j - k) % n for j in range(n)]

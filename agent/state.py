@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Callable
 
 STATES = ("starting", "idle", "listening", "translating", "speaking", "muted", "output_lost", "offline", "mic_lost",
           "error")
@@ -39,7 +40,7 @@ class DeviceStateMachine:
         self._lock = threading.Lock()
         self._clock = clock
         self._timeout_s = translating_timeout_s
-        self._subscribers = []
+        self._subscribers: list[Callable[[str], object]] = []
         self._starting = True
         self._link_up: bool | None = None
         self._uplink_error: str | None = None
@@ -80,7 +81,7 @@ class DeviceStateMachine:
             self._update(_capture_error=detail)
 
     def link_changed(self, connected: bool) -> None:
-        changes = {"_link_up": connected}
+        changes: dict[str, bool | None] = {"_link_up": connected}
         if connected:
             changes["_uplink_error"] = None
         self._update(**changes)

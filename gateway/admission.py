@@ -21,6 +21,7 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Awaitable, Protocol
 
 from gateway.config import LimitsConfig
 
@@ -29,12 +30,18 @@ STREAMING_WINDOW_S = 4.0  # the audio rate is judged over this much of the recen
 MIN_WINDOW_S = 0.5  # ... and over at least this much, right after admission
 
 
+class Closable(Protocol):
+    """A slot's connection, as far as admission is concerned: it can be closed with a code."""
+
+    def close(self, code: int, reason: str) -> Awaitable[object]: ...
+
+
 @dataclass(eq=False)
 class Slot:
     """One admitted connection. A fresh slot counts as active at admission (monotonic clock)."""
 
     address: str
-    connection: object
+    connection: Closable
     streaming_rate: float = 0.5
     admitted_s: float = field(default_factory=time.monotonic)
     released: bool = False

@@ -9,11 +9,12 @@ are in samples of the stream, so offsets are exact whatever speed the client sen
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from gateway.config import RecognitionConfig
-from gateway.engines.language_id import LanguageChoice
+from gateway.engines.language_id import LanguageChoice, RecognizerStream
 from gateway.engines.transcript import Transcript
 from parley_common.frames import Frame
 from parley_common.vad.engines import make_vad
@@ -57,7 +58,7 @@ PhraseEvent = PhraseStarted | PhrasePartial | PhraseFinal
 class PhraseDetector:
     """Not thread-safe: one per session, called from one worker at a time."""
 
-    def __init__(self, open_stream, config: RecognitionConfig, sample_rate_hz: int = 16000,
+    def __init__(self, open_stream: Callable[[], RecognizerStream], config: RecognitionConfig, sample_rate_hz: int = 16000,
                  endpoint_silence_ms: int | None = None):
         self._open_stream = open_stream  # () -> a recognizer stream for one phrase
         self._rate = sample_rate_hz
@@ -67,7 +68,7 @@ class PhraseDetector:
             hangover_ms=endpoint_silence_ms or config.endpoint_silence_ms, max_utterance_ms=round(1000 * config.max_phrase_s)))
         self._leftover = b""
         self._position = 0  # samples consumed so far
-        self._stream = None
+        self._stream: RecognizerStream | None = None  # open from a phrase's start to its end
         self._phrase = 0
         self._start = 0
         self._last_speech_end = 0
@@ -93,9 +94,10 @@ class PhraseDetector:
                 self._last_speech_end = self._position
             for event in self._segmenter.process(frame, speech):
                 events += self._on_segment(event, batch)
-        if self._stream is not None and batch:
-            self._stream.feed(bytes(batch))
-            events += self._maybe_partial()
+        stream = self._stream
+        if stream is not None and batch:
+            stream.feed(bytes(batch))
+            events += self._maybe_partial(stream)
         return events
 
     def flush(self) -> list[PhraseEvent]:
@@ -116,7 +118,7 @@ class PhraseDetector:
             return []
         if isinstance(event, SpeechEnded):
             if batch:
-                self._stream.feed(bytes(batch))
+                self._phrase_stream().feed(bytes(batch))
                 batch.clear()
             return [self._finish()]
         return []
@@ -130,22 +132,28 @@ class PhraseDetector:
         self._last_partial_text = ""
         return PhraseStarted(self._phrase, self._start)
 
-    def _maybe_partial(self) -> list[PhraseEvent]:
+    def _phrase_stream(self) -> RecognizerStream:
+        """The open phrase's stream: the segmenter ends only a phrase it started (``_begin`` opened it)."""
+        assert self._stream is not None, "a phrase ended that never started"
+        return self._stream
+
+    def _maybe_partial(self, stream: RecognizerStream) -> list[PhraseEvent]:
         paused = self._position - self._last_speech_end > PARTIAL_AFTER_SILENCE_MS * self._rate // 1000
         if paused or self._position - self._last_partial_at < self._partial_interval:
             return []
-        text = self._stream.hypothesis()
+        text = stream.hypothesis()
         if text is None:
             return []  # the worker was busy: try again with the next audio
         self._last_partial_at = self._position
         if not text or text == self._last_partial_text:
             return []
         self._last_partial_text = text
-        return [PhrasePartial(self._phrase, text, self._start, self._position, self._stream.identified)]
+        return [PhrasePartial(self._phrase, text, self._start, self._position, stream.identified)]
 
     def _finish(self) -> PhraseFinal:
-        text = self._stream.finish()
-        language, details = self._stream.identified, self._stream.details
-        self._stream.close()
+        stream = self._phrase_stream()
+        text = stream.finish()
+        language, details = stream.identified, stream.details
+        stream.close()
         self._stream = None
         return PhraseFinal(self._phrase, text, self._start, max(self._last_speech_end, self._start), language, details)

@@ -79,6 +79,12 @@ def _query_list(query: dict[str, list[str]], name: str) -> list[str]:
     return [part.strip() for value in values for part in value.split(",") if part.strip()]
 
 
+def _query_first(query: dict[str, list[str]], name: str) -> str | None:
+    """The first of :func:`_query_list`'s values, None when there is none."""
+    values = _query_list(query, name)
+    return values[0] if values else None
+
+
 def _required(query: dict[str, list[str]], name: str) -> str:
     values = _query_list(query, name)
     if not values:
@@ -183,7 +189,7 @@ class Gateway:
         if not offered and auth.lower().startswith("bearer "):
             offered = auth[7:].strip()
         for name in ("subscription-key", "Ocp-Apim-Subscription-Key", "access_token"):
-            offered = offered or (_query_list(query, name) or [None])[0]
+            offered = offered or _query_first(query, name)
         if not offered:
             return _response(401, "a subscription key is required (Ocp-Apim-Subscription-Key or Authorization: Bearer)")
         if looks_like_token(offered):
@@ -218,7 +224,7 @@ class Gateway:
                 raise QueryError(f"format {speech_format!r} is not supported; use {' or '.join(V1_SPEECH_FORMATS)}")
         source = _required(query, "from")
         features = {f.lower() for f in _query_list(query, "features")}
-        voice = (_query_list(query, "voice") or [None])[0]
+        voice = _query_first(query, "voice")
         speech = "texttospeech" in features or (path != V1_PATH and voice is not None)
         return self.resolve(source, _query_list(query, "to"), voice, speech)
 
@@ -232,9 +238,8 @@ class Gateway:
     @staticmethod
     def _profanity_mode(path: str, query) -> str:
         if path == V1_PATH:
-            return profanity.v1_mode((_query_list(query, "ProfanityAction") or [None])[0],
-                                     (_query_list(query, "ProfanityMarker") or [None])[0])
-        return profanity.usp_mode((_query_list(query, "profanity") or [None])[0])
+            return profanity.v1_mode(_query_first(query, "ProfanityAction"), _query_first(query, "ProfanityMarker"))
+        return profanity.usp_mode(_query_first(query, "profanity"))
 
     def resolve(self, source: str, targets: list[str], voice: str | None, speech_wanted: bool) -> LanguageRequest:
         """Translation when there are targets, else speech-to-text of ``source``."""
@@ -394,6 +399,8 @@ class GatewayThread:
 
     def drain(self) -> None:
         """What SIGUSR1 does to a gateway process (see ``gateway.health``)."""
+        if self._loop is None or self.gateway is None:
+            raise RuntimeError("drain() before start()")
         self._loop.call_soon_threadsafe(self.gateway.drain)
 
     def close(self) -> None:

@@ -106,7 +106,7 @@ class TranslationSession:
                 translations = await self._run(self._clean_all, translations)
                 out.append(Result(final, event.phrase, self._clean(event.text), translations,
                                   event.start_sample, event.end_sample, error if final else None, language,
-                                  event.details if final else None))
+                                  event.details if isinstance(event, PhraseFinal) else None))
         return out
 
     def _clean(self, text: str) -> str:

@@ -26,7 +26,7 @@ class SystemdNotifier:
 
     def notify(self, **fields: str) -> None:
         """Send e.g. ``notify(READY="1", STATUS="listening")``; errors (systemd gone or not reading) are ignored."""
-        if self._socket is None:
+        if self._socket is None or self._address is None:  # one is set exactly when the other is
             return
         message = "\n".join(f"{k}={v}" for k, v in fields.items()).encode()
         try:

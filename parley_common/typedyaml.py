@@ -76,7 +76,7 @@ class _Converter:
                 node, path,
                 f"{_show(node)} is not allowed; allowed: {', '.join(map(str, allowed))}{suggestion}",
             )
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):  # a hint is a class, never an instance
             return self.convert_dataclass(node, hint, path)
         if origin is tuple:
             return self.convert_sequence(node, get_args(hint)[0], path, meta)
@@ -145,7 +145,7 @@ class _Converter:
                 kwargs[name] = self.convert(given[name], hint, _join(path, name), field.metadata)
             elif field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING:
                 continue
-            elif dataclasses.is_dataclass(hint):
+            elif isinstance(hint, type) and dataclasses.is_dataclass(hint):
                 kwargs[name] = self.convert_dataclass(None, hint, _join(path, name))
             else:
                 kwargs[name] = self.fail(node, _join(path, name), f"required key is missing ({_type_name(hint)})")

@@ -12,6 +12,7 @@ import queue
 import threading
 import time
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from parley_common.frames import Frame
 from agent.audio.resample import StreamResampler
 from agent.audio.wavreader import WavFormatError, WavReader
 from agent.hardware import MAX_HARDWARE_CHANNELS, ArrayGeometry, channel_mismatch
+
+if TYPE_CHECKING:
+    import pyaudio
 
 log = logging.getLogger("parley.capture")
 
@@ -136,7 +140,9 @@ class WavSource(CaptureSource):
     def __init__(self, config: CaptureConfig, geometry: ArrayGeometry):
         super().__init__()
         self.config = config
-        self.path = config.wav.path
+        path = config.wav.path
+        assert path is not None  # CaptureConfig refuses source 'wav' without wav.path
+        self.path = path
         try:
             self._wav = WavReader(self.path)
         except WavFormatError as exc:
@@ -203,7 +209,7 @@ class PyAudioSource(CaptureSource):
         self.config = config
         self.geometry = geometry
         self.channels = config.channels or geometry.native_channels
-        self._pa = None
+        self._pa: pyaudio.PyAudio | None = None
         self.device: DeviceInfo | None = None
         self.native_rate_hz = config.native_rate_hz or geometry.native_rate_hz
         self._framer = _Framer(config, geometry, self.native_rate_hz)

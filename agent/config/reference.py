@@ -28,16 +28,15 @@ def _render_fields(cls: type, depth: int, lines: list[str]) -> None:
         comment = _comment(hint, f.metadata)
         if comment:
             lines.append(f"{indent}# {comment}")
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):  # a hint is a class, never an instance
             lines.append(f"{indent}{f.name}:")
             _render_fields(hint, depth + 1, lines)
             continue
         item = get_args(hint)[0] if get_origin(hint) is tuple else None
-        if dataclasses.is_dataclass(item):  # a list of sections: show one commented-out item's keys
+        if isinstance(item, type) and dataclasses.is_dataclass(item):  # a list of sections: show one commented-out item's keys
             lines.append(f"{indent}{f.name}: {_yaml_value(getattr(defaults, f.name)) if defaults else '[]'}")
             for n, sub in enumerate(dataclasses.fields(item)):
-                default = ("(required)" if sub.default is dataclasses.MISSING and sub.default_factory is dataclasses.MISSING
-                           else _yaml_value(sub.default if sub.default is not dataclasses.MISSING else sub.default_factory()))
+                default = _default_shown(sub)
                 note = _comment(get_type_hints(item)[sub.name], sub.metadata)
                 lines.append(f"{indent}#   {'- ' if n == 0 else '  '}{sub.name}: {default}" + (f"  # {note}" if note else ""))
             continue
@@ -46,6 +45,15 @@ def _render_fields(cls: type, depth: int, lines: list[str]) -> None:
             lines.append(f"{indent}# {f.name}: (required)")
             continue
         lines.append(f"{indent}{f.name}: {_yaml_value(value)}")
+
+
+def _default_shown(f: dataclasses.Field) -> str:
+    """A field's default as YAML, from its default or its factory; "(required)" when it has neither."""
+    if f.default is not dataclasses.MISSING:
+        return _yaml_value(f.default)
+    if f.default_factory is not dataclasses.MISSING:
+        return _yaml_value(f.default_factory())
+    return "(required)"
 
 
 def _all_defaulted(cls: type) -> bool:
@@ -80,7 +88,7 @@ def _allowed(hint: Any) -> str:
 
 
 def _yaml_value(value: Any) -> str:
-    if dataclasses.is_dataclass(value):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # a default is an instance
         value = dataclasses.asdict(value)
     if isinstance(value, tuple):
         value = list(value)

@@ -45,7 +45,9 @@ def conversation_issues(conversation: ConversationConfig, spatial: bool, lines) 
         if party.seated and party.from_deg == party.to_deg:
             issues.append(lines.issue(f"{where}.from_deg", f"the seat {party.from_deg:g}°–{party.to_deg:g}° is empty; "
                                                            "allowed: different angles (0 -> 360 is the whole circle)"))
-    seats = [(i, Seat(p.name, p.from_deg, p.to_deg)) for i, p in enumerate(parties) if p.seated and p.from_deg != p.to_deg]
+    # seated: both angles set (PartyConfig allows both or neither)
+    seats = [(i, Seat(p.name, p.from_deg, p.to_deg)) for i, p in enumerate(parties)
+             if p.from_deg is not None and p.to_deg is not None and p.from_deg != p.to_deg]
     for n, (i, seat) in enumerate(seats):
         for j, other in seats[:n]:
             if seat.overlaps(other):

@@ -142,7 +142,7 @@ class UtteranceRouter:
                 log.warning("utterance %d went to %s after %.0f ms, but its whole-utterance direction %.0f° is %s's seat",
                             event.utterance_id, state.decision.party, state.decision.held_ms, azimuth,
                             self.seats.party_at(azimuth))
-            return self._deliver(state, [event])
+            return self._deliver(state.decision, [event])
         if state.decision is None:
             state.held.append(event)
             azimuth = azimuth_now_deg if azimuth_now_deg is not None else state.started.azimuth_deg
@@ -155,7 +155,7 @@ class UtteranceRouter:
             if state.held_ms >= self.decide_after_ms and settled:
                 return self._decide(state, azimuth, "after decide_after_ms")
             return []
-        return self._deliver(state, [event])
+        return self._deliver(state.decision, [event])
 
     def _decide(self, state: _Open, azimuth_deg: float | None, how) -> list[Delivery]:
         party = self.seats.party_at(azimuth_deg)
@@ -173,10 +173,10 @@ class UtteranceRouter:
             self.corrected += decision.corrected
         self._on_decision(decision)
         held, state.held = state.held, []
-        return self._deliver(state, held)
+        return self._deliver(decision, held)
 
-    def _deliver(self, state: _Open, events: list[SegmentEvent]) -> list[Delivery]:
-        party = state.decision.party
+    def _deliver(self, decision: RouteDecision, events: list[SegmentEvent]) -> list[Delivery]:
+        party = decision.party
         if party is None and not self.keep_unseated:
             return []
         return [Delivery(party, event) for event in events]

@@ -26,7 +26,7 @@ from agent.conversation.config import (
 )
 from agent.conversation.router import Seat, SeatMap, UtteranceRouter
 from agent.events import FinalResult, LinkStatus, PartialResult, SegmentEvent, UplinkError
-from agent.uplink import make_uplink
+from agent.uplink import Uplink, make_uplink
 from parley_common.languages import base_language
 
 log = logging.getLogger("parley.conversation")
@@ -124,7 +124,7 @@ class ConversationUplink:
         self._seated = _SeatMemory()
         self._links = _Links()
         self.language_of = {party.name: party.language for party in conversation.parties}
-        self.uplinks = {}
+        self.uplinks: dict[str | None, Uplink] = {}  # by language; None: the one identifying connection
         identifying = conversation.identifies_language
         try:
             if identifying:
@@ -140,7 +140,9 @@ class ConversationUplink:
             self.close(0.1)
             raise
         self._links.uplinks = {language or "identified": uplink for language, uplink in self.uplinks.items()}
-        seats = [Seat(p.name, p.from_deg, p.to_deg) for p in conversation.parties if p.seated]
+        # seated: both angles set (PartyConfig allows both or neither)
+        seats = [Seat(p.name, p.from_deg, p.to_deg) for p in conversation.parties
+                 if p.from_deg is not None and p.to_deg is not None]
         # language alone: the route is the one connection, so nothing is held (decided at speech start)
         decide_after_ms = 0 if conversation.route_by == "language" else conversation.decide_after_ms
         self.router = UtteranceRouter(SeatMap(seats, conversation.default_party), decide_after_ms,
@@ -178,7 +180,8 @@ class ConversationUplink:
 
     def send(self, event: SegmentEvent) -> None:
         for delivery in self.router.route(event, self._direction()):
-            language = None if self.conversation.identifies_language else self.language_of[delivery.party]
+            party = delivery.party  # None only when identifying (the router keeps seatless utterances then)
+            language = None if self.conversation.identifies_language or party is None else self.language_of[party]
             self.uplinks[language].send(delivery.event)
 
     def close(self, timeout_s: float = 2.0) -> None:

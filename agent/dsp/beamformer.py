@@ -68,7 +68,9 @@ class Beamformer:
         if self._needs_resteer(azimuth_deg) or (
                 self.kind == "mvdr" and self._hops_since_update >= self._update_hops):
             self._update_weights(azimuth_deg)
-        return np.einsum("fm,fm->f", np.conj(self.weights), spectrum)
+        weights = self.weights
+        assert weights is not None  # the first azimuth always steers (_needs_resteer), which sets them
+        return np.einsum("fm,fm->f", np.conj(weights), spectrum)
 
     def _needs_resteer(self, azimuth_deg: float) -> bool:
         if self._steered_deg is None:
@@ -82,6 +84,7 @@ class Beamformer:
             self._steered_deg = azimuth_deg
             self._steer = steering_vectors(self._positions, np.array([azimuth_deg]), self._freqs)[0]
         d = self._steer
+        assert d is not None  # steered above on the first update
         if self.kind == "das" or self._noise_frames < self._update_hops:
             self.weights = d / self._mics
             return

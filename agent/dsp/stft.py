@@ -18,7 +18,7 @@ class StreamingStft:
         self.channels = channels
         self.window = np.sqrt(np.hanning(self.win_len + 1)[:-1]).astype(np.float32)
         self._in_tail = np.zeros((hop_samples, channels), dtype=np.float32)
-        self._out_tail = np.zeros(hop_samples, dtype=np.float32)
+        self._out_tail: np.ndarray = np.zeros(hop_samples, dtype=np.float32)  # float64 after the first hop
 
     @property
     def n_bins(self) -> int:

@@ -185,9 +185,10 @@ class HttpOutput:
             raise HttpListenError(self.config, self._start_error) from None
 
     def close(self, timeout_s: float = 1.0) -> None:
-        if not self.enabled or self._loop is None or not self._thread.is_alive():
+        stopping = self._stopping  # set with the loop, by the server thread
+        if not self.enabled or self._loop is None or stopping is None or not self._thread.is_alive():
             return
-        self._loop.call_soon_threadsafe(self._stopping.set)
+        self._loop.call_soon_threadsafe(stopping.set)
         self._thread.join(timeout_s)
         if not self._thread.is_alive():
             self.state.history.close()
@@ -220,7 +221,7 @@ class HttpOutput:
 
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._wake, self._stopping = asyncio.Event(), asyncio.Event()
+        wake, stopping = self._wake, self._stopping = asyncio.Event(), asyncio.Event()
         app = web.Application(middlewares=[self._admit, self._auth], client_max_size=MAX_BODY_BYTES)
         app.add_routes([web.get("/", self._page), web.get("/events", self._sse),
                         web.get("/healthz", self._healthz), web.get("/metrics", self._metrics)])
@@ -231,38 +232,40 @@ class HttpOutput:
         await runner.setup()
         quiet_client_triggered_logs()
         hide_server_version()
-        self.guard = ConnectionGuard(runner.server, connection_cap(self.config), timeout_s)
+        server = runner.server
+        assert server is not None  # setup() made it
+        guard = self.guard = ConnectionGuard(server, connection_cap(self.config), timeout_s)
         try:
-            await self._listen(runner)
+            await self._listen(runner, guard)
             self.port = runner.addresses[0][1]
             log.info("captions and status on %s", self.url)
             self._ready.set()
-            pump = asyncio.create_task(self._pump())
-            await self._stopping.wait()
+            pump = asyncio.create_task(self._pump(wake))
+            await stopping.wait()
             pump.cancel()
             for client in list(self._clients):
                 self._disconnect(client)
         finally:
             await runner.cleanup()
 
-    async def _listen(self, runner: web.AppRunner) -> None:
+    async def _listen(self, runner: web.AppRunner, guard: ConnectionGuard) -> None:
         """Bind, retrying a port in use for ``BIND_RETRY_S``: an agent restarted by hand may find its
         predecessor still closing; anything holding the port longer is a conflict to fix (exit 78)."""
         deadline = time.monotonic() + BIND_RETRY_S
         while True:
             try:
-                await GuardedSite(runner, self.config.host, self.config.port, self.guard).start()
+                await GuardedSite(runner, self.config.host, self.config.port, guard).start()
                 return
             except OSError as exc:
                 if exc.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
                     raise
                 await asyncio.sleep(0.25)
 
-    async def _pump(self) -> None:
+    async def _pump(self, wake: asyncio.Event) -> None:
         """Agent events -> captions state, metrics and every page."""
         while True:
-            await self._wake.wait()
-            self._wake.clear()
+            await wake.wait()
+            wake.clear()
             while True:
                 try:
                     at_s, event = self._events.get_nowait()
@@ -310,11 +313,14 @@ class HttpOutput:
     @web.middleware
     async def _admit(self, request: web.Request, handler):
         """A whole request arrived (the connection's deadline is off); its Host must be ours."""
-        self.guard.served(request)
+        guard = self.guard
+        assert guard is not None  # made before the site listens
+        guard.served(request)
         host = request.headers.get("Host", "")
-        if not is_allowed(host, self._hosts):
+        hosts = self._hosts
+        if hosts is not None and not is_allowed(host, hosts):  # None: any host (is_allowed says so too)
             raise web.HTTPMisdirectedRequest(text=f"Host {host!r} is not served here; allowed: "
-                                                  f"{', '.join(sorted(self._hosts))} (outputs.http.allowed_hosts)\n")
+                                                  f"{', '.join(sorted(hosts))} (outputs.http.allowed_hosts)\n")
         return await handler(request)
 
     @web.middleware

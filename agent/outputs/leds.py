@@ -206,7 +206,8 @@ class LedDriver:
     def render(self, t: float) -> list[tuple[float, float, float]]:
         colour, pattern, period = PATTERNS[self._state]
         level = pattern_level(pattern, period, t)
-        pixels = [tuple(c * level for c in colour)] * self.num_leds
+        red, green, blue = colour
+        pixels = [(red * level, green * level, blue * level)] * self.num_leds
         if self.num_leds > 1 and self._state == "listening" and self._azimuth_deg is not None:
             index = round((self._azimuth_deg - self.config.offset_deg) % 360 / 360 * self.num_leds) % self.num_leds
             pixels = [(0.0, 0.15, 0.0)] * self.num_leds

@@ -11,6 +11,7 @@ configured LED backend and button run unchanged on mock pins. It is read here on
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 MOCK = "mock"
 BOARD = "board"
@@ -71,12 +72,12 @@ class FakeGpio:
 
     BCM, OUT, IN, LOW, HIGH, PUD_UP, BOTH = "BCM", "out", "in", 0, 1, "up", "both"
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.mode: str | None = None
         self.directions: dict[int, str] = {}
         self.levels: dict[int, int] = {}
         self.pwms: dict[int, FakePwm] = {}
-        self.callbacks: dict[int, object] = {}
+        self.callbacks: dict[int, Callable[[int], object]] = {}
 
     def setmode(self, mode: str) -> None:
         self.mode = mode
@@ -116,7 +117,7 @@ class FakeGpio:
 
 
 class FakeSpi:
-    def __init__(self):
+    def __init__(self) -> None:
         self.transfers: list[list[int]] = []
         self.max_speed_hz = 0
         self.opened: tuple[int, int] | None = None

@@ -53,7 +53,8 @@ class Speaker:
         self._talker_speaking = talker_speaking or (lambda: False)
         self.reference = reference
         self._capture_rate_hz = capture_rate_hz
-        self._queue: queue.Queue[SynthesizedSpeech | None] = QUEUES["speaker"].make(config.queue_items)
+        # speech, a test signal (samples, rate_hz, label) or None to stop
+        self._queue: queue.Queue[SynthesizedSpeech | tuple[np.ndarray, int, str] | None] = QUEUES["speaker"].make(config.queue_items)
         self._lock = threading.Lock()
         self._playing = False
         self._gate_opens_at = 0.0
@@ -149,7 +150,9 @@ class Speaker:
             self.played += 1
 
     def _age_ms(self, speech: SynthesizedSpeech) -> float:
-        return 1000 * (time.monotonic() - speech.spoken_end_monotonic_s)
+        spoken_end_s = speech.spoken_end_monotonic_s
+        assert spoken_end_s is not None  # asked only of speech _fresh let through: it skips speech from before a restart
+        return 1000 * (time.monotonic() - spoken_end_s)
 
     def _fresh(self, speech: SynthesizedSpeech) -> bool:
         if speech.spoken_end_monotonic_s is None:

@@ -11,11 +11,15 @@ from __future__ import annotations
 import time
 import wave
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from agent.audio.devices import find_output_device, open_pyaudio
 from agent.outputs.config import SpeakerConfig
+
+if TYPE_CHECKING:
+    import pyaudio
 
 
 class PyAudioSink:
@@ -30,7 +34,7 @@ class PyAudioSink:
             raise
         self.rate_hz = self._pick_rate()
         self.latency_s = 0.0
-        self._stream = None
+        self._stream: pyaudio.Stream | None = None
 
     def _pick_rate(self) -> int:
         import pyaudio
@@ -48,12 +52,15 @@ class PyAudioSink:
         """``rate_hz`` is ignored: the speaker resamples to the device's ``rate_hz``."""
         import pyaudio
 
-        self._stream = self._pa.open(format=pyaudio.paInt16, channels=1, rate=self.rate_hz, output=True,
-                                     output_device_index=self.device.index)
-        self.latency_s = float(self._stream.get_output_latency())
+        stream = self._pa.open(format=pyaudio.paInt16, channels=1, rate=self.rate_hz, output=True,
+                               output_device_index=self.device.index)
+        self._stream = stream
+        self.latency_s = float(stream.get_output_latency())
 
     def write(self, chunk: np.ndarray) -> None:
-        self._stream.write(np.ascontiguousarray(chunk, dtype="<i2").tobytes())
+        stream = self._stream
+        assert stream is not None  # the speaker's one thread writes only between begin() and finish()
+        stream.write(np.ascontiguousarray(chunk, dtype="<i2").tobytes())
 
     def finish(self, abort: bool = False) -> None:
         stream, self._stream = self._stream, None
@@ -82,7 +89,7 @@ class WavFileSink:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.realtime = config.realtime
         self.rate_hz = rate_hz  # None: each file at its synthesized rate
-        self._wav = None
+        self._wav: wave.Wave_write | None = None
         self._started_s = 0.0
         self._written = 0
 
@@ -97,17 +104,17 @@ class WavFileSink:
                 break
             path = self.output_dir / f"{label}-{copy}.wav"
         self._path = path
-        self._wav = wave.open(str(path), "wb")
-        self._wav.setnchannels(1)
-        self._wav.setsampwidth(2)
-        self._wav.setframerate(self._rate)
+        wav = self._wav = wave.open(str(path), "wb")
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(self._rate)
 
     def write(self, chunk: np.ndarray) -> None:
         if self._wav is not None:
             try:
                 self._wav.writeframes(np.ascontiguousarray(chunk, dtype="<i2").tobytes())
             except OSError:
-                self._discard()  # no half-written WAV left behind on a full disk
+                self._discard(self._wav)  # no half-written WAV left behind on a full disk
                 raise
         self._written += len(chunk)
         if self.realtime:
@@ -120,12 +127,12 @@ class WavFileSink:
             try:
                 self._wav.close()
             except OSError:
-                self._discard()
+                self._discard(self._wav)
                 raise
             self._wav = None
 
-    def _discard(self) -> None:
-        wav, self._wav = self._wav, None
+    def _discard(self, wav: wave.Wave_write) -> None:
+        self._wav = None
         try:
             wav.close()
         except OSError:

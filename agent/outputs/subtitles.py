@@ -252,6 +252,7 @@ class SubtitleWriter:
             self._sessions = self._resume(self.directory)
 
     def path(self, language: str, fmt: str) -> Path:
+        assert self.directory is not None, "no subtitles directory: nothing is written"  # write() returns first
         return self.directory / f"{self.config.stem}.{language}.{fmt}"
 
     def _resume(self, directory: Path) -> SessionTimeline:

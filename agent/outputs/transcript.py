@@ -14,6 +14,7 @@ import json
 import os
 import threading
 from datetime import datetime, timezone
+from io import FileIO
 from pathlib import Path
 
 from agent.events import FinalResult
@@ -28,20 +29,22 @@ class TranscriptWriter:
         self.config = config
         self.path = Path(config.path) if config.path else None
         self._lock = threading.Lock()
-        self._file = None
+        self._file: FileIO | None = None
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._open()
+            self._open(self.path)
 
     @property
     def enabled(self) -> bool:
         return self.path is not None
 
-    def _open(self) -> None:
-        self._file = self.path.open("ab", buffering=0)  # unbuffered: a failed write leaves nothing queued
+    def _open(self, path: Path) -> FileIO:
+        self._file = path.open("ab", buffering=0)  # unbuffered: a failed write leaves nothing queued
+        return self._file
 
     def write(self, event: FinalResult) -> None:
-        if self.path is None:
+        path = self.path
+        if path is None:
             return
         ended_at_s = None
         if event.started_at_s is not None and event.duration_ms is not None:
@@ -62,40 +65,39 @@ class TranscriptWriter:
         }
         line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
         with self._lock:
-            if self._file is None:
-                self._open()
-            if self._file.tell() + len(line) > self.config.max_bytes:
-                self._rotate()
-            self._append(line)
+            file = self._file if self._file is not None else self._open(path)
+            if file.tell() + len(line) > self.config.max_bytes:
+                file = self._rotate(file, path)
+            self._append(file, line)
 
-    def _append(self, line: bytes) -> None:
-        before = self._file.seek(0, os.SEEK_END)
+    def _append(self, file: FileIO, line: bytes) -> None:
+        before = file.seek(0, os.SEEK_END)
         try:
             written = 0
             while written < len(line):
-                written += self._file.write(line[written:])
+                written += file.write(line[written:])
             if self.config.fsync:
-                os.fsync(self._file.fileno())
+                os.fsync(file.fileno())
         except OSError:
             try:
-                os.ftruncate(self._file.fileno(), before)  # no torn line: the retry writes it whole
+                os.ftruncate(file.fileno(), before)  # no torn line: the retry writes it whole
             except OSError:
                 pass
             raise
 
-    def _rotate(self) -> None:
-        self._file.close()
+    def _rotate(self, file: FileIO, path: Path) -> FileIO:
+        file.close()
         self._file = None
         for index in range(self.config.keep_files, 0, -1):
-            older = self.path.with_name(f"{self.path.name}.{index}")
-            newer = self.path.with_name(f"{self.path.name}.{index - 1}") if index > 1 else self.path
+            older = path.with_name(f"{path.name}.{index}")
+            newer = path.with_name(f"{path.name}.{index - 1}") if index > 1 else path
             if index == self.config.keep_files and older.exists():
                 older.unlink()
             if newer.exists():
                 newer.rename(older)
         if self.config.keep_files == 0:
-            self.path.unlink(missing_ok=True)
-        self._open()
+            path.unlink(missing_ok=True)
+        return self._open(path)
 
     def close(self) -> None:
         with self._lock:

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import os
-import queue
 from typing import Callable
 
+from agent.queues import Sink
 from agent.uplink.config import UplinkConfig
 from agent.uplink.connection import Uplink
 from agent.uplink.credentials import azure_credentials, load_key
+from agent.uplink.protocol import Session
 from agent.uplink.translator_v1 import TranslatorV1Session
 from agent.uplink.usp_client import UspSession
 
 
-def make_uplink(config: UplinkConfig, results: queue.Queue,
+def make_uplink(config: UplinkConfig, results: Sink,
                 expected_language: Callable[[int], str | None] | None = None) -> Uplink:
     """The configured backend: ``gateway``/``translator-v1`` speak Translator v1, ``azure`` speaks USP, and
     so does the gateway when each utterance's language is to be identified (``identify_languages``).
     ``expected_language(utterance_id)``: the language a seat predicts, for the gateway to weigh."""
+    session: Session
     if config.backend == "azure" or config.identify_languages:
         session = UspSession(config, azure_credentials(config), expected_language)
     else:

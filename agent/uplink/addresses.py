@@ -11,12 +11,21 @@ gateways); after a planned reconnect it stays. The backoff is the uplink's, unch
 from __future__ import annotations
 
 import random
+from typing import Protocol, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 ORDERS = ("ordered", "random")
 
 
-def next_address(previous: int | None, failed: bool, count: int, order: str, rng: random.Random = random) -> int:
+class Rng(Protocol):
+    """What ``next_address`` draws with: the ``random`` module itself, or a seeded ``random.Random``."""
+
+    def randrange(self, stop: int, /) -> int: ...
+
+    def choice(self, seq: Sequence[int], /) -> int: ...
+
+
+def next_address(previous: int | None, failed: bool, count: int, order: str, rng: Rng = random) -> int:
     """The index of the address to try next; ``previous`` None: the first connect."""
     if previous is None:
         return rng.randrange(count) if order == "random" else 0

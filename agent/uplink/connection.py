@@ -31,7 +31,7 @@ import websocket
 
 from agent import __version__
 from agent.events import LinkStatus, PartialResult, ResultEvent, SegmentEvent, UplinkError
-from agent.queues import QUEUES
+from agent.queues import QUEUES, Sink
 from agent.uplink.addresses import next_address, with_origin
 from agent.uplink.config import UplinkConfig
 from agent.uplink.outbox import Outbox
@@ -66,7 +66,7 @@ def _open_spool(directory: str | None) -> Spool | None:
 class Uplink:
     """``start()``; ``send(event)`` from the audio path (never blocks); ``close()``."""
 
-    def __init__(self, config: UplinkConfig, results: queue.Queue, session: Session, *, clock=time.monotonic,
+    def __init__(self, config: UplinkConfig, results: Sink, session: Session, *, clock=time.monotonic,
                  spool_dir: str | None = None):
         self.config = config
         self.results = results
@@ -188,17 +188,20 @@ class Uplink:
     def _step(self) -> None:
         self._drain_inbound()
         now = self._clock()
-        if self._ws is None:
+        ws = self._ws
+        if ws is None:
             if now >= self._next_attempt and not (self._idle_closed and not self._outbox):
                 self._connect()
             else:
                 self._wait(None)
             return
         # Each stage may drop the connection (a reset during a send); the next stage then has no socket.
-        for stage in (self._transmit, self._receive, self._keepalive, self._check_timeouts):
-            stage()
+        # While self._ws is still set it is this ws: only _connect sets another, and only when it is None.
+        for stage in (self._transmit, self._receive, self._keepalive):
+            stage(ws)
             if self._ws is None:
                 return
+        self._check_timeouts()
 
     def _check_timeouts(self) -> None:
         stalled = self._outbox.check_timeouts()
@@ -254,7 +257,7 @@ class Uplink:
         self._reported_refusal = False
         log.info("connected to %s", url.split("?")[0])
         self._link(True, f"connected to {url.split('?')[0]}")
-        self._send(self._outbox.connected())
+        self._send(ws, self._outbox.connected())
 
     def _link(self, up: bool, detail: str) -> None:
         """Report the link once per change: the first failed connect (at boot too) is offline."""
@@ -305,27 +308,27 @@ class Uplink:
 
     # -- sending -----------------------------------------------------------------------------
 
-    def _transmit(self) -> None:
-        self._send(self._outbox.transmit())
+    def _transmit(self, ws: websocket.WebSocket) -> None:
+        self._send(ws, self._outbox.transmit())
 
-    def _send(self, messages: list[Message]) -> None:
+    def _send(self, ws: websocket.WebSocket, messages: list[Message]) -> None:
         """Write what the outbox and session handed over; a failure costs the connection."""
         try:
             for message in messages:
                 if isinstance(message, bytes):
-                    self._ws.send_binary(message)
+                    ws.send_binary(message)
                 else:
-                    self._ws.send(message)
+                    ws.send(message)
         except (OSError, websocket.WebSocketException) as exc:
             self._disconnect(f"send failed: {exc}")
 
-    def _keepalive(self) -> None:
+    def _keepalive(self, ws: websocket.WebSocket) -> None:
         now = self._clock()
         rc = self.config.reconnect
         if now - self._last_ping >= rc.ping_interval_s:
             self._last_ping = now
             try:
-                self._ws.ping()
+                ws.ping()
             except (OSError, websocket.WebSocketException) as exc:
                 return self._disconnect(f"ping failed: {exc}")
         if now - self._last_rx > rc.ping_interval_s + rc.ping_timeout_s:
@@ -348,19 +351,19 @@ class Uplink:
                 pass
         return sock is not None and sock in readable
 
-    def _receive(self) -> None:
+    def _receive(self, ws: websocket.WebSocket) -> None:
         """Read whole messages while the socket has data; wait at most POLL_S when it has none.
 
         A message is read with a blocking timeout only once data is there, so websocket-client
         never gives up half-way through a frame; a frame that stalls for ping_timeout_s is a
         broken connection.
         """
-        if not (self._has_data(0.0) or self._wait(self._ws.sock)):
+        if not (self._has_data(ws, 0.0) or self._wait(ws.sock)):
             return
-        self._ws.settimeout(self.config.reconnect.ping_timeout_s)
+        ws.settimeout(self.config.reconnect.ping_timeout_s)
         for _ in range(64):
             try:
-                opcode, data = self._ws.recv_data(control_frame=True)
+                opcode, data = ws.recv_data(control_frame=True)
             except websocket.WebSocketTimeoutException:
                 return self._disconnect("the service stalled in the middle of a message")
             except websocket.WebSocketConnectionClosedException:
@@ -377,12 +380,13 @@ class Uplink:
                 except ProtocolError as exc:
                     self.protocol_errors += 1
                     return self._disconnect(f"garbage from the service ({exc})")
-                self._send(replies)
-            if self._ws is None or not self._has_data(0.0):
+                self._send(ws, replies)
+            if self._ws is None or not self._has_data(ws, 0.0):
                 return
 
-    def _has_data(self, timeout_s: float) -> bool:
-        sock = self._ws.sock
+    def _has_data(self, ws: websocket.WebSocket, timeout_s: float) -> bool:
+        sock = ws.sock
+        assert sock is not None  # websocket-client clears it only on close, and a closed ws is no longer self._ws
         if getattr(sock, "pending", lambda: 0)():
             return True  # TLS has decrypted bytes buffered that select cannot see
         return bool(select.select([sock], [], [], timeout_s)[0])

@@ -97,10 +97,12 @@ class AzureCredentials:
         rung = self._ladder[self._step]
         if rung == "key":
             return ("key", self._key)
+        tokens = self.tokens
+        assert tokens is not None  # the ladder has its token rungs only with a token source
         if rung == "fresh":
-            self.tokens.invalidate()
+            tokens.invalidate()
         try:
-            return ("token", self.tokens.token())
+            return ("token", tokens.token())
         except OSError as exc:
             log.warning("token exchange failed (%s); trying the key itself", exc)
             return ("key", self._key)

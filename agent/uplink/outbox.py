@@ -375,7 +375,7 @@ def _identified_language(pieces: list[ServiceResult]) -> str | None:
     for piece in pieces:
         if piece.language:
             lengths[piece.language] = lengths.get(piece.language, 0) + len(piece.text)
-    return max(lengths, key=lengths.get) if lengths else None
+    return max(lengths, key=lengths.__getitem__) if lengths else None
 
 
 def _azimuth(utterance: Utterance) -> float | None:

@@ -88,8 +88,10 @@ Placed = Heard | Completed | Spoken | Resume | GaveUp | Notice
 class Sending(Protocol):
     """What a session may read of an utterance being sent (``agent.uplink.outbox.Utterance``)."""
 
-    id: int
     chunks: list[bytes]
+
+    @property
+    def id(self) -> int: ...
 
     @property
     def sent_bytes(self) -> int: ...
@@ -99,7 +101,10 @@ class Session(Protocol):
     """One service protocol, sans-I/O. Every method returns what to send and/or placed events."""
 
     max_in_flight: int  # utterances the service takes at once; a backlog is sent at that pace
-    subprotocols: list[str] | None
+
+    @property
+    def subprotocols(self) -> list[str] | None:
+        """The WebSocket subprotocols the handshake offers (None: none)."""
 
     def url(self) -> str: ...
 

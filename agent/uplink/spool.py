@@ -86,7 +86,11 @@ class Spool:
         """Flush what is open (an utterance cut off by the stop); it is resent after the restart."""
         for utterance_id in list(self._open):
             fh, _ = self._open.pop(utterance_id)
-            self._guard(lambda fh=fh: (os.fsync(fh.fileno()), fh.close()))
+            def flush(fh=fh) -> None:
+                os.fsync(fh.fileno())
+                fh.close()
+
+            self._guard(flush)
 
     def _append(self, utterance_id: int, kind: bytes, payload: bytes, sync: bool) -> None:
         fh, synced_at = self._open[utterance_id]

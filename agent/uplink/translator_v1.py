@@ -107,7 +107,7 @@ class TranslatorV1Session:
 
     def begin(self, utterance: Sending) -> list[Message]:
         """Each connection's stream starts with the WAV header; an utterance is always sent whole."""
-        header = [streaming_header()] if self._position == 0 else []
+        header: list[Message] = [streaming_header()] if self._position == 0 else []
         self._position += sum(len(m) for m in header)
         self._sent[utterance.id] = _Sent(self._position)
         return header
@@ -161,7 +161,8 @@ class TranslatorV1Session:
     def _owner(self, position: int, size_bytes: int) -> int | None:
         """The utterance whose speech bytes the span overlaps most (module docstring)."""
         end = position + (size_bytes or V1_UNSIZED_SPAN_BYTES)
-        best, best_overlap = None, 0
+        best: int | None = None
+        best_overlap: float = 0  # a span still being sent reaches to infinity
         for utterance_id, sent in self._sent.items():
             speech_end = sent.speech_end if sent.speech_end is not None else float("inf")
             overlap = min(end, speech_end) - max(position, sent.start)
@@ -171,7 +172,7 @@ class TranslatorV1Session:
 
     def _passed(self, owner: int | None, position: int | None) -> list[Placed]:
         """Utterances heard in full by the time of this final: complete now, empty if nothing was in them."""
-        passed = []
+        passed: list[Placed] = []
         for utterance_id, sent in list(self._sent.items()):
             if utterance_id == owner:
                 break

@@ -154,6 +154,7 @@ class UspSession:
             default_path = USP_V2_PATH if self.identifying else USP_V1_PATH
             self._base_url = endpoint_url(config.url or GATEWAY_DEFAULT_URL, default_path)
         else:
+            assert config.region is not None  # backend azure without url: UplinkConfig demands a region
             self._base_url = region_url(config.region, config.endpoint_version)
         self.v2 = is_v2(self._base_url)
         self._next_stream = 1
@@ -246,8 +247,8 @@ class UspSession:
         turn = self._turns[request_id]
         rest, turn.end_sent = bytes(turn.unsent), True
         turn.unsent.clear()
-        return ([Audio(rest, turn.stream).encode(request_id)] if rest else []) + [
-            Audio(b"", turn.stream).encode(request_id)]
+        messages: list[Message] = [Audio(rest, turn.stream).encode(request_id)] if rest else []
+        return messages + [Audio(b"", turn.stream).encode(request_id)]
 
     def tick(self, now: float) -> list[Placed]:
         return []  # USP verdicts come with messages
@@ -282,7 +283,7 @@ class UspSession:
 
     def _result(self, turn: _Turn | None, result: Hypothesis | Phrase) -> list[Placed]:
         final = isinstance(result, Phrase)
-        if final and result.status not in NON_ERROR_STATUSES:
+        if isinstance(result, Phrase) and result.status not in NON_ERROR_STATUSES:
             failure = _recognition_failure(result)
             if turn is None:
                 return [Notice(failure.reason)]
@@ -290,7 +291,7 @@ class UspSession:
             return []
         if turn is None:
             return []  # a turn of an earlier connection, or of an utterance no longer owed
-        if final:
+        if isinstance(result, Phrase):
             acked = turn.start_bytes + result.end_ticks // TICKS_PER_SAMPLE * WIRE_BYTES_PER_SAMPLE
             if acked > self._acked.get(turn.utterance_id, 0):
                 self._acked[turn.utterance_id], turn.progressed = acked, True
@@ -322,7 +323,7 @@ class UspSession:
         base_s = THROTTLED_BACKOFF_S if failure is not None and failure.throttled else TURN_RETRY_BACKOFF_S
         delay_s = base_s * 2 ** (retries - 1)
         log.warning("utterance %d: %s; sending it again in %.2f s", utterance_id, why, delay_s)
-        notice = [Notice(f"{why}; utterance {utterance_id} again in {delay_s:.1f} s")] if failure else []
+        notice: list[Placed] = [Notice(f"{why}; utterance {utterance_id} again in {delay_s:.1f} s")] if failure else []
         return notice + [Resume(utterance_id, acked, now + delay_s)]
 
     def _synthesis_end(self, request_id: str, turn: _Turn | None, end: SynthesisEnd) -> list[Placed]:

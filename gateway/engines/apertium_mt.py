@@ -64,10 +64,12 @@ class ApertiumPipeline:
         with self._lock:
             if self._process is None or self._process.poll() is not None:
                 self._process = self._start()
+            stdin, stdout = self._process.stdin, self._process.stdout
+            assert stdin is not None and stdout is not None  # _start opens both as pipes
             try:
-                self._process.stdin.write(_escape(text).encode() + b"\n" + FLUSH)
-                self._process.stdin.flush()
-                raw = _read_until_nul(self._process.stdout.fileno()).decode(errors="replace")
+                stdin.write(_escape(text).encode() + b"\n" + FLUSH)
+                stdin.flush()
+                raw = _read_until_nul(stdout.fileno()).decode(errors="replace")
                 return " ".join(re.sub(r"\\(.)", r"\1", raw).split())
             except (OSError, TranslationError) as exc:
                 self._process.kill()

@@ -19,9 +19,10 @@ class SynthesisError(RuntimeError):
 
 class EspeakSynthesizer:
     def __init__(self, voices: dict[str, str]):
-        self._exe = shutil.which("espeak-ng")
-        if self._exe is None:
+        exe = shutil.which("espeak-ng")
+        if exe is None:
             raise SynthesisError("espeak-ng is not installed (apt-get install espeak-ng)")
+        self._exe = exe
         self.voices = dict(voices)
 
     def synthesize(self, text: str, language: str) -> bytes:

@@ -15,7 +15,9 @@ unless the detector is sure of another (``override_probability``) over enough au
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
+
+from gateway.engines.transcript import Transcript
 
 MIN_DETECT_AUDIO_S = 1.0  # the first verdict waits for this much of the phrase
 BYTES_PER_S = 32000  # 16 kHz 16-bit mono, the recognizers' input
@@ -45,12 +47,30 @@ class LanguageChoice:
 def choose_language(probabilities: dict[str, float], expected: str | None, audio_s: float,
                     rule: LanguageRule = LanguageRule()) -> LanguageChoice:
     """The most probable candidate; with an expected one, that one unless another is sure enough."""
-    best = max(probabilities, key=probabilities.get)
+    best = max(probabilities, key=probabilities.__getitem__)
     if expected is None or expected not in probabilities or best == expected:
         return LanguageChoice(best, probabilities[best])
     if probabilities[best] >= rule.override_probability and audio_s >= rule.min_override_audio_s:
         return LanguageChoice(best, probabilities[best])
     return LanguageChoice(expected, probabilities[expected])
+
+
+class RecognizerStream(Protocol):
+    """What a phrase is recognized through: a plain engine's stream or a :class:`LanguageIdStream`."""
+
+    @property
+    def identified(self) -> LanguageChoice | None: ...
+
+    @property
+    def details(self) -> Transcript | None: ...
+
+    def feed(self, pcm: bytes) -> None: ...
+
+    def hypothesis(self) -> str | None: ...
+
+    def finish(self) -> str: ...
+
+    def close(self) -> None: ...
 
 
 class LanguageIdStream:
@@ -61,7 +81,8 @@ class LanguageIdStream:
     a plain stream in that language. The audio is kept so a late change of mind re-recognizes it.
     """
 
-    def __init__(self, detect: Callable[[bytes, bool], dict[str, float] | None], open_stream: Callable,
+    def __init__(self, detect: Callable[[bytes, bool], dict[str, float] | None],
+                 open_stream: Callable[[str], RecognizerStream],
                  expected: str | None, rule: LanguageRule, close_detector: Callable[[], None]):
         self._detect = detect
         self._open_stream = open_stream
@@ -69,11 +90,11 @@ class LanguageIdStream:
         self._rule = rule
         self._close_detector = close_detector
         self._pcm = bytearray()
-        self._inner = None
+        self._inner: RecognizerStream | None = None
         self.identified: LanguageChoice | None = None
 
     @property
-    def details(self):
+    def details(self) -> Transcript | None:
         return self._inner.details if self._inner is not None else None
 
     def feed(self, pcm: bytes) -> None:
@@ -87,7 +108,7 @@ class LanguageIdStream:
                 return None
             if not self._identify(wait=False):
                 return None  # the worker is busy: a partial is skippable, so is its verdict
-        return self._inner.hypothesis()
+        return self._stream().hypothesis()
 
     def finish(self) -> str:
         if self._pcm:
@@ -107,7 +128,7 @@ class LanguageIdStream:
         if probabilities is None:
             return False
         choice = choose_language(probabilities, self._expected, len(self._pcm) / BYTES_PER_S, self._rule)
-        if self._inner is not None and choice.language != self.identified.language:
+        if self._inner is not None and self.identified is not None and choice.language != self.identified.language:
             self._inner.close()  # partials went out in the other language; the final is heard afresh
             self._inner = None
         self.identified = choice
@@ -115,3 +136,9 @@ class LanguageIdStream:
             self._inner = self._open_stream(choice.language)
             self._inner.feed(bytes(self._pcm))
         return True
+
+    def _stream(self) -> RecognizerStream:
+        """The inner stream, once :meth:`_identify` has succeeded (it opens one whenever it does)."""
+        if self._inner is None:
+            raise RuntimeError("no language identified yet")
+        return self._inner

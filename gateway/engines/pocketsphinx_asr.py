@@ -116,7 +116,7 @@ def _serve(conn, sample_rate_hz: int) -> None:
         return decoder
 
     idle: list = []
-    streams: dict[int, _DecoderStream] = {}
+    streams: dict[int | None, _DecoderStream] = {}  # keyed by the stream_id each request carries (None only for "warm")
 
     def handle(op: str, stream_id: int | None, payload):
         if op == "warm":

@@ -39,9 +39,12 @@ class Recognizers:
         phrase list as ``hotwords`` (its prompt) and gives word timings; pocketsphinx neither."""
         options = self._whisper_options.get(base_language(source))
         if not options:
+            # a configured language (the registry checks each source) that is not Whisper's is pocketsphinx's
+            assert self.pocketsphinx is not None, f"{source} is not a configured language"
             return self.pocketsphinx.open_stream()
         if phrases or word_timings:
             options = replace(options, hotwords=", ".join(phrases) or None, word_timestamps=word_timings)
+        assert self.whisper is not None  # there are Whisper options only when it was configured
         return self.whisper.open_stream(options)
 
     def open_identifying_stream(self, candidates: tuple[str, ...], expected: str | None,
@@ -49,6 +52,8 @@ class Recognizers:
         """A stream for one phrase in whichever of ``candidates`` (configured languages) it turns out to be;
         only when ``identifies`` (the request was refused otherwise)."""
         by_base = {base_language(code): code for code in candidates}
+        # the registry refuses identification unless ``identifies``; the model is resolved with Whisper
+        assert self.whisper is not None and self._language_id_model is not None
         detector = self.whisper.open_detector(self._language_id_model, tuple(by_base))
 
         def detect(pcm: bytes, wait: bool) -> dict[str, float] | None:

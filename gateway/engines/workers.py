@@ -12,6 +12,8 @@ import multiprocessing
 import threading
 import time
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 
 
 class RecognizerError(RuntimeError):
@@ -47,8 +49,8 @@ class Worker:
         self._stats_lock = threading.Lock()
         self.busy_s = 0.0  # time spent in requests (guarded by _stats_lock)
         self.waiting = 0  # callers queued behind the request in progress (guarded by _stats_lock)
-        self._process = None
-        self._conn = None
+        self._process: BaseProcess  # both set by _start, here and on each restart
+        self._conn: Connection
         self._start()
 
     def _start(self) -> None:
@@ -60,7 +62,9 @@ class Worker:
 
     @property
     def pid(self) -> int:
-        return self._process.pid
+        pid = self._process.pid
+        assert pid is not None  # _start started it; a restart replaces it with another started one
+        return pid
 
     def new_id(self) -> int:
         return next(self._ids)

@@ -44,7 +44,7 @@ class V1Result:
     timing: Timing | None = None
 
     def encode(self) -> str:
-        message = {"type": "final" if self.final else "partial", "id": self.id, "recognition": self.recognition,
+        message: dict[str, object] = {"type": "final" if self.final else "partial", "id": self.id, "recognition": self.recognition,
                    "translation": next(iter(self.translations.values()), "")}
         if len(self.translations) > 1:
             message["translations"] = dict(self.translations)
