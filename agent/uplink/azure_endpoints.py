@@ -60,6 +60,12 @@ def endpoint_url(url: str, default_path: str = USP_V1_PATH) -> str:
     return urlunsplit(parts)
 
 
+def own_token_url(url: str) -> str:
+    """A Parley gateway issues its own tokens (the same ``/sts/v1.0/issueToken``), on its own host."""
+    parts = urlsplit(url)
+    return urlunsplit(("https" if parts.scheme == "wss" else "http", parts.netloc, TOKEN_PATH, "", ""))
+
+
 def token_url(region: str | None, url: str | None) -> str | None:
     """Where the key is exchanged for a token, or None when neither a region nor the endpoint says.
 

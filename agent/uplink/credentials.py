@@ -12,7 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from agent.uplink.azure_endpoints import token_url
+from agent.uplink.azure_endpoints import own_token_url, token_url
+from agent.uplink.translator_v1 import GATEWAY_DEFAULT_URL
 from agent.uplink.config import UplinkConfig
 
 log = logging.getLogger("parley.uplink")
@@ -123,4 +124,7 @@ def azure_credentials(config: UplinkConfig) -> AzureCredentials:
     key = load_key(config)
     if key is None or not config.use_token:
         return AzureCredentials(key, None)
-    return AzureCredentials(key, TokenSource(key, config.token_url or token_url(config.region, config.url)))
+    exchange = config.token_url or (own_token_url(config.url or GATEWAY_DEFAULT_URL) if config.backend == "gateway"
+                                    else token_url(config.region, config.url))
+    assert exchange is not None  # UplinkConfig refuses azure's use_token with no token host to derive
+    return AzureCredentials(key, TokenSource(key, exchange))

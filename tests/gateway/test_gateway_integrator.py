@@ -88,6 +88,16 @@ def test_the_agent_exchanges_its_key_for_a_token_and_is_served(gateway):
     assert any(getattr(e, "translations", None) for e in events), events
 
 
+def test_a_gateway_backend_with_use_token_exchanges_its_key_at_the_gateway_itself(gateway):
+    """No token_url: the gateway issues tokens on its own host (before, the token host was None and
+    the first connect raised ValueError 'unknown url type')."""
+    os.environ["PARLEY_INTEGRATOR_KEY"] = KEY
+    config = UplinkConfig(backend="gateway", url=gateway.base_url, to_languages=("en", "es"),
+                          identify_languages=("en-US", "es-ES"), use_token=True, key_env="PARLEY_INTEGRATOR_KEY")
+    kind, token = azure_credentials(config).current()
+    assert kind == "token" and token.count(".") == 2
+
+
 def usp_connection(gateway):
     return websocket.create_connection(gateway.base_url + USP_V1_PATH + "?from=en-US&to=es", timeout=20,
                                        header=[f"Ocp-Apim-Subscription-Key: {KEY}"], subprotocols=["USP"])
