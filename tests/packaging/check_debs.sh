@@ -9,7 +9,11 @@ cd "$(dirname "$0")/../.."
 DIST=${DIST:-dist}
 WORK=$(mktemp -d)
 PORT=${PARLEY_CHECK_PORT:-5318}
-trap 'for pid in ${AGENT_PID:-} ${GATEWAY_PID:-}; do kill "$pid" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
+# On a failure the packages are purged too: a failed check must not leave /etc/parley and the units
+# behind for the test suite's next run on this machine.
+trap 'status=$?; for pid in ${AGENT_PID:-} ${GATEWAY_PID:-}; do kill "$pid" 2>/dev/null || true; done
+      [ "$status" = 0 ] || DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq parley-agent parley-gateway >/dev/null 2>&1 || true
+      rm -rf "$WORK"' EXIT
 step() { printf '\n== %s\n' "$*"; }
 fail() { echo "check_debs: FAILED: $*" >&2; exit 1; }
 
