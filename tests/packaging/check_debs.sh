@@ -61,7 +61,7 @@ GATEWAY_RUNUSER=$!
 sleep 1
 GATEWAY_PID=$(cat /var/cache/parley-gateway/check.pid)
 for _ in $(seq 120); do curl -sf "http://127.0.0.1:$PORT/healthz" > "$WORK/healthz" && break; sleep 1; done
-cat "$WORK/healthz" && grep -q '"status": "ok"' "$WORK/healthz" || { cat "$WORK/gateway.log"; fail "no /healthz"; }
+cat "$WORK/healthz" && grep -q '"status": "ready"' "$WORK/healthz" || { cat "$WORK/gateway.log"; fail "no /healthz"; }
 [ -s /var/cache/parley-gateway/whisper/base/model.bin ] || fail "the base model was not joined into CacheDirectory"
 
 step "one utterance through the installed agent, as parley with the unit's environment"
