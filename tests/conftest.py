@@ -30,6 +30,14 @@ def _a_real_gateway_only_in_slow_tests(request, monkeypatch):
     monkeypatch.setattr(GatewayThread, "start", refuse)
 
 
+@pytest.fixture(autouse=True)
+def _not_this_machines_installed_config(tmp_path_factory, monkeypatch):
+    """A command run without --config reads /etc/parley/agent.yaml when the package is installed;
+    the tests' expectations are about the built-in defaults, not that file."""
+    monkeypatch.setattr("agent.config.schema.SYSTEM_CONFIG_PATH",
+                        tmp_path_factory.getbasetemp() / "no-installed-config" / "agent.yaml")
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
