@@ -59,7 +59,7 @@ class FaultProxy:
                     if not data:
                         return
                     (upstream if sock is client else client).sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: cut()/reset() closed a socket under select() (fd -1)
             return
         finally:
             for sock in sockets:
