@@ -6,6 +6,15 @@ loudspeaker; cancelling only the beam leaves the DOA aimed at the box. The engin
 (Debian ``libspeexdsp1`` through ctypes, one multichannel state for all mics), chosen over WebRTC's
 AEC2/AEC3 because those suppress a talker who speaks over the playback (WER 0.97 in double talk).
 
+A cheap loudspeaker saturates: its sound is a compressed copy of the drive signal, and a linear
+filter on the drive signal stops near 20 dB (``bench/echo.py``, tanh speaker). ``SaturationSearch``
+estimates that compression as a memoryless tanh of a full scale out of a fixed grid (mono probe
+filters on mic 0, one per candidate, race on the first seconds of loud playback; the smallest
+residual wins) and the reference is then shaped through it (a Hammerstein model: the memoryless
+nonlinearity on the reference, the linear filter for the room). Feeding the nonlinear terms as
+extra loudspeaker channels instead (``speex_echo_state_init_mc`` with x^3 or a clipped residual
+beside x) reached only 21-23 dB: MDF adapts poorly on far-end channels that correlate that much.
+
 Optional residual-echo suppression (``speex_preprocess`` tied to the echo state) is applied to a
 copy of the beam that only the VAD hears: the suppressor's spectral gain makes the VAD deaf to the
 echo the linear filter leaves, while the recognizer gets the unsuppressed (linear) signal.
@@ -60,6 +69,8 @@ class EchoConfig:
     stall_ms: int = field(
         default=200, metadata={"min": 20, "max": 5000,
                                "help": "playing but no reference for this long: fall back to the half-duplex gate"})
+    saturation_search: bool = field(
+        default=True, metadata={"help": "estimate the loudspeaker's saturation on the first loud playback and shape the reference by it"})
     track_window_ms: int = field(
         default=1000, metadata={"min": 200, "max": 10000, "help": "playback per delay re-measurement"})
 
@@ -109,6 +120,82 @@ def _load_speexdsp():
     return lib
 
 
+SATURATION_GRID = (0.9, 0.77, 0.65, 0.55, 0.47, 0.40, 0.34, 0.29)  # tanh full scale, fraction of int16 full scale
+SEARCH_LOUD_DBFS = -40.0  # far-end frames louder than this train the probes
+SEARCH_STRONG_PEAK = 0.2 * 32768  # frames peaking above this are compared: a saturating speaker compresses them
+SEARCH_WARMUP_S = 0.5  # loud far-end before the probes' residuals count (they converge meanwhile)
+SEARCH_MEASURE_S = 1.0  # strong far-end over which the residuals are compared
+SEARCH_GIVE_UP_S = 30.0  # loud far-end without enough strong frames: the drive never saturates, linear it is
+SEARCH_MARGIN_DB = 2.5  # a shaped reference must beat the linear one by this much to be adopted
+
+
+def saturate(reference: np.ndarray, full_scale: float | None) -> np.ndarray:
+    """The drive signal as a speaker saturating at ``full_scale`` (int16 units) plays it; None: linear."""
+    if full_scale is None:
+        return reference
+    return np.round(full_scale * np.tanh(reference.astype(np.float64) / full_scale)).astype(np.int16)
+
+
+class SaturationSearch:
+    """Races mono SpeexDSP filters on mic 0, one per candidate saturation (plus the linear one),
+    over the first seconds of loud playback; ``result`` is the winner's full scale, None: linear.
+    Costs one mono filter per candidate while it runs (first playback only), nothing after."""
+
+    def __init__(self, lib, frame_samples: int, tail_samples: int, sample_rate_hz: int):
+        self._lib = lib
+        self.candidates: list[float | None] = [None] + [f * 32768.0 for f in SATURATION_GRID]
+        self._states = []
+        for _ in self.candidates:
+            state = lib.speex_echo_state_init_mc(frame_samples, tail_samples, 1, 1)
+            rate = ctypes.c_int(sample_rate_hz)
+            lib.speex_echo_ctl(state, SPEEX_ECHO_SET_SAMPLING_RATE, ctypes.byref(rate))
+            self._states.append(state)
+        self._residual = np.zeros(len(self.candidates))
+        self._loud_frames = self._strong_frames = 0
+        self._warmup = int(SEARCH_WARMUP_S * sample_rate_hz / frame_samples)
+        self._measure = int(SEARCH_MEASURE_S * sample_rate_hz / frame_samples)
+        self._give_up = int(SEARCH_GIVE_UP_S * sample_rate_hz / frame_samples)
+        self._out = np.empty(frame_samples, dtype=np.int16)
+        self.done = False
+        self.result: float | None = None
+
+    def feed(self, mic0: np.ndarray, reference: np.ndarray) -> None:
+        """One frame; the search ends by itself after enough loud far-end."""
+        loud = _dbfs(reference) >= SEARCH_LOUD_DBFS
+        strong = loud and self._loud_frames >= self._warmup and int(np.max(np.abs(reference))) >= SEARCH_STRONG_PEAK
+        for k, (state, full) in enumerate(zip(self._states, self.candidates)):
+            far = np.ascontiguousarray(saturate(reference, full))
+            self._lib.speex_echo_cancellation(state, mic0.ctypes.data, far.ctypes.data, self._out.ctypes.data)
+            if strong:
+                self._residual[k] += np.sum(self._out.astype(np.float64) ** 2)
+        self._loud_frames += loud
+        self._strong_frames += strong
+        if self._strong_frames >= self._measure:
+            residual_db = 10 * np.log10(self._residual + 1.0)
+            best = int(np.argmin(residual_db))
+            self.result = self.candidates[best] if residual_db[0] - residual_db[best] >= SEARCH_MARGIN_DB else None
+            self.close()
+        elif self._loud_frames >= self._give_up:
+            self.close()
+
+    def restart(self) -> None:
+        """The echo path moved: what was measured so far says nothing."""
+        for state in self._states:
+            self._lib.speex_echo_state_reset(state)
+        self._residual[:] = 0.0
+        self._loud_frames = self._strong_frames = 0
+
+    def close(self) -> None:
+        for state in self._states:
+            self._lib.speex_echo_state_destroy(state)
+        self._states = []
+        self.done = True
+
+
+def _dbfs(samples: np.ndarray) -> float:
+    return 10 * np.log10(float(np.mean(samples.astype(np.float64) ** 2)) / 32768.0 ** 2 + 1e-15)
+
+
 class SpeexEchoCanceller(EchoCanceller):
     """SpeexDSP MDF, one multichannel state (``speex_echo_state_init_mc``): all mics share the
     far-end spectrum and one double-talk decision, so 4 mics cost less than 4 mono filters."""
@@ -127,6 +214,9 @@ class SpeexEchoCanceller(EchoCanceller):
         self._lib.speex_echo_ctl(self._state, SPEEX_ECHO_SET_SAMPLING_RATE, ctypes.byref(rate))
         self._pre = self._make_preprocess() if config.residual_suppression else None
         self._out = np.empty(self.frame_samples * n_mics, dtype=np.int16)
+        self._search = SaturationSearch(self._lib, self.frame_samples, tail, sample_rate_hz) \
+            if config.saturation_search else None
+        self.saturation: float | None = None  # the loudspeaker's estimated tanh full scale (int16 units), None: linear
 
     def _make_preprocess(self):
         pre = self._lib.speex_preprocess_state_init(self.frame_samples, self._rate)
@@ -148,6 +238,11 @@ class SpeexEchoCanceller(EchoCanceller):
         for start in range(0, mics.shape[0], n):
             block = np.ascontiguousarray(mics[start:start + n])
             far = np.ascontiguousarray(reference[start:start + n])
+            if self._search is not None:
+                self._search.feed(np.ascontiguousarray(block[:, 0]), far)
+                if self._search.done:
+                    self.saturation, self._search = self._search.result, None
+            far = np.ascontiguousarray(saturate(far, self.saturation))
             self._lib.speex_echo_cancellation(self._state, block.ctypes.data, far.ctypes.data, self._out.ctypes.data)
             out[start:start + n] = self._out.reshape(n, self.n_mics)
         return out
@@ -165,8 +260,13 @@ class SpeexEchoCanceller(EchoCanceller):
 
     def reset(self) -> None:
         self._lib.speex_echo_state_reset(self._state)
+        if self._search is not None:
+            self._search.restart()
 
     def close(self) -> None:
+        if self._search is not None:
+            self._search.close()
+            self._search = None
         if self._pre is not None:
             self._lib.speex_preprocess_state_destroy(self._pre)
             self._pre = None

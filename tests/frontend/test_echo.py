@@ -14,7 +14,7 @@ from agent.duplex import Duplex
 from agent.hardware import load_array_profile
 from agent.outputs.config import SpeakerConfig
 from agent.selfcheck import analyze_self_check, chirp
-from agent.simulation_echo import speaker_rirs
+from agent.simulation_echo import EchoRoom, speaker_rirs
 from parley_common.frames import Frame
 
 RATE = 16000
@@ -54,6 +54,37 @@ def test_speex_removes_the_echo_per_mic_and_keeps_the_talker(box):
     residual = out[double_talk, 0] - talker[double_talk, 0]
     assert db(echo[double_talk, 0]) - db(residual) > 12  # still cancelling while the talker speaks
     assert abs(db(out[double_talk, 0]) - db(talker[double_talk, 0])) < 2.0  # and the talker is intact
+
+
+def clipping_erle(box, config: EchoConfig, clip: float | None) -> tuple[float, float | None]:
+    """ERLE on mic 0 over the last third of ~9 s of playback through a (soft-clipping) speaker."""
+    _, rirs = box
+    far = np.concatenate([speak(text, voice="es") for text in (
+        "Buenos días, bienvenidos a la reunión de hoy.", "La estación de tren está muy cerca de aquí.",
+        "Por favor, abran la puerta a nuestros invitados.", "Gracias por venir, hasta la próxima semana.")])
+    n = len(far) // 320 * 320
+    far = far[:n]
+    echo = echo_of(EchoRoom(rirs, clip=clip).loudspeaker(far), rirs)
+    mics = np.clip(echo + np.random.default_rng(0).standard_normal(echo.shape) * 3, -32768, 32767).astype(np.int16)
+    canceller = make_echo_canceller(config, "speex", 4, RATE)
+    out = canceller.process(mics, far.astype(np.int16)).astype(float)
+    late = slice(2 * n // 3, n)
+    return db(echo[late, 0]) - db(out[late, 0]), canceller.saturation
+
+
+def test_a_soft_clipping_speaker_is_found_and_cancelled_beyond_what_a_linear_filter_reaches(box):
+    linear_db, _ = clipping_erle(box, EchoConfig(saturation_search=False), clip=0.5)
+    shaped_db, saturation = clipping_erle(box, EchoConfig(), clip=0.5)
+    assert linear_db < 24  # the linear filter is capped by the speaker's harmonics (~20 dB)
+    assert shaped_db > 28  # the reference shaped by the estimated saturation (~33 dB)
+    assert saturation is not None and 0.4 < saturation / 32768 < 0.6  # the speaker clips at half scale
+
+
+def test_a_linear_speaker_keeps_a_linear_reference(box):
+    searched_db, saturation = clipping_erle(box, EchoConfig(), clip=None)
+    plain_db, _ = clipping_erle(box, EchoConfig(saturation_search=False), clip=None)
+    assert saturation is None
+    assert searched_db == pytest.approx(plain_db, abs=0.5)
 
 
 def test_measure_lag_finds_the_echo_delay_and_refuses_noise():
