@@ -31,6 +31,7 @@ FAR_END_DBFS = -55.0  # a reference frame quieter than this is not playback
 INAUDIBLE_ECHO_DB = 6.0  # mic within this of the room's floor during playback: nothing to cancel
 FLOOR_RISE_DB_PER_FRAME = 0.01
 TRAINING_PASSES = 8
+LAG_WINDOW_LEADS = 3  # the echo more than this many leads behind the reference: move it (see __init__)
 HISTORY_S = 1.5  # playback kept to re-train the canceller on after the reference moved
 
 
@@ -66,10 +67,12 @@ class Duplex:
         self._vad_window: deque[bool] = deque(maxlen=window)
         self._barge_in_needed = int(np.ceil(speaker_config.barge_in_speech_ratio * window))
         self._last_reference: np.ndarray | None = None
-        # the echo may sit anywhere from half the lead to half the filter behind the reference
-        # before it is moved: re-aligning costs a re-learn (the gate meanwhile); bench/echo.py with
-        # a window of 3 leads lost 4 of 6 interruptions at +60 ms instead of 1-2
-        self._lag_window = (lead // 2, config.tail_ms * rate_hz // 2000)
+        # the echo may sit from half the lead to 3 leads behind the reference before it is moved and
+        # the filter re-trained on the playback just heard: with 400 ms tracker windows that takes
+        # < 1 s of playback, while a filter left to absorb a 60 ms late echo by itself took 2-3.3 s
+        # to reach 20 dB (bench/echo.py; with 1 s windows the re-learn came too late and 3 leads
+        # lost more interruptions than half the filter)
+        self._lag_window = (lead // 2, LAG_WINDOW_LEADS * lead)
         self._history: deque[Frame] = deque(maxlen=int(HISTORY_S * rate_hz / frame_samples))
         self.mode, self.reason = ("full", "") if self.enabled else ("half", "echo cancellation off")
         self.erle_db: float | None = None

@@ -72,7 +72,7 @@ class EchoConfig:
     saturation_search: bool = field(
         default=True, metadata={"help": "estimate the loudspeaker's saturation on the first loud playback and shape the reference by it"})
     track_window_ms: int = field(
-        default=1000, metadata={"min": 200, "max": 10000, "help": "playback per delay re-measurement"})
+        default=400, metadata={"min": 200, "max": 10000, "help": "playback per delay re-measurement (two agreeing ones move the reference)"})
 
     def __post_init__(self) -> None:
         if self.lead_ms >= self.tail_ms:
@@ -123,7 +123,7 @@ def _load_speexdsp():
 SATURATION_GRID = (0.9, 0.77, 0.65, 0.55, 0.47, 0.40, 0.34, 0.29)  # tanh full scale, fraction of int16 full scale
 SEARCH_LOUD_DBFS = -40.0  # far-end frames louder than this train the probes
 SEARCH_STRONG_PEAK = 0.2 * 32768  # frames peaking above this are compared: a saturating speaker compresses them
-SEARCH_WARMUP_S = 0.5  # loud far-end before the probes' residuals count (they converge meanwhile)
+SEARCH_WARMUP_S = 1.5  # loud far-end before the probes' residuals count (they converge meanwhile)
 SEARCH_MEASURE_S = 1.0  # strong far-end over which the residuals are compared
 SEARCH_GIVE_UP_S = 30.0  # loud far-end without enough strong frames: the drive never saturates, linear it is
 SEARCH_MARGIN_DB = 2.5  # a shaped reference must beat the linear one by this much to be adopted
