@@ -143,6 +143,40 @@ def test_a_stalled_reference_falls_back_to_the_gate_and_says_so(caplog):
     assert "echo reference stalled" in caplog.text
 
 
+@pytest.mark.parametrize("error_ms", [60, -60])
+def test_a_reference_60_ms_off_is_re_aligned_and_cancelled_within_a_second_of_playback(box, error_ms):
+    """The device plays 60 ms later (+) or earlier (-) than the reference says; the tracker must
+    move the reference and re-train the filter within 1 s of playback (it took 2-5 s with 1 s
+    windows, and a 60 ms late echo was left for the filter to absorb by itself)."""
+    _, rirs = box
+    far = np.concatenate([speak(text, voice="es") for text in (
+        "Buenos días, bienvenidos a la reunión de hoy.", "La estación de tren está muy cerca de aquí.")])
+    n = len(far) // 320 * 320
+    error = error_ms * RATE // 1000
+    played = np.zeros(n + 2 * RATE)
+    played[RATE + error:RATE + error + n] = far[:n]  # the reference says the playback starts at 1 s
+    mics = np.clip(echo_of(played, rirs) + np.random.default_rng(3).standard_normal((len(played), 4)) * 3,
+                   -32768, 32767).astype(np.int16)
+    clock = CaptureClock(RATE)
+    clock.observe(0, 0.0)
+    timeline = ReferenceTimeline(clock)
+    timeline.write(far[:n].astype(np.int16), 1.0, buffered_s=0.1)
+    duplex = Duplex("speex", EchoConfig(), SpeakerConfig(), timeline, Playing(), RATE, 320)
+    duplex.canceller = canceller = make_echo_canceller(EchoConfig(), "speex", 4, RATE)
+    moved_at_s, mic, out = None, [], []
+    for start in range(0, RATE + n, 320):
+        frame = Frame(mics[start:start + 320], start, RATE)
+        cancelled = canceller.process(frame.samples, duplex.reference_for(frame))
+        duplex.observe(frame, cancelled, vad_speech=False)
+        if moved_at_s is None and abs(duplex.delay_ms - error_ms) < 5:
+            moved_at_s = (start + 320 - RATE) / RATE
+        mic.append(frame.samples[:, 0])
+        out.append(cancelled[:, 0])
+    assert moved_at_s is not None and moved_at_s < 1.0  # of playback
+    after = slice(RATE + int(1.5 * RATE), RATE + 2 * RATE)  # the half second after 1.5 s of playback
+    assert db(np.concatenate(mic)[after]) - db(np.concatenate(out)[after]) > 20
+
+
 def chirp_recording(geometry, rirs, channel_order=None, dead=None):
     signal = np.concatenate([np.zeros(1600), chirp(RATE, 500, -30.0), np.zeros(8000)])
     delay = 64  # 4 ms device + path delay beyond what the reference says
