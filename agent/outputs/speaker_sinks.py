@@ -78,16 +78,23 @@ class PyAudioSink:
 SELF_CHECK_LABEL = "self-check"
 
 
+WAV_BUFFER_S = 0.1  # the device buffer a real-time WAV sink plays like
+
+
 class WavFileSink:
     """Writes each translation to ``output_dir``; in real time by default so timing stays realistic.
-    The self-check's chirp takes its time but leaves no file: the folder holds what the box said."""
+    The self-check's chirp takes its time but leaves no file: the folder holds what the box said.
 
-    latency_s = 0.0
+    In real time it behaves like a device with ``WAV_BUFFER_S`` of buffer: a chunk "leaves" that
+    long after ``write`` took it, and ``finish`` waits for the buffer to drain. With no buffer the
+    echo reference (written after ``write``) always came a chunk after its samples "played", and a
+    pipeline keeping up with the capture fell back to the gate ("echo reference stalled")."""
 
     def __init__(self, config: SpeakerConfig, rate_hz: int | None = None):
         self.output_dir = Path(config.output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.realtime = config.realtime
+        self.latency_s = WAV_BUFFER_S if config.realtime else 0.0
         self.rate_hz = rate_hz  # None: each file at its synthesized rate
         self._wav: wave.Wave_write | None = None
         self._started_s = 0.0
@@ -118,11 +125,16 @@ class WavFileSink:
                 raise
         self._written += len(chunk)
         if self.realtime:
-            delay = self._started_s + self._written / self._rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+            self._wait_until(self._started_s + self._written / self._rate)
+
+    def _wait_until(self, monotonic_s: float) -> None:
+        delay = monotonic_s - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
 
     def finish(self, abort: bool = False) -> None:
+        if self.realtime and not abort:  # the buffer plays out, as a device drains
+            self._wait_until(self._started_s + self._written / self._rate + self.latency_s)
         if self._wav is not None:
             try:
                 self._wav.close()

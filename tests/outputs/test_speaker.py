@@ -225,3 +225,35 @@ def test_close_stops_a_long_playback_at_once(tmp_path):
     started = time.monotonic()
     speaker.close(timeout_s=1.0)
     assert time.monotonic() - started < 0.3 and not speaker._thread.is_alive()
+
+
+def test_a_wav_speaker_writes_the_echo_reference_before_the_pipeline_needs_it(tmp_path, caplog):
+    """A WAV sink has no device buffer; the reference used to be written only once its chunk had
+    "played", so a pipeline keeping up with the capture found it missing and fell back to the gate
+    (the quick soak logged "echo reference stalled" on an idle machine)."""
+    from agent.dsp.echo import EchoConfig
+    from agent.dsp.echo_reference import CaptureClock, ReferenceTimeline
+    from agent.duplex import Duplex
+    from parley_common.frames import Frame
+
+    rate, frame_samples = 16000, 320
+    clock = CaptureClock(rate)
+    timeline = ReferenceTimeline(clock)
+    speaker = Speaker(SpeakerConfig(backend="wav", output_dir=str(tmp_path), realtime=True), reference=timeline,
+                      capture_rate_hz=rate)
+    duplex = Duplex("speex", EchoConfig(), SpeakerConfig(), timeline, speaker, rate, frame_samples)
+    speaker.start()
+    started = time.monotonic()
+    missing_frames = []
+    for i in range(100):  # 2 s of capture, each frame read the moment it is complete, as an idle pipeline does
+        time.sleep(max(0.0, started + (i + 1) * frame_samples / rate - time.monotonic()))
+        clock.observe((i + 1) * frame_samples, time.monotonic())
+        if i == 5:
+            speaker.play(speech(1, seconds=1.2))
+        frame = Frame(np.zeros((frame_samples, 4), np.int16), i * frame_samples, rate)
+        duplex.reference_for(frame)
+        missing_frames.append(timeline.read(frame.start_sample - duplex.offset_samples, frame_samples)[1] > 0)
+    speaker.close()
+    assert speaker.played == 1
+    assert not duplex.stalled and "stalled" not in caplog.text
+    assert sum(missing_frames) <= 2  # at most the first chunk's race with the playback's start
