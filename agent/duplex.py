@@ -20,7 +20,7 @@ from collections import deque
 
 import numpy as np
 
-from agent.dsp.echo import EchoConfig
+from agent.dsp.echo import EchoConfig, dbfs
 from agent.dsp.echo_reference import DelayTracker, ReferenceTimeline
 from agent.outputs.config import SpeakerConfig
 from parley_common.frames import Frame
@@ -33,11 +33,6 @@ FLOOR_RISE_DB_PER_FRAME = 0.01
 TRAINING_PASSES = 8
 LAG_WINDOW_LEADS = 3  # the echo more than this many leads behind the reference: move it (see __init__)
 HISTORY_S = 1.5  # playback kept to re-train the canceller on after the reference moved
-
-
-def _dbfs(samples: np.ndarray) -> float:
-    power = float(np.mean(samples.astype(np.float64) ** 2)) if samples.size else 0.0
-    return 10 * np.log10(power / 32768.0 ** 2 + 1e-15)
 
 
 class Duplex:
@@ -137,11 +132,11 @@ class Duplex:
             self._vad_window.clear()
 
     def _follow_echo(self, mic: np.ndarray, out: np.ndarray, reference: np.ndarray) -> None:
-        mic_db = _dbfs(mic)
-        if _dbfs(reference) < FAR_END_DBFS:
+        mic_db = dbfs(mic)
+        if dbfs(reference) < FAR_END_DBFS:
             self._floor_dbfs = min(mic_db, self._floor_dbfs + FLOOR_RISE_DB_PER_FRAME)
             return
-        self.erle_db = mic_db - _dbfs(out)
+        self.erle_db = mic_db - dbfs(out)
         cancelled_enough = self.erle_db >= self.config.converged_erle_db or mic_db < self._floor_dbfs + INAUDIBLE_ECHO_DB
         if cancelled_enough and not self.converged:
             self._converged_ms += self._frame_ms

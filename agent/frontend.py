@@ -35,7 +35,7 @@ from parley_common.frames import Frame
 from agent.dsp.agc import AgcConfig, LevelNormalizer
 from agent.dsp.beamformer import Beamformer, BeamformerConfig
 from agent.dsp.doa import DoaConfig, WhitenedMusicDoa
-from agent.dsp.echo import EchoConfig, echo_likeness, make_echo_canceller, speaker_level_pattern_db
+from agent.dsp.echo import EchoConfig, dbfs, echo_likeness, make_echo_canceller, speaker_level_pattern_db
 from agent.dsp.postfilter import PostfilterConfig, make_postfilter
 from agent.dsp.stft import StreamingStft
 from agent.events import SegmentEvent
@@ -152,7 +152,7 @@ class FrontEnd:
         talker (Silero calls residue near digital silence speech now and then)."""
         far_end = self._far_end_hops > 0
         heard = self._vad_input(mono, far_end)
-        if far_end and 10 * np.log10(np.mean(heard.astype(np.float64) ** 2) / 32768.0 ** 2 + 1e-15) < FAR_END_VAD_FLOOR_DBFS:
+        if far_end and dbfs(heard) < FAR_END_VAD_FLOOR_DBFS:
             return False
         cancelled = self.last_cancelled  # this frame's, when it had a reference (like _vad_input, None: no echo to judge)
         if far_end and cancelled is not None and self._speaker_pattern_db is not None and \

@@ -161,7 +161,7 @@ class SaturationSearch:
 
     def feed(self, mic0: np.ndarray, reference: np.ndarray) -> None:
         """One frame; the search ends by itself after enough loud far-end."""
-        loud = _dbfs(reference) >= SEARCH_LOUD_DBFS
+        loud = dbfs(reference) >= SEARCH_LOUD_DBFS
         strong = loud and self._loud_frames >= self._warmup and int(np.max(np.abs(reference))) >= SEARCH_STRONG_PEAK
         for k, (state, full) in enumerate(zip(self._states, self.candidates)):
             far = np.ascontiguousarray(saturate(reference, full))
@@ -192,8 +192,10 @@ class SaturationSearch:
         self.done = True
 
 
-def _dbfs(samples: np.ndarray) -> float:
-    return 10 * np.log10(float(np.mean(samples.astype(np.float64) ** 2)) / 32768.0 ** 2 + 1e-15)
+def dbfs(samples: np.ndarray) -> float:
+    """Level of int16 samples in dB relative to full scale (about -150 for silence or no samples)."""
+    power = float(np.mean(samples.astype(np.float64) ** 2)) if samples.size else 0.0
+    return 10 * np.log10(power / 32768.0 ** 2 + 1e-15)
 
 
 class SpeexEchoCanceller(EchoCanceller):
