@@ -156,19 +156,12 @@ class SaturationSearch:
         self._measure = int(SEARCH_MEASURE_S * sample_rate_hz / frame_samples)
         self._give_up = int(SEARCH_GIVE_UP_S * sample_rate_hz / frame_samples)
         self._out = np.empty(frame_samples, dtype=np.int16)
-        self._tail_frames = -(-tail_samples // frame_samples)
-        self._quiet_frames = self._tail_frames + 1  # nothing played yet: no echo in the mic
         self.done = False
         self.result: float | None = None
 
     def feed(self, mic0: np.ndarray, reference: np.ndarray) -> None:
-        """One frame; the search ends by itself after enough loud far-end. Once the far end has been
-        quiet for a whole tail, no echo is left to learn from and the probes are not run: a box that
-        waits hours for its first loud playback does not pay for them meanwhile."""
+        """One frame; the search ends by itself after enough loud far-end."""
         loud = dbfs(reference) >= SEARCH_LOUD_DBFS
-        self._quiet_frames = 0 if loud else self._quiet_frames + 1
-        if self._quiet_frames > self._tail_frames:
-            return
         strong = loud and self._loud_frames >= self._warmup and int(np.max(np.abs(reference))) >= SEARCH_STRONG_PEAK
         for k, (state, full) in enumerate(zip(self._states, self.candidates)):
             far = np.ascontiguousarray(saturate(reference, full))
