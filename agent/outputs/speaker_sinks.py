@@ -97,6 +97,7 @@ class WavFileSink:
         self.latency_s = WAV_BUFFER_S if config.realtime else 0.0
         self.rate_hz = rate_hz  # None: each file at its synthesized rate
         self._wav: wave.Wave_write | None = None
+        self._rate = rate_hz or 16000
         self._started_s = 0.0
         self._written = 0
 
@@ -133,7 +134,7 @@ class WavFileSink:
             time.sleep(delay)
 
     def finish(self, abort: bool = False) -> None:
-        if self.realtime and not abort:  # the buffer plays out, as a device drains
+        if self.realtime and self._written and not abort:  # the buffer plays out, as a device drains
             self._wait_until(self._started_s + self._written / self._rate + self.latency_s)
         if self._wav is not None:
             try:
