@@ -24,6 +24,13 @@ segmenter) and the real ``Duplex`` (gate / full duplex / barge-in); playback sto
 
     python bench/echo.py --quick     # RT60 0.3, linear speaker, delay errors 0 and 30 ms, 4 talker sentences
     python bench/echo.py             # RT60 0.3 / 0.6, linear / clipping, delay errors 0 / +60 / -60 ms, 6 sentences
+    python bench/echo.py --playback-minutes 10 [--rt60 0.3] [--speaker linear]   # no talker, no Whisper
+    python bench/echo.py --cpu       # the CPU table alone: playing vs idle, 4 / 6 mics, cancellation on / off
+
+``--playback-minutes`` plays that much of the box's speech (the Spanish sentences in random order,
+0.4-2.5 s pauses) into the room's noise with nobody talking, and counts every barge-in the duplex
+asks for (the playback is not stopped, so each false trigger is counted on its own) and every
+segment sent to the uplink (during playback or its tail: the box's own voice; otherwise: noise).
 """
 
 from __future__ import annotations
@@ -67,6 +74,14 @@ ECHO_OVER_TALKER_DB = 16.0
 FAR_END = ("Buenos días, bienvenidos a la reunión de hoy.", "La estación de tren está muy cerca de aquí.",
            "Por favor, abran la puerta a nuestros invitados.", "Gracias por venir, hasta la próxima semana.",
            "El tren sale a las nueve de la mañana.", "Hoy hace buen tiempo en la ciudad.")
+MORE_FAR_END = ("¿Dónde está la oficina del director?", "Necesitamos tres copias del informe antes del lunes.",
+                "Mi hermana vive en Barcelona desde hace diez años.", "¿Podría repetir la pregunta, por favor?",
+                "El museo abre a las diez y cierra a las seis.", "No entiendo lo que quiere decir.",
+                "Vamos a empezar con el primer punto del orden del día.", "La cena está lista, sentaos a la mesa.",
+                "¿Cuánto cuesta un billete de ida y vuelta?", "El proyecto terminará a finales de marzo.",
+                "Sí, claro.", "Muchas gracias, muy amable.", "Esperamos noticias de la fábrica esta tarde.",
+                "Los niños juegan en el parque después de la escuela.")
+SELF_TAIL_S = 0.5  # a segment starting this soon after a playback ended is still the box's voice
 
 
 class BenchSpeaker:
@@ -77,6 +92,7 @@ class BenchSpeaker:
         self.playing = False
         self.stop_requested = False
         self.barge_ins = 0
+        self.requests = 0  # every barge-in the duplex asked for while playing, reacted to or not
         self._gate_until = 0
         self._tail = tail_samples
         self.now = 0
@@ -89,6 +105,7 @@ class BenchSpeaker:
         self._gate_until = self.now + self._tail
 
     def barge_in(self) -> None:
+        self.requests += self.playing
         if self.react and self.playing and not self.stop_requested:
             self.barge_ins += 1
             self.stop_requested = True
@@ -270,14 +287,15 @@ def trimmed(signal: np.ndarray) -> np.ndarray:
     return signal[max(0, loud[0] - margin):loud[-1] + margin]
 
 
-def make_condition(geometry, rirs, talkers, far_end, clip, seed, shared):
+def make_condition(geometry, rirs, talkers, far_end, clip, seed, shared, talker_azimuth_deg=60.0, talker_distance_m=1.5):
     """The near-end scene and the echo room, levels set as in the module docstring."""
     talkers = [(text, trimmed(signal)) for text, signal in talkers]
     playbacks, spans, length = build_timeline([t for _, t in talkers], far_end)
     track = np.zeros(length)
     for (a, b), (_, signal) in zip(spans, talkers):
         track[a:b] = signal
-    scene = simulate_scene(geometry, [track], talker_azimuth_deg=60.0, distance_m=1.5, rt60_s=rirs[1], noise="diffuse",
+    scene = simulate_scene(geometry, [track], talker_azimuth_deg=talker_azimuth_deg,
+                           distance_m=talker_distance_m, rt60_s=rirs[1], noise="diffuse",
                            snr_db=20.0, seed=seed, noise_dir=shared / "noise" if shared else None, gap_s=0.0)
     near = scene.mixture[:length].astype(float) * 0.16
     noise = scene.noise_image[:length] * 0.16
@@ -288,16 +306,119 @@ def make_condition(geometry, rirs, talkers, far_end, clip, seed, shared):
     return near, noise, playbacks, spans, lambda delay_error_ms: EchoRoom(rirs[0], gain=gain, clip=clip)
 
 
-def cpu_rtf(n_mics_profile: str, engine: str, seconds: float = 10.0) -> float:
+def cpu_rtf(n_mics_profile: str, engine: str, playing: bool = True, seconds: float = 10.0) -> float:
+    """Front-end CPU seconds per second of audio after a 1 s warm-up; ``playing``: a far end all
+    along, else the silent reference the duplex reads between playbacks."""
     geometry = load_array_profile(n_mics_profile)
     rng = np.random.default_rng(0)
-    mics = (rng.standard_normal((int(seconds * RATE), geometry.n_mics)) * 300).astype(np.int16)
-    far = (rng.standard_normal(len(mics)) * 2000).astype(np.int16)
+    mics = (rng.standard_normal((int((seconds + 1) * RATE), geometry.n_mics)) * 300).astype(np.int16)
+    far = (rng.standard_normal(len(mics)) * 2000).astype(np.int16) if playing else np.zeros(len(mics), np.int16)
     frontend = FrontEnd(replace(FrontendConfig(), echo_cancellation=engine), geometry, RATE)
-    started = time.process_time()
+    started = 0.0
     for s in range(0, len(mics) - FRAME + 1, FRAME):
+        if s == RATE:
+            started = time.process_time()
         frontend.process(Frame(mics[s:s + FRAME], s, RATE), reference=far[s:s + FRAME] if engine != "off" else None)
     return (time.process_time() - started) / seconds
+
+
+def cpu_table() -> dict:
+    """Every configuration in one process, interleaved (a load change hits them all alike)."""
+    runs = {f"{profile}/{engine}/{'playing' if playing else 'idle'}": [] for profile in ("respeaker-4mic-hat", "respeaker-6mic-hat")
+            for engine in ("off", "speex") for playing in ((False,) if engine == "off" else (True, False))}
+    for _ in range(3):
+        for key in runs:
+            profile, engine, state = key.split("/")
+            runs[key].append(cpu_rtf(profile, engine, state == "playing", seconds=5.0))
+    return {key: float(np.median(values)) for key, values in runs.items()}
+
+
+def playback_soak(geometry, rirs, clip, minutes: float, far_end, noise, gain, seed: int) -> dict:
+    """``minutes`` of the box's speech, nobody talking: false barge-ins and self-utterances."""
+    rng = np.random.default_rng(seed)
+    playbacks, cursor, played = [], CHIRP_AT + 2 * RATE, 0
+    while played < minutes * 60 * RATE:
+        far = far_end[int(rng.integers(len(far_end)))]
+        playbacks.append((cursor, far))
+        played += len(far)
+        cursor += len(far) + int(rng.uniform(0.4, 2.5) * RATE)
+    length = (cursor + RATE) // FRAME * FRAME
+    room = EchoRoom(rirs, gain=gain, clip=clip)
+    chirp_signal = chirp(RATE, SelfCheckConfig().duration_ms, SelfCheckConfig().level_dbfs)
+    drive = np.zeros(length)
+    for start, far in [(CHIRP_AT, chirp_signal)] + playbacks:
+        drive[start:start + len(far)] = far
+    from scipy.signal import fftconvolve
+
+    played_sound = room.loudspeaker(drive)  # the playback never stops (no reaction): the echo is known ahead
+    echo = np.stack([fftconvolve(played_sound, rirs[:, m])[:length] for m in range(geometry.n_mics)], axis=1)
+    mics = np.clip(np.round(np.resize(noise, (length, geometry.n_mics)) + echo), -32768, 32767).astype(np.int16)
+    frontend = FrontEnd(FrontendConfig(), geometry, RATE)
+    clock = CaptureClock(RATE)
+    clock.observe(0, 0.0)
+    timeline = ReferenceTimeline(clock, capacity_s=8.0)
+    speaker = BenchSpeaker(int(0.3 * RATE), react=False)
+    duplex = Duplex("speex", FrontendConfig().echo, SpeakerConfig(), timeline, speaker, RATE, FRAME)
+    duplex.canceller = frontend.echo_canceller
+    duplex.set_delay(0.0)
+    spans = [(CHIRP_AT, chirp_signal)] + playbacks
+    train_at, heard = CHIRP_AT + len(chirp_signal) + RATE // 2, []
+    segments, current, index, play_frames, full_frames = [], None, 0, 0, 0
+    for s in range(0, length, FRAME):
+        speaker.now = s
+        while index < len(spans) and spans[index][0] + len(spans[index][1]) <= s + LATENCY:
+            index += 1
+        if index < len(spans) and spans[index][0] <= s + LATENCY:  # the device takes this piece now
+            start, far = spans[index]
+            speaker.playing = True
+            timeline.write(drive[s + LATENCY:s + LATENCY + FRAME].astype(np.int16), (s + LATENCY) / RATE, LATENCY / RATE)
+        elif speaker.playing and s >= spans[index - 1][0] + len(spans[index - 1][1]):
+            timeline.end_playback()
+            speaker.ended()
+        frame = Frame(mics[s:s + FRAME], s, RATE)
+        if s < train_at:
+            heard.append(frame)
+        elif heard:
+            duplex.train(heard)
+            heard = []
+        reference = duplex.reference_for(frame)
+        events = frontend.process(frame, muted=duplex.gate_closed(), reference=reference)
+        duplex.observe(frame, frontend.last_cancelled, frontend.is_speech)
+        play_frames += speaker.playing and s >= train_at
+        full_frames += speaker.playing and s >= train_at and duplex.full_duplex  # else the gate, deaf anyway
+        current = follow_segments(events, segments, current)
+    follow_segments(frontend.flush(), segments, current)
+    own = [seg for seg in segments if any(overlap(seg["start"], seg.get("end", seg["start"]) + 1, a,
+                                                  a + len(far) + int(SELF_TAIL_S * RATE)) for a, far in playbacks)]
+    playback_min = play_frames * FRAME / RATE / 60
+    return {"playback_min": playback_min, "full_duplex_share": full_frames / max(1, play_frames), "false_barge_ins": speaker.requests,
+            "false_barge_ins_per_10min": 10 * speaker.requests / playback_min, "self_utterances": len(own),
+            "self_utterances_per_10min": 10 * len(own) / playback_min, "noise_segments": len(segments) - len(own)}
+
+
+def run_playback_soak(args, shared) -> int:
+    geometry = load_array_profile("respeaker-4mic-hat")
+    far_end = [speak(text, voice="es") for text in FAR_END + MORE_FAR_END]
+    talkers = english_samples(shared, limit=4)
+    rows = []
+    print(f"{'RT60':>4} {'speaker':>8} | {'min':>5} {'false barge-ins':>15} {'/10 min':>7} | {'self-utt':>8} {'/10 min':>7} {'noise seg':>9} {'full dx':>7}")
+    for rt60 in tuple(args.rt60 or (0.3, 0.6)):
+        rirs = speaker_rirs(geometry, rt60)
+        for name in tuple(args.speaker or ("linear", "clipping")):
+            clip = None if name == "linear" else 0.5
+            _, noise, _, _, room_for = make_condition(geometry, (rirs, rt60), talkers, far_end[:len(FAR_END)], clip,
+                                                      seed=int(rt60 * 10), shared=shared)
+            row = playback_soak(geometry, rirs, clip, args.playback_minutes, far_end, noise, room_for(0.0).gain,
+                                seed=int(rt60 * 10))
+            row.update(rt60_s=rt60, speaker=name)
+            rows.append(row)
+            print(f"{rt60:>4} {name:>8} | {row['playback_min']:>5.1f} {row['false_barge_ins']:>15} "
+                  f"{row['false_barge_ins_per_10min']:>7.2f} | {row['self_utterances']:>8} "
+                  f"{row['self_utterances_per_10min']:>7.2f} {row['noise_segments']:>9} {row['full_duplex_share']:>7.0%}", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"when": datetime.now(timezone.utc).isoformat(), "playback_soak": rows}, indent=1))
+    print(f"wrote {args.out}")
+    return 0
 
 
 def run_cell(geometry, condition, delay_error_ms, texts, recognizer, options) -> dict:
@@ -331,7 +452,20 @@ def main() -> int:
         (p for p in (REPO.parent / "shared" / "data", REPO.parent.parent / "shared" / "data") if p.is_dir()),
         REPO.parent / "shared" / "data"))
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "echo.json")
+    parser.add_argument("--playback-minutes", type=float, help="only the talker-free playback soak, this long per cell")
+    parser.add_argument("--cpu", action="store_true", help="only the CPU table")
+    parser.add_argument("--talker-azimuth", type=float, default=60.0, help="degrees; the loudspeaker is at 0")
+    parser.add_argument("--talker-distance", type=float, default=1.5, help="metres from the array centre")
     args = parser.parse_args()
+    shared_dir = args.shared_data if args.shared_data.is_dir() else None
+    if args.playback_minutes:
+        return run_playback_soak(args, shared_dir)
+    if args.cpu:
+        cpu_only = cpu_table()
+        print("front-end RTF, one core: " + ", ".join(f"{k} {v:.3f}" for k, v in cpu_only.items()))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"when": datetime.now(timezone.utc).isoformat(), "cpu_rtf": cpu_only}, indent=1))
+        return 0
     from gateway.engines.whisper_asr import DecodeOptions, WhisperRecognizer
     from gateway.engines.whisper_models import resolve_model
 
@@ -356,7 +490,8 @@ def main() -> int:
         for rt60 in rt60s:
             rirs = (speaker_rirs(geometry, rt60), rt60)
             for clip in clips:
-                condition = make_condition(geometry, rirs, talkers, far_end, clip, seed=int(rt60 * 10), shared=shared)
+                condition = make_condition(geometry, rirs, talkers, far_end, clip, seed=int(rt60 * 10), shared=shared,
+                                           talker_azimuth_deg=args.talker_azimuth, talker_distance_m=args.talker_distance)
                 if rt60 not in silence:
                     near, _, _, spans, room_for = condition
                     segments, _, _, _ = run_box(geometry, near, [], room_for(0.0), FrontendConfig(), 0)
@@ -368,8 +503,7 @@ def main() -> int:
                     print(table_row(cell), flush=True)
     finally:
         recognizer.close()
-    cpu = {f"{profile}/{engine}": cpu_rtf(profile, engine) for profile in ("respeaker-4mic-hat", "respeaker-6mic-hat")
-           for engine in ("off", "speex")}
+    cpu = cpu_table()
     print("front-end RTF, one core: " + ", ".join(f"{k} {v:.3f}" for k, v in cpu.items()))
     runtime = time.perf_counter() - started
     args.out.parent.mkdir(parents=True, exist_ok=True)
