@@ -250,6 +250,8 @@ def score(segments, barge_ins, spans, texts, playbacks, recognizer, options) -> 
     for (a, b), text in zip(spans[1:], texts[1:]):
         audio = [np.concatenate(seg["audio"]) for seg in segments
                  if seg["audio"] and overlap(seg["start"], seg.get("end", seg["start"]), a, b + RATE // 2)]
+        if recognizer is None:  # --no-wer
+            continue
         hypothesis = decode(recognizer, options, np.concatenate(audio)) if audio else ""
         e, n = word_errors(text, spell_numbers(hypothesis))
         errors, words = errors + e, words + n
@@ -265,7 +267,7 @@ def score(segments, barge_ins, spans, texts, playbacks, recognizer, options) -> 
             false += 1
     return {"wer": errors / words if words else None, "words": words, "self_utterances": len(own),
             "barge_in_ms": float(np.median(reactions)) if reactions else None, "barge_ins_caught": len(reactions),
-            "false_barge_ins": false, "hypotheses": hypotheses}
+            "false_barge_ins": false, "hypotheses": hypotheses, "sentences": len(spans) - 1}
 
 
 def spell_numbers(text: str) -> str:
@@ -363,7 +365,7 @@ def playback_soak(geometry, rirs, clip, minutes: float, far_end, noise, gain, se
     duplex.set_delay(0.0)
     spans = [(CHIRP_AT, chirp_signal)] + playbacks
     train_at, heard = CHIRP_AT + len(chirp_signal) + RATE // 2, []
-    segments, current, index, play_frames, full_frames = [], None, 0, 0, 0
+    segments, current, index, play_frames, full_frames, barge_in_s = [], None, 0, 0, 0, []
     for s in range(0, length, FRAME):
         speaker.now = s
         while index < len(spans) and spans[index][0] + len(spans[index][1]) <= s + LATENCY:
@@ -383,7 +385,10 @@ def playback_soak(geometry, rirs, clip, minutes: float, far_end, noise, gain, se
             heard = []
         reference = duplex.reference_for(frame)
         events = frontend.process(frame, muted=duplex.gate_closed(), reference=reference)
+        requests = speaker.requests
         duplex.observe(frame, frontend.last_cancelled, frontend.is_speech)
+        if speaker.requests > requests:
+            barge_in_s.append(round(s / RATE, 2))
         play_frames += speaker.playing and s >= train_at
         full_frames += speaker.playing and s >= train_at and duplex.full_duplex  # else the gate, deaf anyway
         current = follow_segments(events, segments, current)
@@ -393,7 +398,9 @@ def playback_soak(geometry, rirs, clip, minutes: float, far_end, noise, gain, se
     playback_min = play_frames * FRAME / RATE / 60
     return {"playback_min": playback_min, "full_duplex_share": full_frames / max(1, play_frames), "false_barge_ins": speaker.requests,
             "false_barge_ins_per_10min": 10 * speaker.requests / playback_min, "self_utterances": len(own),
-            "self_utterances_per_10min": 10 * len(own) / playback_min, "noise_segments": len(segments) - len(own)}
+            "self_utterances_per_10min": 10 * len(own) / playback_min, "noise_segments": len(segments) - len(own),
+            "false_barge_in_at_s": barge_in_s, "self_utterance_at_s": [round(seg["start"] / RATE, 2) for seg in own],
+            "first_playback_s": round(playbacks[0][0] / RATE, 2), "playbacks": len(playbacks)}
 
 
 def run_playback_soak(args, shared) -> int:
@@ -407,10 +414,10 @@ def run_playback_soak(args, shared) -> int:
         for name in tuple(args.speaker or ("linear", "clipping")):
             clip = None if name == "linear" else 0.5
             _, noise, _, _, room_for = make_condition(geometry, (rirs, rt60), talkers, far_end[:len(FAR_END)], clip,
-                                                      seed=int(rt60 * 10), shared=shared)
+                                                      seed=int(rt60 * 10) + args.seed, shared=shared)
             row = playback_soak(geometry, rirs, clip, args.playback_minutes, far_end, noise, room_for(0.0).gain,
-                                seed=int(rt60 * 10))
-            row.update(rt60_s=rt60, speaker=name)
+                                seed=int(rt60 * 10) + args.seed)
+            row.update(rt60_s=rt60, speaker=name, seed=args.seed)
             rows.append(row)
             print(f"{rt60:>4} {name:>8} | {row['playback_min']:>5.1f} {row['false_barge_ins']:>15} "
                   f"{row['false_barge_ins_per_10min']:>7.2f} | {row['self_utterances']:>8} "
@@ -454,6 +461,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "echo.json")
     parser.add_argument("--playback-minutes", type=float, help="only the talker-free playback soak, this long per cell")
     parser.add_argument("--cpu", action="store_true", help="only the CPU table")
+    parser.add_argument("--seed", type=int, default=0, help="--playback-minutes: another order of sentences and noise")
+    parser.add_argument("--no-wer", action="store_true", help="no Whisper: barge-ins and self-utterances only")
     parser.add_argument("--talker-azimuth", type=float, default=60.0, help="degrees; the loudspeaker is at 0")
     parser.add_argument("--talker-distance", type=float, default=1.5, help="metres from the array centre")
     args = parser.parse_args()
@@ -480,9 +489,10 @@ def main() -> int:
     texts = [text for text, _ in talkers]
     far_end = [speak(text, voice="es") for text in FAR_END]
     geometry = load_array_profile("respeaker-4mic-hat")
-    recognizer = WhisperRecognizer(processes=1)
+    recognizer = None if args.no_wer else WhisperRecognizer(processes=1)
     options = DecodeOptions(str(resolve_model(args.model)), "en")
-    recognizer.warm_up([options.model_path])
+    if recognizer is not None:
+        recognizer.warm_up([options.model_path])
     cells, silence = [], {}
     print(f"{'RT60':>4} {'speaker':>8} {'err ms':>6} | {'ERLE':>5} {'conv s':>6} {'ERLE dt':>7} {'near dB':>7} | "
           f"{'WER canc':>8} {'gate':>5} {'silence':>7} | {'self':>4} {'barge ms':>8} {'caught':>6} {'false/min':>9}")
@@ -502,7 +512,8 @@ def main() -> int:
                     cells.append(cell)
                     print(table_row(cell), flush=True)
     finally:
-        recognizer.close()
+        if recognizer is not None:
+            recognizer.close()
     cpu = cpu_table()
     print("front-end RTF, one core: " + ", ".join(f"{k} {v:.3f}" for k, v in cpu.items()))
     runtime = time.perf_counter() - started
@@ -523,7 +534,7 @@ def table_row(c: dict) -> str:
             f"{_f(c['converge_s'], '6.2f')} {_f(c['erle_dt_db'], '7.1f')} {_f(c['near_change_db'], '7.1f')} | "
             f"{_f(k['wer'], '8.2f')} {_f(c['gate']['wer'], '5.2f')} {_f(c['silence']['wer'], '7.2f')} | "
             f"{k['self_utterances'] + c['self_utterances_echo_alone']:>4} {_f(k['barge_in_ms'], '8.0f')} "
-            f"{k['barge_ins_caught']:>3}/{len(c['cancel']['hypotheses']):<2} {c['false_barge_ins_per_min']:>9.1f}")
+            f"{k['barge_ins_caught']:>3}/{k['sentences']:<2} {c['false_barge_ins_per_min']:>9.1f}")
 
 
 if __name__ == "__main__":
