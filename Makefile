@@ -24,7 +24,7 @@ test-fast: deps
 
 # ruff (pyflakes, bugbear) and mypy on the product code, as configured in pyproject.toml; no new errors.
 lint: deps
-	$(VENV)/bin/ruff check agent gateway parley_common
+	$(VENV)/bin/ruff check agent gateway parley_common bench tests
 	$(VENV)/bin/mypy
 
 bench: deps

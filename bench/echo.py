@@ -53,7 +53,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO)]
 
 from agent.audio.synth import speak  # noqa: E402
-from agent.dsp.echo import EchoConfig, SpeexEchoCanceller  # noqa: E402
 from agent.dsp.echo_reference import CaptureClock, ReferenceTimeline  # noqa: E402
 from agent.duplex import Duplex  # noqa: E402
 from agent.events import SpeechChunk, SpeechEnded, SpeechStarted  # noqa: E402
@@ -243,16 +242,16 @@ def overlap(a0, a1, b0, b1) -> int:
     return max(0, min(a1, b1) - max(a0, b0))
 
 
-def score(segments, barge_ins, spans, texts, playbacks, recognizer, options) -> dict:
+def score(segments, barge_ins, spans, texts, playbacks, judge) -> dict:
     """WER of the sentences said over playback (on what the segmenter sent), self-utterances, barge-ins."""
     errors = words = 0
     hypotheses = []
     for (a, b), text in zip(spans[1:], texts[1:]):
         audio = [np.concatenate(seg["audio"]) for seg in segments
                  if seg["audio"] and overlap(seg["start"], seg.get("end", seg["start"]), a, b + RATE // 2)]
-        if recognizer is None:  # --no-wer
+        if judge is None:  # --no-wer
             continue
-        hypothesis = decode(recognizer, options, np.concatenate(audio)) if audio else ""
+        hypothesis = judge.decode(np.concatenate(audio)) if audio else ""
         e, n = word_errors(text, spell_numbers(hypothesis))
         errors, words = errors + e, words + n
         hypotheses.append(hypothesis)
@@ -274,12 +273,6 @@ def spell_numbers(text: str) -> str:
     from bench.array_wer import spell_numbers as spell
 
     return spell(text)
-
-
-def decode(recognizer, options, pcm: np.ndarray) -> str:
-    from bench.array_wer import decode as whisper_decode
-
-    return whisper_decode(recognizer, options, pcm)
 
 
 def trimmed(signal: np.ndarray) -> np.ndarray:
@@ -428,7 +421,7 @@ def run_playback_soak(args, shared) -> int:
     return 0
 
 
-def run_cell(geometry, condition, delay_error_ms, texts, recognizer, options) -> dict:
+def run_cell(geometry, condition, delay_error_ms, texts, judge) -> dict:
     near, noise, playbacks, spans, room_for = condition
     error = int(round(delay_error_ms * RATE / 1000))
     cell = {"delay_error_ms": delay_error_ms}
@@ -442,7 +435,7 @@ def run_cell(geometry, condition, delay_error_ms, texts, recognizer, options) ->
     cell["self_utterances_echo_alone"] = len(alone_segments)
     for name, config in (("cancel", speex), ("gate", gate)):
         segments, barge_ins, _, (echo0, out0) = run_box(geometry, near, playbacks, room_for(delay_error_ms), config, error)
-        cell[name] = score(segments, barge_ins, spans, texts, playbacks, recognizer, options)
+        cell[name] = score(segments, barge_ins, spans, texts, playbacks, judge)
         if name == "cancel":
             cell.update(double_talk(echo0, out0, near[:, 0], playbacks, spans))
     return cell
@@ -475,24 +468,19 @@ def main() -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"when": datetime.now(timezone.utc).isoformat(), "cpu_rtf": cpu_only}, indent=1))
         return 0
-    from gateway.engines.whisper_asr import DecodeOptions, WhisperRecognizer
-    from gateway.engines.whisper_models import resolve_model
+    from bench.array_wer import Judge
 
     started = time.perf_counter()
-    shared = args.shared_data if args.shared_data.is_dir() else None
     rt60s, clips = ((0.3,), (None,)) if args.quick else ((0.3, 0.6), (None, 0.5))
     errors_ms = (0.0, 30.0, -30.0) if args.quick else (0.0, 60.0, -60.0)
     rt60s = tuple(args.rt60 or rt60s)
     clips = tuple(None if name == "linear" else 0.5 for name in args.speaker) if args.speaker else clips
     errors_ms = tuple(args.errors_ms or errors_ms)
-    talkers = english_samples(shared, limit=4 if args.quick else 7)
+    talkers = english_samples(shared_dir, limit=4 if args.quick else 7)
     texts = [text for text, _ in talkers]
     far_end = [speak(text, voice="es") for text in FAR_END]
     geometry = load_array_profile("respeaker-4mic-hat")
-    recognizer = None if args.no_wer else WhisperRecognizer(processes=1)
-    options = DecodeOptions(str(resolve_model(args.model)), "en")
-    if recognizer is not None:
-        recognizer.warm_up([options.model_path])
+    judge = None if args.no_wer else Judge(args.model)
     cells, silence = [], {}
     print(f"{'RT60':>4} {'speaker':>8} {'err ms':>6} | {'ERLE':>5} {'conv s':>6} {'ERLE dt':>7} {'near dB':>7} | "
           f"{'WER canc':>8} {'gate':>5} {'silence':>7} | {'self':>4} {'barge ms':>8} {'caught':>6} {'false/min':>9}")
@@ -500,20 +488,20 @@ def main() -> int:
         for rt60 in rt60s:
             rirs = (speaker_rirs(geometry, rt60), rt60)
             for clip in clips:
-                condition = make_condition(geometry, rirs, talkers, far_end, clip, seed=int(rt60 * 10), shared=shared,
+                condition = make_condition(geometry, rirs, talkers, far_end, clip, seed=int(rt60 * 10), shared=shared_dir,
                                            talker_azimuth_deg=args.talker_azimuth, talker_distance_m=args.talker_distance)
                 if rt60 not in silence:
                     near, _, _, spans, room_for = condition
                     segments, _, _, _ = run_box(geometry, near, [], room_for(0.0), FrontendConfig(), 0)
-                    silence[rt60] = score(segments, [], spans, texts, [], recognizer, options)
+                    silence[rt60] = score(segments, [], spans, texts, [], judge)
                 for error_ms in errors_ms:
-                    cell = run_cell(geometry, condition, error_ms, texts, recognizer, options)
+                    cell = run_cell(geometry, condition, error_ms, texts, judge)
                     cell.update(rt60_s=rt60, speaker="clipping" if clip else "linear", silence=silence[rt60])
                     cells.append(cell)
                     print(table_row(cell), flush=True)
     finally:
-        if recognizer is not None:
-            recognizer.close()
+        if judge is not None:
+            judge.close()
     cpu = cpu_table()
     print("front-end RTF, one core: " + ", ".join(f"{k} {v:.3f}" for k, v in cpu.items()))
     runtime = time.perf_counter() - started

@@ -169,7 +169,7 @@ def main() -> int:
         for gateway in gateways:
             gateway.stop()
     one = report["by_gateways"][1]["sustained_sessions"] or float("nan")
-    for count, row in report["by_gateways"].items():
+    for row in report["by_gateways"].values():
         row["ratio_to_one_gateway"] = round(row["sustained_sessions"] / one, 2)
     report["load_average_at_end"] = os.getloadavg()[0]
     args.out.parent.mkdir(parents=True, exist_ok=True)

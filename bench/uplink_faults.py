@@ -24,7 +24,6 @@ import difflib
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone

@@ -50,7 +50,7 @@ def run_scenario(conf, body: str, timeout_s: float = 60.0) -> dict:
     code = prelude + textwrap.dedent(body) + "\nprint('RESULT=' + json.dumps(result))\n"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s,
                           env={"ALSA_CONFIG_PATH": str(conf), "PATH": "/usr/bin:/bin"})
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT=")]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT=")]
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
     return json.loads(lines[-1][len("RESULT="):])
 

@@ -127,7 +127,6 @@ def test_a_killed_and_a_drained_gateway_lose_no_utterance_and_cost_one_reconnect
         deadline_s = time.monotonic() + 90
         events = [wait_for_finals(results, {1, 2, 3}, max(1.0, deadline_s - time.monotonic()))
                   for _, results, _ in agents]
-        state = _state(gateways)
         assert drained.health() == (503, {"status": "draining", "reason": "draining for maintenance: no new sessions",
                                           "sessions": 0, "max_sessions": 8})
         assert survivor.health()[1]["sessions"] == len(agents)  # every session moved to the live gateway

@@ -133,7 +133,7 @@ def test_pyaudio_backend_plays_through_a_real_alsa_device_resampled(alsa_out):
         """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           env={"ALSA_CONFIG_PATH": str(conf), "PATH": "/usr/bin:/bin"})
-    line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT=")), None)
+    line = next((found for found in proc.stdout.splitlines() if found.startswith("RESULT=")), None)
     assert line, proc.stderr[-2000:]
     result = json.loads(line[7:])
     assert result["done"] == 1
