@@ -27,10 +27,13 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import numpy as np
+
+log = logging.getLogger("parley.echo")
 
 SPEEX_ECHO_SET_SAMPLING_RATE = 24
 SPEEX_PREPROCESS_SET_DENOISE = 0
@@ -139,7 +142,7 @@ def saturate(reference: np.ndarray, full_scale: float | None) -> np.ndarray:
 class SaturationSearch:
     """Races mono SpeexDSP filters on mic 0, one per candidate saturation (plus the linear one),
     over the first seconds of loud playback; ``result`` is the winner's full scale, None: linear.
-    Costs one mono filter per candidate while it runs (first playback only), nothing after."""
+    Costs one mono filter per candidate while the box plays until it is done, nothing after."""
 
     def __init__(self, lib, frame_samples: int, tail_samples: int, sample_rate_hz: int):
         self._lib = lib
@@ -156,11 +159,20 @@ class SaturationSearch:
         self._measure = int(SEARCH_MEASURE_S * sample_rate_hz / frame_samples)
         self._give_up = int(SEARCH_GIVE_UP_S * sample_rate_hz / frame_samples)
         self._out = np.empty(frame_samples, dtype=np.int16)
+        self._tail_frames = -(-tail_samples // frame_samples)
+        self._silent_frames = 0
         self.done = False
         self.result: float | None = None
 
     def feed(self, mic0: np.ndarray, reference: np.ndarray) -> None:
-        """One frame; the search ends by itself after enough loud far-end."""
+        """One frame; the search ends by itself after enough loud far-end. Nothing has played for a
+        whole tail (the reference all zeros): the probes hold only zeros of far end and would not
+        adapt, so they are not run, and a box waiting hours for its first translation does not pay
+        for them. (Skipping merely quiet frames made ``make demo`` worse: the probes then missed
+        the soft parts of speech and the echo tails.)"""
+        self._silent_frames = 0 if reference.any() else self._silent_frames + 1
+        if self._silent_frames > self._tail_frames:
+            return
         loud = dbfs(reference) >= SEARCH_LOUD_DBFS
         strong = loud and self._loud_frames >= self._warmup and int(np.max(np.abs(reference))) >= SEARCH_STRONG_PEAK
         for k, (state, full) in enumerate(zip(self._states, self.candidates)):
@@ -244,6 +256,8 @@ class SpeexEchoCanceller(EchoCanceller):
                 self._search.feed(np.ascontiguousarray(block[:, 0]), far)
                 if self._search.done:
                     self.saturation, self._search = self._search.result, None
+                    log.info("loudspeaker: %s", "linear" if self.saturation is None else
+                             f"saturates near {self.saturation / 32768:.2f} of full scale; the echo reference is shaped by it")
             far = np.ascontiguousarray(saturate(far, self.saturation))
             self._lib.speex_echo_cancellation(self._state, block.ctypes.data, far.ctypes.data, self._out.ctypes.data)
             out[start:start + n] = self._out.reshape(n, self.n_mics)

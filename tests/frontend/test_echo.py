@@ -87,6 +87,38 @@ def test_a_linear_speaker_keeps_a_linear_reference(box):
     assert searched_db == pytest.approx(plain_db, abs=0.5)
 
 
+def test_the_saturation_search_rests_while_nothing_plays_and_still_finds_the_clipping(box):
+    """A box waits long for its first translation: its probes must not run on a silent reference
+    (nine mono filters, ~0.08 CPU s per audio s), and the search must still work once it plays."""
+    _, rirs = box
+    far = np.concatenate([speak(text, voice="es") for text in (
+        "Buenos días, bienvenidos a la reunión de hoy.", "La estación de tren está muy cerca de aquí.")])
+    idle = np.zeros(5 * RATE)
+    far = np.concatenate([idle, far])[:(len(idle) + len(far)) // 320 * 320]
+    echo = echo_of(EchoRoom(rirs, clip=0.5).loudspeaker(far), rirs)
+    mics = np.clip(echo + np.random.default_rng(0).standard_normal(echo.shape) * 3, -32768, 32767).astype(np.int16)
+    canceller = make_echo_canceller(EchoConfig(), "speex", 4, RATE)
+    search, calls = canceller._search, []
+
+    class CountingLibrary:
+        def __init__(self, lib):
+            self.lib = lib
+
+        def __getattr__(self, name):
+            real = getattr(self.lib, name)
+            if name != "speex_echo_cancellation":
+                return real
+            return lambda *args: (calls.append(1), real(*args))[1]
+
+    search._lib = CountingLibrary(search._lib)
+    canceller.process(mics[:len(idle)], far[:len(idle)].astype(np.int16))
+    tail_frames = 200 // 10 + 1
+    assert len(calls) <= tail_frames * len(search.candidates)  # only until a whole tail of silence was seen
+    canceller.process(mics[len(idle):], far[len(idle):].astype(np.int16))
+    assert len(calls) > RATE // 160 * len(search.candidates)  # they run while it plays
+    assert canceller.saturation is not None and 0.4 < canceller.saturation / 32768 < 0.6
+
+
 def test_measure_lag_finds_the_echo_delay_and_refuses_noise():
     rng = np.random.default_rng(1)
     reference = rng.standard_normal(RATE)
