@@ -53,6 +53,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO)]
 
 from agent.audio.synth import speak  # noqa: E402
+from agent.dsp.echo import EchoConfig  # noqa: E402
 from agent.dsp.echo_reference import CaptureClock, ReferenceTimeline  # noqa: E402
 from agent.duplex import Duplex  # noqa: E402
 from agent.events import SpeechChunk, SpeechEnded, SpeechStarted  # noqa: E402
@@ -301,6 +302,13 @@ def make_condition(geometry, rirs, talkers, far_end, clip, seed, shared, talker_
     return near, noise, playbacks, spans, lambda delay_error_ms: EchoRoom(rirs[0], gain=gain, clip=clip)
 
 
+CPU_ENGINES = {  # what the box runs: nothing to cancel, the steady state, the first loud playback's search
+    "off": replace(FrontendConfig(), echo_cancellation="off"),
+    "speex": replace(FrontendConfig(), echo=replace(EchoConfig(), saturation_search=False)),
+    "speex+search": FrontendConfig(),
+}
+
+
 def cpu_rtf(n_mics_profile: str, engine: str, playing: bool = True, seconds: float = 10.0) -> float:
     """Front-end CPU seconds per second of audio after a 1 s warm-up; ``playing``: a far end all
     along, else the silent reference the duplex reads between playbacks."""
@@ -308,7 +316,7 @@ def cpu_rtf(n_mics_profile: str, engine: str, playing: bool = True, seconds: flo
     rng = np.random.default_rng(0)
     mics = (rng.standard_normal((int((seconds + 1) * RATE), geometry.n_mics)) * 300).astype(np.int16)
     far = (rng.standard_normal(len(mics)) * 2000).astype(np.int16) if playing else np.zeros(len(mics), np.int16)
-    frontend = FrontEnd(replace(FrontendConfig(), echo_cancellation=engine), geometry, RATE)
+    frontend = FrontEnd(CPU_ENGINES[engine], geometry, RATE)
     started = 0.0
     for s in range(0, len(mics) - FRAME + 1, FRAME):
         if s == RATE:
@@ -318,9 +326,10 @@ def cpu_rtf(n_mics_profile: str, engine: str, playing: bool = True, seconds: flo
 
 
 def cpu_table() -> dict:
-    """Every configuration in one process, interleaved (a load change hits them all alike)."""
+    """Every configuration in one process, interleaved (a load change hits them all alike). The
+    search ends within the first loud playback (at most 30 s of it); "speex" is every playback after."""
     runs = {f"{profile}/{engine}/{'playing' if playing else 'idle'}": [] for profile in ("respeaker-4mic-hat", "respeaker-6mic-hat")
-            for engine in ("off", "speex") for playing in ((False,) if engine == "off" else (True, False))}
+            for engine in CPU_ENGINES for playing in ((False,) if engine == "off" else (True, False))}
     for _ in range(3):
         for key in runs:
             profile, engine, state = key.split("/")
