@@ -45,7 +45,6 @@ class DecodeOptions:
     compression_ratio_threshold: float = 2.4
     hotwords: str | None = None  # a client's phrase list, given to the decoder as its prompt
     word_timestamps: bool = False
-    lead_silence_ms: int = 0  # silence put before a final's audio (see ``transcribe``)
 
 
 class WhisperRecognizer:
@@ -198,14 +197,7 @@ def detect_language(model, audio, languages: tuple[str, ...], window_s: int) -> 
 
 def transcribe(model, audio, options: DecodeOptions) -> Transcript:
     """The phrase's text with the full window ("" when Whisper heard no speech), its confidence, and
-    its words when ``options.word_timestamps``. ``options.lead_silence_ms`` of silence goes first:
-    Whisper was trained on windows whose speech rarely starts at their first frame, and base drops or
-    garbles a first word that does (bench/beam_wer.py); word times are given back on the phrase's own clock."""
-    import numpy as np
-
-    lead_s = options.lead_silence_ms / 1000
-    if lead_s:
-        audio = np.concatenate([np.zeros(round(lead_s * SAMPLE_RATE_HZ), dtype=audio.dtype), audio])
+    its words when ``options.word_timestamps``."""
     segments, _info = model.transcribe(
         audio, language=options.language, task="transcribe", beam_size=options.beam_size, best_of=1,
         temperature=0.0, without_timestamps=True, condition_on_previous_text=False, vad_filter=False,
@@ -214,8 +206,7 @@ def transcribe(model, audio, options: DecodeOptions) -> Transcript:
         hotwords=options.hotwords, word_timestamps=options.word_timestamps)
     kept = [s for s in segments if s.text.strip()
             and _is_speech(s.text, s.no_speech_prob, s.avg_logprob, options, options.no_speech_threshold)]
-    words = tuple(Word(w.word.strip(), max(0.0, w.start - lead_s), max(0.0, w.end - lead_s), w.probability)
-                  for s in kept for w in (s.words or ()))
+    words = tuple(Word(w.word.strip(), w.start, w.end, w.probability) for s in kept for w in (s.words or ()))
     return Transcript(" ".join(s.text.strip() for s in kept), confidence_of(kept), words)
 
 
