@@ -209,6 +209,34 @@ def test_a_reference_60_ms_off_is_re_aligned_and_cancelled_within_a_second_of_pl
     assert db(np.concatenate(mic)[after]) - db(np.concatenate(out)[after]) > 20
 
 
+def test_an_echo_path_that_moves_mid_playback_is_followed_without_closing_the_gate(box):
+    """The device's latency grows by 30 ms in the middle of a long playback (an underrun): the
+    reference moves, the filter is re-trained on the playback just heard and, cancelling it at
+    once, stays in full duplex (closing the gate then lost a talker's words and their barge-in)."""
+    _, rirs = box
+    far = np.concatenate([speak(text, voice="es") for text in (
+        "Buenos días, bienvenidos a la reunión de hoy.", "La estación de tren está muy cerca de aquí.",
+        "Por favor, abran la puerta a nuestros invitados.")])
+    n = len(far) // 320 * 320
+    far, split, shift = far[:n], n // 2 // 320 * 320, 30 * RATE // 1000
+    later = np.concatenate([np.zeros(shift), far])[:n]
+    echo = np.concatenate([echo_of(far, rirs)[:split], echo_of(later, rirs)[split:]])
+    mics = np.clip(echo + np.random.default_rng(4).standard_normal(echo.shape) * 3, -32768, 32767).astype(np.int16)
+    clock = CaptureClock(RATE)
+    clock.observe(0, 0.0)
+    timeline = ReferenceTimeline(clock, capacity_s=n / RATE + 1)
+    timeline.write(far.astype(np.int16), 0.0, buffered_s=0.1)
+    duplex = Duplex("speex", EchoConfig(), SpeakerConfig(), timeline, Playing(), RATE, 320)
+    duplex.canceller = canceller = make_echo_canceller(EchoConfig(), "speex", 4, RATE)
+    full = []
+    for start in range(0, n, 320):
+        frame = Frame(mics[start:start + 320], start, RATE)
+        duplex.observe(frame, canceller.process(frame.samples, duplex.reference_for(frame)), vad_speech=False)
+        full.append(duplex.full_duplex)
+    assert abs(duplex.delay_ms - 30) < 5
+    assert full[split // 320 - 1] and all(full[split // 320:])
+
+
 def chirp_recording(geometry, rirs, channel_order=None, dead=None):
     signal = np.concatenate([np.zeros(1600), chirp(RATE, 500, -30.0), np.zeros(8000)])
     delay = 64  # 4 ms device + path delay beyond what the reference says
