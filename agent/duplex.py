@@ -31,11 +31,11 @@ FAR_END_DBFS = -55.0  # a reference frame quieter than this is not playback
 INAUDIBLE_ECHO_DB = 6.0  # mic within this of the room's floor during playback: nothing to cancel
 FLOOR_RISE_DB_PER_FRAME = 0.01
 TRAINING_PASSES = 8
-RELEARN_PASSES = 16  # over the tracker's last window (0.4 s): 17 dB in the next second, 15 with 8
 LAG_WINDOW_LEADS = 3  # the echo more than this many leads behind the reference: move it (see __init__)
-# the last re-training pass adapts as it goes: it reads 1-3 dB below what the filter then does in
-# the next second of playback (14 vs 15-17 dB), so it may fall this short of converged_erle_db
-RELEARN_SLACK_DB = 3.0
+HISTORY_S = 1.5  # playback kept to re-train the canceller on after the reference moved
+# the re-trained filter keeps full duplex on if it cancels that playback by converged_erle_db and
+# this much more (a weaker one, trained on 0.4 s, let the box's voice through: bench/echo.py)
+RELEARN_MARGIN_DB = 6.0
 
 
 class Duplex:
@@ -71,10 +71,7 @@ class Duplex:
         # to reach 20 dB (bench/echo.py; with 1 s windows the re-learn came too late and 3 leads
         # lost more interruptions than half the filter)
         self._lag_window = (lead // 2, LAG_WINDOW_LEADS * lead)
-        # the playback the filter is re-trained on after a move: the tracker's last window, the audio
-        # known to follow the new alignment (trained on 0.8 s that began 0.24 s before the echo
-        # moved, the filter reached 3.5 dB; on the last 0.4 s, 15-17 dB in the next second)
-        self._history: deque[Frame] = deque(maxlen=max(1, config.track_window_ms * rate_hz // 1000 // frame_samples))
+        self._history: deque[Frame] = deque(maxlen=int(HISTORY_S * rate_hz / frame_samples))
         self.mode, self.reason = ("full", "") if self.enabled else ("half", "echo cancellation off")
         self.erle_db: float | None = None
         self.delay_ms: float = config.initial_delay_ms
@@ -165,15 +162,17 @@ class Duplex:
 
     def _relearn(self) -> None:
         """The filter modelled the old alignment: start again, trained on the playback just heard.
-        If the re-trained filter cancels that playback (within ``RELEARN_SLACK_DB`` of
-        ``converged_erle_db``), full duplex stays on: closing the gate mid-playback lost the words of
-        whoever was talking and missed their barge-in (bench/echo.py, +30 ms delay error)."""
+        If the re-trained filter cancels that playback by ``RELEARN_MARGIN_DB`` more than
+        ``converged_erle_db``, full duplex stays on: closing the gate mid-playback lost the words of
+        whoever was talking and missed their barge-in (bench/echo.py, +30 ms delay error). The
+        playback must follow the new alignment: a move found in the first playback or after a
+        device change between playbacks (mid-playback the timeline re-anchors underruns itself)."""
         self._converged_ms = 0.0
         erle_db = None
         if self.canceller is not None:
             self.canceller.reset()
-            erle_db = self.train(list(self._history), passes=RELEARN_PASSES)
-        self.converged = erle_db is not None and erle_db >= self.config.converged_erle_db - RELEARN_SLACK_DB
+            erle_db = self.train(list(self._history))
+        self.converged = erle_db is not None and erle_db >= self.config.converged_erle_db + RELEARN_MARGIN_DB
         log.info("canceller re-learned on the last %.1f s of playback: %s", len(self._history) * self._frame_ms / 1000,
                  "no far end in it" if erle_db is None else f"{erle_db:.0f} dB" + ("" if self.converged else ", gate until it converges"))
 
