@@ -55,12 +55,14 @@ class Duplex:
         self._lead = lead
         self._tracker = DelayTracker(config.track_window_ms * rate_hz // 1000, config.tail_ms * rate_hz // 1000,
                                      -config.tail_ms * rate_hz // 2000)
-        self._converged_ms = 0.0
         self.converged = False
         self.stalled = False
         self._missing_ms = 0.0
-        self._floor_dbfs = 0.0
+        self._floor_dbfs: float | None = None  # the room's level between playbacks; None: not heard yet
         self._frame_ms = 1000 * frame_samples / rate_hz
+        self._converged_after_frames = max(1, int(round(config.converged_after_ms / self._frame_ms)))
+        self._recent: deque[tuple[float, float, float]] = deque(maxlen=self._converged_after_frames)  # far-end frames: mic, out power, mic dBFS
+        self._trained_until = 0  # capture sample: frames before it trained the filter, their attenuation proves nothing
         window = max(1, int(round(speaker_config.barge_in_window_ms / self._frame_ms)))
         self._vad_window: deque[bool] = deque(maxlen=window)
         self._barge_in_needed = int(np.ceil(speaker_config.barge_in_speech_ratio * window))
@@ -111,6 +113,7 @@ class Duplex:
         Returns the last pass's echo attenuation on mic 0 over its far-end frames (None: none)."""
         if not self.enabled or self.canceller is None or not frames:
             return None
+        self._trained_until = max(self._trained_until, frames[-1].start_sample + frames[-1].n_samples)
         references = [self.timeline.read(f.start_sample - self.offset_samples, f.n_samples)[0] for f in frames]
         mic_power = out_power = 0.0
         for last in [False] * (passes - 1) + [True]:
@@ -127,7 +130,7 @@ class Duplex:
         timeline = self.timeline
         if self.enabled and timeline is not None and cancelled is not None and self._last_reference is not None:
             self._history.append(raw)
-            self._follow_echo(raw.samples[:, 0], cancelled[:, 0], self._last_reference)
+            self._follow_echo(raw, raw.samples[:, 0], cancelled[:, 0], self._last_reference)
             if not self.speaker.playing and not timeline.playing and self.stalled and self._missing_ms == 0:
                 self.stalled = False
                 log.info("echo reference flows again")
@@ -140,18 +143,14 @@ class Duplex:
         else:
             self._vad_window.clear()
 
-    def _follow_echo(self, mic: np.ndarray, out: np.ndarray, reference: np.ndarray) -> None:
+    def _follow_echo(self, raw: Frame, mic: np.ndarray, out: np.ndarray, reference: np.ndarray) -> None:
         mic_db = dbfs(mic)
         if dbfs(reference) < FAR_END_DBFS:
-            self._floor_dbfs = min(mic_db, self._floor_dbfs + FLOOR_RISE_DB_PER_FRAME)
+            self._floor_dbfs = mic_db if self._floor_dbfs is None else min(mic_db, self._floor_dbfs + FLOOR_RISE_DB_PER_FRAME)
             return
         self.erle_db = mic_db - dbfs(out)
-        cancelled_enough = self.erle_db >= self.config.converged_erle_db or mic_db < self._floor_dbfs + INAUDIBLE_ECHO_DB
-        if cancelled_enough and not self.converged:
-            self._converged_ms += self._frame_ms
-            if self._converged_ms >= self.config.converged_after_ms:
-                self.converged = True
-                log.info("echo canceller converged (%.0f dB): full duplex during playback", self.erle_db)
+        if not self.converged and raw.start_sample >= self._trained_until:
+            self._judge_convergence(mic, out, mic_db)
         lag = self._tracker.observe(reference, mic)
         if lag is not None and not self._lag_window[0] <= lag <= self._lag_window[1]:
             self.offset_samples += lag - self._lead
@@ -160,6 +159,23 @@ class Duplex:
                         1000 * (lag - self._lead) / self.rate_hz)
             self._relearn()
 
+    def _judge_convergence(self, mic: np.ndarray, out: np.ndarray, mic_db: float) -> None:
+        """Converged: over the last ``converged_after_ms`` of far end the echo is attenuated by
+        ``converged_erle_db`` (power summed over the window, so one lucky frame does not count), or
+        the mic never rose ``INAUDIBLE_ECHO_DB`` above the room's floor. Counting scattered frames,
+        and the self-check chirp the filter had just been trained on, let `make demo` go full
+        duplex at 0-5 dB and answer itself (an utterance from the loudspeaker's direction in 4 of 9 runs, 0 of 3 after)."""
+        self._recent.append((float(np.sum(mic.astype(np.float64) ** 2)), float(np.sum(out.astype(np.float64) ** 2)), mic_db))
+        if len(self._recent) < self._converged_after_frames:
+            return
+        erle_db = 10 * np.log10((sum(m for m, _, _ in self._recent) + 1.0) / (sum(o for _, o, _ in self._recent) + 1.0))
+        floor = self._floor_dbfs
+        inaudible = floor is not None and max(db for _, _, db in self._recent) < floor + INAUDIBLE_ECHO_DB
+        if erle_db >= self.config.converged_erle_db or inaudible:
+            self.converged = True
+            self._recent.clear()
+            log.info("echo canceller converged (%.0f dB): full duplex during playback", erle_db)
+
     def _relearn(self) -> None:
         """The filter modelled the old alignment: start again, trained on the playback just heard.
         If the re-trained filter cancels that playback by ``RELEARN_MARGIN_DB`` more than
@@ -167,7 +183,7 @@ class Duplex:
         whoever was talking and missed their barge-in (bench/echo.py, +30 ms delay error). The
         playback must follow the new alignment: a move found in the first playback or after a
         device change between playbacks (mid-playback the timeline re-anchors underruns itself)."""
-        self._converged_ms = 0.0
+        self._recent.clear()
         erle_db = None
         if self.canceller is not None:
             self.canceller.reset()

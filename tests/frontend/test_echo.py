@@ -175,6 +175,36 @@ def test_a_stalled_reference_falls_back_to_the_gate_and_says_so(caplog):
     assert "echo reference stalled" in caplog.text
 
 
+def test_convergence_needs_a_whole_window_of_real_playback_cancelled(box):
+    """Frames the filter was just trained on (the self-check chirp) and one lucky frame among
+    uncancelled ones must not open full duplex: both let `make demo` answer itself."""
+    _, rirs = box
+    clock = CaptureClock(RATE)
+    clock.observe(0, 0.0)
+    timeline = ReferenceTimeline(clock)
+    far = speak("Buenos días a todos, la estación de tren está muy cerca.", voice="es")[:3 * RATE].astype(np.int16)
+    timeline.write(far, 0.0, buffered_s=0.1)
+    mics = np.clip(echo_of(far, rirs), -32768, 32767).astype(np.int16)
+    duplex = Duplex("speex", EchoConfig(), SpeakerConfig(), timeline, Playing(), RATE, 320)
+    duplex.canceller = make_echo_canceller(EchoConfig(), "speex", 4, RATE)
+    frames = [Frame(mics[s:s + 320], s, RATE) for s in range(0, len(far) // 320 * 320, 320)]
+    trained, rest = frames[:RATE // 320], frames[RATE // 320:]
+    duplex.train(trained)
+    quiet = lambda frame: (frame.samples // 100).astype(np.int16)  # noqa: E731 (40 dB of attenuation)
+    for frame in trained:
+        duplex.reference_for(frame)
+        duplex.observe(frame, quiet(frame), vad_speech=False)
+    assert not duplex.converged  # in-sample attenuation proves nothing
+    for i, frame in enumerate(rest[:40]):
+        duplex.reference_for(frame)
+        duplex.observe(frame, quiet(frame) if i % 10 == 9 else frame.samples, vad_speech=False)
+    assert not duplex.converged  # a lucky frame in ten
+    for frame in rest[40:]:
+        duplex.reference_for(frame)
+        duplex.observe(frame, quiet(frame), vad_speech=False)
+    assert duplex.converged
+
+
 @pytest.mark.parametrize("error_ms", [60, -60])
 def test_a_reference_60_ms_off_is_re_aligned_and_cancelled_within_a_second_of_playback(box, error_ms):
     """The device plays 60 ms later (+) or earlier (-) than the reference says; the tracker must
