@@ -69,6 +69,7 @@ from agent.state import DeviceStateMachine
 log = logging.getLogger("parley.daemon")
 
 FRAME_READ_TIMEOUT_S = 0.2
+EXIT_INTERNAL_ERROR = 70  # EX_SOFTWARE: the unit's Restart=on-failure starts a fresh agent
 
 
 @dataclass
@@ -107,8 +108,10 @@ class Agent:
         self._deadline_s = 0.0  # set by close(): the budgeted parts share what is left of it
         self._uplink_closed = threading.Event()
         self._input_ended = threading.Event()
-        self._pipeline = threading.Thread(target=self._pipeline_loop, name="pipeline", daemon=True)
-        self._results_thread = threading.Thread(target=self._results_loop, name="results", daemon=True)
+        self.fault: str | None = None  # set once, by the thread that failed
+        self._faulted = threading.Event()
+        self._pipeline = threading.Thread(target=self._until_fault(self._pipeline_loop), name="pipeline", daemon=True)
+        self._results_thread = threading.Thread(target=self._until_fault(self._results_loop), name="results", daemon=True)
         self._threads = [self._pipeline, self._results_thread]
         # Every part in one ExitStack, like AIY's board.py: what a failing part leaves claimed (GPIO,
         # devices) is released, and close() unwinds the same stack. Built in the reverse of the order
@@ -242,9 +245,10 @@ class Agent:
         return self._input_ended.is_set()
 
     def wait_until_drained(self, timeout_s: float) -> bool:
-        """For finite inputs (the demo, tests): wait for the end of input, every final and all speech."""
+        """For finite inputs (the demo, tests): wait for the end of input, every final and all speech.
+        False on a timeout, and at once on a fault (nothing more will come)."""
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self._faulted.is_set():
             if self._input_ended.is_set() and self.uplink.idle and self.results.empty() and self.speaker.idle:
                 return True
             time.sleep(0.05)
@@ -260,7 +264,7 @@ class Agent:
                 "outbox_depth": self.uplink.pending_utterances, "pipeline_cpu_s": thread_cpu_s(self._threads[0].native_id),
                 "output_problems": self.health.problems(),
                 "barge_ins": self.speaker.barge_ins, **self.duplex.status(), "hardware_problems": self.hardware_problems,
-                "self_check": self.self_check.as_dict() if self.self_check is not None else None}
+                "self_check": self.self_check.as_dict() if self.self_check is not None else None, "fault": self.fault}
 
     def tick(self, now: float) -> None:
         """The main thread's second: timeouts in the state machine, the spool's own verdict."""
@@ -268,6 +272,22 @@ class Agent:
         self.health.report("spool", self.uplink.spool_problem)
 
     # -- threads -----------------------------------------------------------------------------
+
+    def _until_fault(self, loop: Callable[[], None]) -> Callable[[], None]:
+        """``loop`` as a thread's target. An exception it did not expect is a bug, and the thread is
+        gone: the agent reports a fault and stops (``run_daemon`` exits for systemd to restart it)
+        rather than live on as a box that looks alive and hears nothing."""
+        def run() -> None:
+            try:
+                loop()
+            except Exception as exc:
+                name = threading.current_thread().name
+                self.fault = f"internal error in the {name} thread: {type(exc).__name__}: {exc} ({_raised_at(exc)})"
+                log.critical("%s; the agent stops so that it can be restarted", self.fault)
+                log.debug("the %s thread's traceback", name, exc_info=True)
+                self.state.internal_error(self.fault)
+                self._faulted.set()
+        return run
 
     def _pipeline_loop(self) -> None:
         """capture -> front end -> uplink. Never blocks on anything but the capture queue."""
@@ -418,7 +438,7 @@ def run_daemon(config: AgentConfig) -> int:
     watchdog_s = notifier.watchdog_interval_s()
     tick_s = min(watchdog_s or 1.0, 1.0)
     last_status = 0.0
-    while not stop_requested.wait(tick_s):
+    while not stop_requested.wait(tick_s) and agent.fault is None:
         now = time.monotonic()
         agent.tick(now)
         audio_flowing = now - agent.counters.last_frame_monotonic_s < config.daemon.audio_stall_s
@@ -430,10 +450,21 @@ def run_daemon(config: AgentConfig) -> int:
             notifier.notify(STATUS=_status_line(agent))
         if agent.input_ended and agent.capture.state == "stopped":
             break
-    notifier.notify(STOPPING="1", STATUS="stopping")
+    notifier.notify(STOPPING="1", STATUS=agent.fault or "stopping")
     agent.close()
     notifier.close()
-    return 0
+    return EXIT_INTERNAL_ERROR if agent.fault else 0
+
+
+def _raised_at(exc: BaseException) -> str:
+    """Where ``exc`` was raised, as file:line in function: enough for a bug report in one log line."""
+    frame = exc.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    if frame is None:
+        return "unknown place"
+    code = frame.tb_frame.f_code
+    return f"{code.co_filename.rsplit('/', 1)[-1]}:{frame.tb_lineno} in {code.co_name}"
 
 
 def _status_line(agent: Agent) -> str:

@@ -236,7 +236,7 @@ def run_demo(out_dir: Path, shared_data: Path | None = None, realtime: bool = Tr
     print(f"\nparley demo: {finals} final result(s) for {len(lines)} spoken sentence(s); "
           f"{len(tts_files)} spoken translation(s) in {out_dir / 'tts'}; transcript {out_dir / 'transcript.jsonl'}")
     heard = score_lines(lines, scene.utterances, read_transcript(out_dir / "transcript.jsonl"))
-    failures = []
+    failures = [agent.fault] if agent.fault else []
     if print_heard(heard) > DEMO_WER_BOUND:
         failures.append("what was recognized is too far from what was said")
     misrouted = [h for h in heard if any(r.get("party") != h.line.party for r in h.records)]

@@ -11,6 +11,7 @@ How every state is left, so none can stick:
 - error: a fatal uplink error; cleared when the link comes up again — never by time alone,
   because the cause is real. Also a hardware problem the self-check found and could not repair
   (a dead or swapped mic, a rotated channel order with repair off): it lasts until the next start.
+  And an internal error that stopped a thread of the agent: the agent then exits, to be restarted.
 - mic_lost: the input device is missing (at boot: a HAT not yet probed, a USB mic unplugged) or
   stopped delivering audio; capture keeps reopening it with backoff, and the first frame that
   flows again clears it. Never left by time alone, and never a crash: the box waits for its mic.
@@ -46,6 +47,7 @@ class DeviceStateMachine:
         self._uplink_error: str | None = None
         self._capture_error: str | None = None
         self._hardware_problem: str | None = None
+        self._internal_error: str | None = None
         self._muted = False
         self._outputs_failing: tuple[str, ...] = ()
         self._speaking = False
@@ -97,6 +99,9 @@ class DeviceStateMachine:
     def hardware_problem(self, detail: str) -> None:
         self._update(_hardware_problem=detail)
 
+    def internal_error(self, detail: str) -> None:
+        self._update(_internal_error=detail)
+
     def speech_started(self) -> None:
         self._update(_listening=True)
 
@@ -129,7 +134,7 @@ class DeviceStateMachine:
     def _derive(self) -> str:
         if self._starting:
             return "starting"
-        if self._uplink_error or self._hardware_problem:
+        if self._uplink_error or self._hardware_problem or self._internal_error:
             return "error"
         if self._capture_error:
             return "mic_lost"

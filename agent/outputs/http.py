@@ -384,6 +384,8 @@ class HttpOutput:
         if link_down_s > self.config.link_down_bound_s:
             problems.append(f"link down for {link_down_s:.1f} s (bound {self.config.link_down_bound_s} s)")
         problems.extend(status.get("hardware_problems") or ())  # what the self-check found and did not repair
+        if status.get("fault"):
+            problems.append(status["fault"])
         return {
             "ok": not problems, "problems": problems, "device_state": self.state.device_state,
             "link": {"up": self.state.link_up, "since": _iso(self.state.link_since)},
