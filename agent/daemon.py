@@ -119,7 +119,7 @@ class Agent:
         self._parts: list = []  # in start-up order
         with ExitStack() as claimed:
             pins = make_pin_factory(config.outputs.leds.backend)
-            leds = LedDriver(make_led_backend(config.outputs.leds, pins), config.outputs.leds)
+            leds = LedDriver(make_led_backend(config.outputs.leds, pins), config.outputs.leds, self.health)
             self.leds = self._claim(claimed, leds)
             self.state.subscribe(self.leds.show_state)
             self.http = self._claim(claimed, HttpOutput(config.outputs.http, self.status, config.daemon.audio_stall_s,

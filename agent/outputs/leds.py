@@ -14,6 +14,7 @@ import threading
 import time
 
 from agent.outputs.config import LedConfig
+from agent.outputs.health import OutputHealth
 from agent.outputs.pins import PinFactory
 
 log = logging.getLogger("parley.leds")
@@ -179,11 +180,15 @@ def make_led_backend(config: LedConfig, pins: PinFactory) -> LedBackend:
 
 
 class LedDriver:
-    """Renders the current state's pattern (and the talker's direction on a ring) in its own thread."""
+    """Renders the current state's pattern (and the talker's direction on a ring) in its own thread.
 
-    def __init__(self, backend: LedBackend, config: LedConfig):
+    A write that fails (an SPI or GPIO error) costs that frame only: it is reported to ``health`` as
+    the ``leds`` output and the next frame tries again, so the LEDs never freeze in one state."""
+
+    def __init__(self, backend: LedBackend, config: LedConfig, health: OutputHealth | None = None):
         self.backend = backend
         self.config = config
+        self._health = health or OutputHealth()
         self.num_leds = backend.num_leds
         self._state = "starting"
         self._azimuth_deg: float | None = None
@@ -217,7 +222,7 @@ class LedDriver:
     def _run(self) -> None:
         interval = 1.0 / self.config.frame_rate_hz
         while not self._stop.is_set():
-            self.backend.show(self.render(time.monotonic()))
+            self._health.run("leds", self.backend.show, self.render(time.monotonic()))
             animated = PATTERNS[self._state][1] != "solid"
             self._changed.wait(interval if animated else 1.0)
             self._changed.clear()

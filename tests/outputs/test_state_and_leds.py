@@ -8,6 +8,7 @@ import pytest
 
 from agent.outputs.button import attach_button
 from agent.outputs.config import ButtonConfig, LedConfig
+from agent.outputs.health import OutputHealth
 from agent.outputs.leds import PATTERNS, Apa102Ring, LedDriver, MockLeds, apa102_frame, make_led_backend, pattern_level
 from agent.outputs.pins import PinFactory, fake_pin_factory, make_pin_factory
 from agent.state import DeviceStateMachine
@@ -115,6 +116,38 @@ def test_mock_backend_records_the_state_sequence_and_ends_dark():
     listening = [pixels for _, pixels in backend.frames if (1.0, 1.0, 1.0) in pixels]
     assert listening and listening[0].index((1.0, 1.0, 1.0)) == 3  # 90 deg on a 12-LED ring
     assert backend.frames[-1][1] == [(0.0, 0.0, 0.0)] * 12 and backend.closed
+
+
+class FlakySpi(MockLeds):
+    """An LED ring whose writes fail for a while (an SPI error), then work again."""
+
+    def __init__(self, failures: int):
+        super().__init__(num_leds=12)
+        self.failures = failures
+
+    def show(self, pixels):
+        if self.failures > 0:
+            self.failures -= 1
+            raise OSError(5, "Input/output error")
+        super().show(pixels)
+
+
+def test_a_failing_led_write_is_reported_and_the_leds_recover_instead_of_freezing():
+    backend = FlakySpi(failures=5)
+    failing_seen = []
+    health = OutputHealth(on_change=failing_seen.append)
+    driver = LedDriver(backend, LedConfig(backend="mock", frame_rate_hz=50), health)
+    driver.start()
+    driver.show_state("listening")  # animated: a frame every 20 ms
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and not backend.frames:
+        time.sleep(0.02)
+    driver.show_state("idle")
+    time.sleep(0.1)
+    driver.close()
+    assert backend.failures == 0 and len(backend.frames) >= 2  # the thread outlived the errors
+    assert failing_seen[0] == ("leds",) and failing_seen[-1] == ()  # reported, then cleared
+    assert "Input/output error" not in " ".join(health.problems())  # it works again
 
 
 def test_direction_respects_the_ring_offset():
