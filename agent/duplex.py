@@ -120,9 +120,9 @@ class Duplex:
             for frame, reference in zip(frames, references):
                 out = self.canceller.process(frame.samples, reference)
                 if last and dbfs(reference) >= FAR_END_DBFS:
-                    mic_power += float(np.sum(frame.samples[:, 0].astype(np.float64) ** 2))
-                    out_power += float(np.sum(out[:, 0].astype(np.float64) ** 2))
-        return 10 * np.log10((mic_power + 1.0) / (out_power + 1.0)) if mic_power else None
+                    mic_power += energy(frame.samples[:, 0])
+                    out_power += energy(out[:, 0])
+        return attenuation_db(mic_power, out_power) if mic_power else None
 
     # -- after the front end -----------------------------------------------------------------
 
@@ -165,10 +165,10 @@ class Duplex:
         the mic never rose ``INAUDIBLE_ECHO_DB`` above the room's floor. Counting scattered frames,
         and the self-check chirp the filter had just been trained on, let `make demo` go full
         duplex at 0-5 dB and answer itself (an utterance from the loudspeaker's direction in 4 of 9 runs, 0 of 3 after)."""
-        self._recent.append((float(np.sum(mic.astype(np.float64) ** 2)), float(np.sum(out.astype(np.float64) ** 2)), mic_db))
+        self._recent.append((energy(mic), energy(out), mic_db))
         if len(self._recent) < self._converged_after_frames:
             return
-        erle_db = 10 * np.log10((sum(m for m, _, _ in self._recent) + 1.0) / (sum(o for _, o, _ in self._recent) + 1.0))
+        erle_db = attenuation_db(sum(m for m, _, _ in self._recent), sum(o for _, o, _ in self._recent))
         floor = self._floor_dbfs
         inaudible = floor is not None and max(db for _, _, db in self._recent) < floor + INAUDIBLE_ECHO_DB
         if erle_db >= self.config.converged_erle_db or inaudible:
@@ -204,3 +204,12 @@ class Duplex:
     def status(self) -> dict:
         return {"duplex": self.mode, "duplex_reason": self.reason, "echo_delay_ms": round(self.delay_ms, 1),
                 "echo_erle_db": None if self.erle_db is None else round(self.erle_db, 1)}
+
+
+def energy(samples: np.ndarray) -> float:
+    return float(np.sum(samples.astype(np.float64) ** 2))
+
+
+def attenuation_db(mic_energy: float, out_energy: float) -> float:
+    """How much the canceller took off, over the same samples (+1 keeps digital silence finite)."""
+    return float(10 * np.log10((mic_energy + 1.0) / (out_energy + 1.0)))
