@@ -18,7 +18,9 @@ segmenter) and the real ``Duplex`` (gate / full duplex / barge-in); playback sto
   near-end is its residual) and the level of the output vs the near-end in those frames;
 - talker WER on the utterances the segmenter sent (Whisper tiny.en through the gateway's recognizer)
   for the sentences said over playback: cancellation vs the gate vs the same scene with no playback;
-- self-utterances (a segment with no talker in it), barge-in reaction (talker onset -> stop),
+- self-utterances (a segment with no talker in it whose echo is within 10 dB of the rest of the
+  sound: the box's voice; the others are the VAD firing on the room's noise, counted apart),
+  barge-in reaction (talker onset -> stop),
   false barge-ins per minute of playback-only time;
 - front-end CPU (RTF, one core) at 4 and 6 mics, cancellation on vs off, side by side.
 
@@ -81,7 +83,7 @@ MORE_FAR_END = ("¿Dónde está la oficina del director?", "Necesitamos tres cop
                 "¿Cuánto cuesta un billete de ida y vuelta?", "El proyecto terminará a finales de marzo.",
                 "Sí, claro.", "Muchas gracias, muy amable.", "Esperamos noticias de la fábrica esta tarde.",
                 "Los niños juegan en el parque después de la escuela.")
-SELF_TAIL_S = 0.5  # a segment starting this soon after a playback ended is still the box's voice
+BOX_VOICE_MARGIN_DB = 10.0  # a segment whose echo is within this of the rest of the sound is the box's voice
 
 
 class BenchSpeaker:
@@ -127,26 +129,57 @@ def build_timeline(talkers, far_end, first_alone_s=1.6):
     return playbacks, spans, cursor + RATE
 
 
+class BenchBox:
+    """The front end and the duplex wired as the daemon wires them, a frame at a time: what is heard
+    until ``train_at`` (the self-check's chirp) is kept, then the canceller is trained on it, as
+    ``Agent._self_check`` does."""
+
+    def __init__(self, geometry, config: FrontendConfig, speaker: BenchSpeaker, train_at: int):
+        self.frontend = FrontEnd(config, geometry, RATE)
+        clock = CaptureClock(RATE)
+        clock.observe(0, 0.0)
+        self.timeline = ReferenceTimeline(clock, capacity_s=8.0)
+        self.duplex = Duplex(config.echo_cancellation, config.echo, SpeakerConfig(), self.timeline, speaker, RATE, FRAME)
+        self.duplex.canceller = self.frontend.echo_canceller
+        self.duplex.set_delay(0.0)  # what the self-check measures on this simulated device
+        self.segments: list[dict] = []
+        self._train_at = train_at
+        self._heard: list[Frame] = []
+        self._current = None
+
+    def step(self, frame: Frame) -> None:
+        if frame.start_sample < self._train_at:
+            self._heard.append(frame)
+        elif self._heard:
+            self.duplex.train(self._heard)
+            self._heard = []
+        reference = self.duplex.reference_for(frame)
+        events = self.frontend.process(frame, muted=self.duplex.gate_closed(), reference=reference)
+        self.duplex.observe(frame, self.frontend.last_cancelled, self.frontend.is_speech)
+        self._current = follow_segments(events, self.segments, self._current)
+
+    def finish(self) -> list[dict]:
+        self._current = follow_segments(self.frontend.flush(), self.segments, self._current)
+        return self.segments
+
+
+def self_check_chirp() -> tuple[np.ndarray, int]:
+    """The chirp played at CHIRP_AT, and the sample from which the canceller is trained on it."""
+    chirp_signal = chirp(RATE, SelfCheckConfig().duration_ms, SelfCheckConfig().level_dbfs)
+    return chirp_signal, CHIRP_AT + len(chirp_signal) + RATE // 2
+
+
 def run_box(geometry, near, playbacks, room: EchoRoom, config: FrontendConfig, delay_error: int, echo_alone=False,
             react=True):
     """One pass of the box over the timeline. Returns segments, barge-in times, playback-only seconds,
-    and (for ``echo_alone``) the per-mic echo and canceller output."""
-    frontend = FrontEnd(config, geometry, RATE)
-    clock = CaptureClock(RATE)
-    clock.observe(0, 0.0)
-    timeline = ReferenceTimeline(clock, capacity_s=8.0)
+    and the echo and the canceller's output at mic 0."""
     speaker = BenchSpeaker(int(0.3 * RATE), react)
-    speaker_config = SpeakerConfig()
-    duplex = Duplex(config.echo_cancellation, config.echo, speaker_config, timeline, speaker, RATE, FRAME)
-    duplex.canceller = frontend.echo_canceller
-    duplex.set_delay(0.0)  # what the self-check measures on this simulated device
+    chirp_signal, train_at = self_check_chirp()
+    box = BenchBox(geometry, config, speaker, train_at)
     schedule = {start: far for start, far in playbacks}
-    chirp_signal = chirp(RATE, SelfCheckConfig().duration_ms, SelfCheckConfig().level_dbfs)
     schedule[CHIRP_AT] = chirp_signal  # the self-check at start: the canceller trains on it
-    train_at = CHIRP_AT + len(chirp_signal) + RATE // 2
-    heard: list[Frame] = []
     dither = np.random.default_rng(1)
-    segments, barge_ins, current = [], [], None
+    barge_ins = []
     playing, play_pos, play_only_frames = None, 0, 0
     echo0, out0 = [], []
     for s in range(0, len(near) - FRAME + 1, FRAME):
@@ -154,29 +187,20 @@ def run_box(geometry, near, playbacks, room: EchoRoom, config: FrontendConfig, d
         for start in [t for t in schedule if s <= t < s + FRAME]:
             playing, play_pos, speaker.playing, speaker.stop_requested = schedule.pop(start), 0, True, False
         if playing is not None:
-            playing, play_pos = play_frame(playing, play_pos, s, speaker, timeline, room, delay_error)
+            playing, play_pos = play_frame(playing, play_pos, s, speaker, box.timeline, room, delay_error)
         echo = room.echo(s, FRAME)
         mics = (dither.standard_normal((FRAME, geometry.n_mics)) * 3 if echo_alone else near[s:s + FRAME].astype(float)) \
             + (echo if echo is not None else 0.0)
         frame = Frame(np.clip(np.round(mics), -32768, 32767).astype(np.int16), s, RATE)
-        if s < train_at:
-            heard.append(frame)
-        elif heard:
-            duplex.train(heard)
-            heard = []
-        reference = duplex.reference_for(frame)
-        muted = duplex.gate_closed()
-        events = frontend.process(frame, muted=muted, reference=reference)
         was_stopping = speaker.stop_requested
-        duplex.observe(frame, frontend.last_cancelled, frontend.is_speech)
+        box.step(frame)
         if speaker.stop_requested and not was_stopping:
             barge_ins.append(s)
         play_only_frames += speaker.playing
+        cancelled = box.frontend.last_cancelled
         echo0.append(echo[:, 0] if echo is not None else np.zeros(FRAME))
-        out0.append((frontend.last_cancelled if frontend.last_cancelled is not None else frame.samples)[:, 0])
-        current = follow_segments(events, segments, current)
-    follow_segments(frontend.flush(), segments, current)
-    return segments, barge_ins, play_only_frames * FRAME / RATE, (np.concatenate(echo0), np.concatenate(out0))
+        out0.append((cancelled if cancelled is not None else frame.samples)[:, 0])
+    return box.finish(), barge_ins, play_only_frames * FRAME / RATE, (np.concatenate(echo0), np.concatenate(out0))
 
 
 def play_frame(playing, play_pos, s, speaker, timeline, room, delay_error):
@@ -239,12 +263,29 @@ def double_talk(echo0, out0, near0, playbacks, spans) -> dict:
     return {"erle_dt_db": db(echo0[mask]) - db(residual[mask]), "near_change_db": db(out0[mask]) - db(near[mask])}
 
 
+def is_box_voice(segment, echo0: np.ndarray, rest0: np.ndarray) -> bool:
+    """The simulation knows the echo at mic 0: a segment is the box's own voice if its echo is no
+    more than BOX_VOICE_MARGIN_DB under everything else the mic heard in it; below that the VAD fired
+    on the room (a noise segment, which the box makes with or without playing)."""
+    a = segment["start"]
+    b = segment.get("end", a + FRAME)
+    db = lambda x: 10 * np.log10(np.mean(np.asarray(x, np.float64) ** 2) + 1e-9)  # noqa: E731
+    return db(echo0[a:b]) > db(rest0[a:b]) - BOX_VOICE_MARGIN_DB
+
+
+def split_own(segments, echo0, rest0) -> tuple[list, list]:
+    """(the box's own voice, noise segments) among segments with no talker in them."""
+    own = [seg for seg in segments if echo0 is not None and is_box_voice(seg, echo0, rest0)]
+    return own, [seg for seg in segments if seg not in own]
+
+
 def overlap(a0, a1, b0, b1) -> int:
     return max(0, min(a1, b1) - max(a0, b0))
 
 
-def score(segments, barge_ins, spans, texts, playbacks, judge) -> dict:
-    """WER of the sentences said over playback (on what the segmenter sent), self-utterances, barge-ins."""
+def score(segments, barge_ins, spans, texts, judge, echo0=None, near0=None) -> dict:
+    """WER of the sentences said over playback (on what the segmenter sent), self-utterances (the
+    box's voice, judged by ``echo0`` against ``near0``; None: no playback), barge-ins."""
     errors = words = 0
     hypotheses = []
     for (a, b), text in zip(spans[1:], texts[1:]):
@@ -256,8 +297,8 @@ def score(segments, barge_ins, spans, texts, playbacks, judge) -> dict:
         e, n = word_errors(text, spell_numbers(hypothesis))
         errors, words = errors + e, words + n
         hypotheses.append(hypothesis)
-    own = [seg for seg in segments if not any(overlap(seg["start"], seg.get("end", seg["start"]), a, b + RATE // 2)
-                                               for a, b in spans)]
+    own, noise = split_own([seg for seg in segments if not any(
+        overlap(seg["start"], seg.get("end", seg["start"]), a, b + RATE // 2) for a, b in spans)], echo0, near0)
     reactions, false = [], 0
     for t in barge_ins:
         onsets = [a for a, _ in spans if a - RATE // 10 <= t <= a + RATE]
@@ -265,7 +306,7 @@ def score(segments, barge_ins, spans, texts, playbacks, judge) -> dict:
             reactions.append(1000 * (t - onsets[0]) / RATE)
         else:
             false += 1
-    return {"wer": errors / words if words else None, "words": words, "self_utterances": len(own),
+    return {"wer": errors / words if words else None, "words": words, "self_utterances": len(own), "noise_segments": len(noise),
             "barge_in_ms": float(np.median(reactions)) if reactions else None, "barge_ins_caught": len(reactions),
             "false_barge_ins": false, "hypotheses": hypotheses, "sentences": len(spans) - 1}
 
@@ -348,7 +389,7 @@ def playback_soak(geometry, rirs, clip, minutes: float, far_end, noise, gain, se
         cursor += len(far) + int(rng.uniform(0.4, 2.5) * RATE)
     length = (cursor + RATE) // FRAME * FRAME
     room = EchoRoom(rirs, gain=gain, clip=clip)
-    chirp_signal = chirp(RATE, SelfCheckConfig().duration_ms, SelfCheckConfig().level_dbfs)
+    chirp_signal, train_at = self_check_chirp()
     drive = np.zeros(length)
     for start, far in [(CHIRP_AT, chirp_signal)] + playbacks:
         drive[start:start + len(far)] = far
@@ -357,46 +398,28 @@ def playback_soak(geometry, rirs, clip, minutes: float, far_end, noise, gain, se
     played_sound = room.loudspeaker(drive)  # the playback never stops (no reaction): the echo is known ahead
     echo = np.stack([fftconvolve(played_sound, rirs[:, m])[:length] for m in range(geometry.n_mics)], axis=1)
     mics = np.clip(np.round(np.resize(noise, (length, geometry.n_mics)) + echo), -32768, 32767).astype(np.int16)
-    frontend = FrontEnd(FrontendConfig(), geometry, RATE)
-    clock = CaptureClock(RATE)
-    clock.observe(0, 0.0)
-    timeline = ReferenceTimeline(clock, capacity_s=8.0)
     speaker = BenchSpeaker(int(0.3 * RATE), react=False)
-    duplex = Duplex("speex", FrontendConfig().echo, SpeakerConfig(), timeline, speaker, RATE, FRAME)
-    duplex.canceller = frontend.echo_canceller
-    duplex.set_delay(0.0)
+    box = BenchBox(geometry, FrontendConfig(), speaker, train_at)
     spans = [(CHIRP_AT, chirp_signal)] + playbacks
-    train_at, heard = CHIRP_AT + len(chirp_signal) + RATE // 2, []
-    segments, current, index, play_frames, full_frames, barge_in_s = [], None, 0, 0, 0, []
+    index, play_frames, full_frames, barge_in_s = 0, 0, 0, []
     for s in range(0, length, FRAME):
         speaker.now = s
         while index < len(spans) and spans[index][0] + len(spans[index][1]) <= s + LATENCY:
             index += 1
         if index < len(spans) and spans[index][0] <= s + LATENCY:  # the device takes this piece now
-            start, far = spans[index]
             speaker.playing = True
-            timeline.write(drive[s + LATENCY:s + LATENCY + FRAME].astype(np.int16), (s + LATENCY) / RATE, LATENCY / RATE)
+            box.timeline.write(drive[s + LATENCY:s + LATENCY + FRAME].astype(np.int16), (s + LATENCY) / RATE, LATENCY / RATE)
         elif speaker.playing and s >= spans[index - 1][0] + len(spans[index - 1][1]):
-            timeline.end_playback()
+            box.timeline.end_playback()
             speaker.ended()
-        frame = Frame(mics[s:s + FRAME], s, RATE)
-        if s < train_at:
-            heard.append(frame)
-        elif heard:
-            duplex.train(heard)
-            heard = []
-        reference = duplex.reference_for(frame)
-        events = frontend.process(frame, muted=duplex.gate_closed(), reference=reference)
         requests = speaker.requests
-        duplex.observe(frame, frontend.last_cancelled, frontend.is_speech)
+        box.step(Frame(mics[s:s + FRAME], s, RATE))
         if speaker.requests > requests:
             barge_in_s.append(round(s / RATE, 2))
         play_frames += speaker.playing and s >= train_at
-        full_frames += speaker.playing and s >= train_at and duplex.full_duplex  # else the gate, deaf anyway
-        current = follow_segments(events, segments, current)
-    follow_segments(frontend.flush(), segments, current)
-    own = [seg for seg in segments if any(overlap(seg["start"], seg.get("end", seg["start"]) + 1, a,
-                                                  a + len(far) + int(SELF_TAIL_S * RATE)) for a, far in playbacks)]
+        full_frames += speaker.playing and s >= train_at and box.duplex.full_duplex  # else the gate, deaf anyway
+    segments = box.finish()
+    own, _ = split_own(segments, echo[:, 0], mics[:, 0].astype(float) - echo[:, 0])
     playback_min = play_frames * FRAME / RATE / 60
     return {"playback_min": playback_min, "full_duplex_share": full_frames / max(1, play_frames), "false_barge_ins": speaker.requests,
             "false_barge_ins_per_10min": 10 * speaker.requests / playback_min, "self_utterances": len(own),
@@ -438,13 +461,14 @@ def run_cell(geometry, condition, delay_error_ms, texts, judge) -> dict:
     _, _, _, (echo0, out0) = run_box(geometry, near, playbacks, room_for(delay_error_ms), speex, error,
                                      echo_alone=True, react=False)
     cell.update(erle_figures(echo0, out0, playbacks))
-    alone_segments, alone_barge_ins, alone_play_s, _ = run_box(geometry, noise, playbacks, room_for(delay_error_ms),
-                                                              speex, error)  # the room's noise, nobody talking
+    alone_segments, alone_barge_ins, alone_play_s, (echo0, _) = run_box(
+        geometry, noise, playbacks, room_for(delay_error_ms), speex, error)  # the room's noise, nobody talking
     cell["false_barge_ins_per_min"] = 60 * len(alone_barge_ins) / alone_play_s
-    cell["self_utterances_echo_alone"] = len(alone_segments)
+    own, noise_segments = split_own(alone_segments, echo0, noise[:, 0])
+    cell["self_utterances_echo_alone"], cell["noise_segments_echo_alone"] = len(own), len(noise_segments)
     for name, config in (("cancel", speex), ("gate", gate)):
         segments, barge_ins, _, (echo0, out0) = run_box(geometry, near, playbacks, room_for(delay_error_ms), config, error)
-        cell[name] = score(segments, barge_ins, spans, texts, playbacks, judge)
+        cell[name] = score(segments, barge_ins, spans, texts, judge, echo0, near[:, 0])
         if name == "cancel":
             cell.update(double_talk(echo0, out0, near[:, 0], playbacks, spans))
     return cell
@@ -492,7 +516,7 @@ def main() -> int:
     judge = None if args.no_wer else Judge(args.model)
     cells, silence = [], {}
     print(f"{'RT60':>4} {'speaker':>8} {'err ms':>6} | {'ERLE':>5} {'conv s':>6} {'ERLE dt':>7} {'near dB':>7} | "
-          f"{'WER canc':>8} {'gate':>5} {'silence':>7} | {'self':>4} {'barge ms':>8} {'caught':>6} {'false/min':>9}")
+          f"{'WER canc':>8} {'gate':>5} {'silence':>7} | {'self':>4} {'noise':>5} {'barge ms':>8} {'caught':>6} {'false/min':>9}")
     try:
         for rt60 in rt60s:
             rirs = (speaker_rirs(geometry, rt60), rt60)
@@ -502,7 +526,7 @@ def main() -> int:
                 if rt60 not in silence:
                     near, _, _, spans, room_for = condition
                     segments, _, _, _ = run_box(geometry, near, [], room_for(0.0), FrontendConfig(), 0)
-                    silence[rt60] = score(segments, [], spans, texts, [], judge)
+                    silence[rt60] = score(segments, [], spans, texts, judge)
                 for error_ms in errors_ms:
                     cell = run_cell(geometry, condition, error_ms, texts, judge)
                     cell.update(rt60_s=rt60, speaker="clipping" if clip else "linear", silence=silence[rt60])
@@ -530,7 +554,8 @@ def table_row(c: dict) -> str:
     return (f"{c['rt60_s']:>4} {c['speaker']:>8} {c['delay_error_ms']:>6.0f} | {_f(c['erle_db'], '5.1f')} "
             f"{_f(c['converge_s'], '6.2f')} {_f(c['erle_dt_db'], '7.1f')} {_f(c['near_change_db'], '7.1f')} | "
             f"{_f(k['wer'], '8.2f')} {_f(c['gate']['wer'], '5.2f')} {_f(c['silence']['wer'], '7.2f')} | "
-            f"{k['self_utterances'] + c['self_utterances_echo_alone']:>4} {_f(k['barge_in_ms'], '8.0f')} "
+            f"{k['self_utterances'] + c['self_utterances_echo_alone']:>4} "
+            f"{k['noise_segments'] + c['noise_segments_echo_alone']:>5} {_f(k['barge_in_ms'], '8.0f')} "
             f"{k['barge_ins_caught']:>3}/{k['sentences']:<2} {c['false_barge_ins_per_min']:>9.1f}")
 
 
