@@ -55,6 +55,8 @@ class Duplex:
         self._lead = lead
         self._tracker = DelayTracker(config.track_window_ms * rate_hz // 1000, config.tail_ms * rate_hz // 1000,
                                      -config.tail_ms * rate_hz // 2000)
+        self._tracker_reach = config.tail_ms * rate_hz // 1000  # how far one move can shift the reference
+        self._chirp: tuple[list[Frame], int, np.ndarray] | None = None  # frames, reference start sample, reference
         self.converged = False
         self.stalled = False
         self._missing_ms = 0.0
@@ -110,15 +112,27 @@ class Duplex:
         """Let the canceller learn the echo path from the self-check's chirp before any translation
         plays: the recording is fed ``passes`` times (SpeexDSP's filter converges over seconds of
         far-end; 8 passes over the chirp take the first words of speech from ~8 to ~17 dB).
-        Returns the last pass's echo attenuation on mic 0 over its far-end frames (None: none)."""
+        Returns the last pass's echo attenuation on mic 0 over its far-end frames (None: none).
+        The chirp is kept, with its reference, for a re-learn after the echo path moves."""
         if not self.enabled or self.canceller is None or not frames:
             return None
-        self._trained_until = max(self._trained_until, frames[-1].start_sample + frames[-1].n_samples)
+        if self._chirp is None:
+            margin = self._tracker_reach
+            start = frames[0].start_sample - self.offset_samples - margin
+            length = frames[-1].start_sample + frames[-1].n_samples - frames[0].start_sample + 2 * margin
+            self._chirp = (list(frames), start, self.timeline.read(start, length)[0].copy())
         references = [self.timeline.read(f.start_sample - self.offset_samples, f.n_samples)[0] for f in frames]
+        return self._train(frames, references, passes)
+
+    def _train(self, frames: list[Frame], references: list[np.ndarray], passes: int = TRAINING_PASSES) -> float | None:
+        canceller = self.canceller
+        if canceller is None or not frames:
+            return None
+        self._trained_until = max(self._trained_until, frames[-1].start_sample + frames[-1].n_samples)
         mic_power = out_power = 0.0
         for last in [False] * (passes - 1) + [True]:
             for frame, reference in zip(frames, references):
-                out = self.canceller.process(frame.samples, reference)
+                out = canceller.process(frame.samples, reference)
                 if last and dbfs(reference) >= FAR_END_DBFS:
                     mic_power += energy(frame.samples[:, 0])
                     out_power += energy(out[:, 0])
@@ -187,10 +201,27 @@ class Duplex:
         erle_db = None
         if self.canceller is not None:
             self.canceller.reset()
+            self._train_on_chirp()
             erle_db = self.train(list(self._history))
         self.converged = erle_db is not None and erle_db >= self.config.converged_erle_db + RELEARN_MARGIN_DB
         log.info("canceller re-learned on the last %.1f s of playback: %s", len(self._history) * self._frame_ms / 1000,
                  "no far end in it" if erle_db is None else f"{erle_db:.0f} dB" + ("" if self.converged else ", gate until it converges"))
+
+    def _train_on_chirp(self) -> None:
+        """The start-up chirp again, under the new alignment: a filter trained only on the last
+        1.5 s of playback (often a fraction of a second of speech) adapted to whoever talked in the
+        next playback, and the playback after that began with false barge-ins and the box's own
+        voice as an utterance (bench/echo.py, 'after double talk')."""
+        if self._chirp is None:
+            return
+        frames, start, chirp_reference = self._chirp
+        references = []
+        for frame in frames:
+            at = frame.start_sample - self.offset_samples - start
+            if at < 0 or at + frame.n_samples > len(chirp_reference):
+                return  # moved further than the kept reference reaches: the playback alone must do
+            references.append(chirp_reference[at:at + frame.n_samples])
+        self._train(frames, references)
 
     def _update_mode(self) -> None:
         if not self.enabled:

@@ -453,6 +453,24 @@ def run_playback_soak(args, shared) -> int:
     return 0
 
 
+def after_double_talk(geometry, near, noise, playbacks, spans, room, config, error) -> dict:
+    """The talker over every other playback only: the playbacks after double talk have nobody
+    talking, so every barge-in and every segment of the box's voice in them is false (the filter has
+    just adapted through a talker; the talker-free run never tests that)."""
+    talker = near.astype(np.float64) - noise
+    kept = [span for i, span in enumerate(spans) if i % 2 == 1 or i == 0]
+    heard = np.zeros(len(near), bool)
+    for a, b in kept:
+        heard[a:b + RATE // 2] = True
+    mixed = np.clip(np.round(noise + talker * heard[:, None]), -32768, 32767).astype(np.int16)
+    segments, barge_ins, _, (echo0, _) = run_box(geometry, mixed, playbacks, room, config, error)
+    alone = [seg for seg in segments if not any(overlap(seg["start"], seg.get("end", seg["start"]), a, b + RATE // 2)
+                                                for a, b in kept)]
+    own, _ = split_own(alone, echo0, mixed[:, 0])
+    false = [t for t in barge_ins if not any(a - RATE // 10 <= t <= a + RATE for a, _ in kept)]
+    return {"free_playbacks": len(playbacks) // 2, "self_utterances": len(own), "false_barge_ins": len(false)}
+
+
 def run_cell(geometry, condition, delay_error_ms, texts, judge) -> dict:
     near, noise, playbacks, spans, room_for = condition
     error = int(round(delay_error_ms * RATE / 1000))
@@ -466,6 +484,7 @@ def run_cell(geometry, condition, delay_error_ms, texts, judge) -> dict:
     cell["false_barge_ins_per_min"] = 60 * len(alone_barge_ins) / alone_play_s
     own, noise_segments = split_own(alone_segments, echo0, noise[:, 0])
     cell["self_utterances_echo_alone"], cell["noise_segments_echo_alone"] = len(own), len(noise_segments)
+    cell["after_double_talk"] = after_double_talk(geometry, near, noise, playbacks, spans, room_for(delay_error_ms), speex, error)
     for name, config in (("cancel", speex), ("gate", gate)):
         segments, barge_ins, _, (echo0, out0) = run_box(geometry, near, playbacks, room_for(delay_error_ms), config, error)
         cell[name] = score(segments, barge_ins, spans, texts, judge, echo0, near[:, 0])
@@ -516,7 +535,8 @@ def main() -> int:
     judge = None if args.no_wer else Judge(args.model)
     cells, silence = [], {}
     print(f"{'RT60':>4} {'speaker':>8} {'err ms':>6} | {'ERLE':>5} {'conv s':>6} {'ERLE dt':>7} {'near dB':>7} | "
-          f"{'WER canc':>8} {'gate':>5} {'silence':>7} | {'self':>4} {'noise':>5} {'barge ms':>8} {'caught':>6} {'false/min':>9}")
+          f"{'WER canc':>8} {'gate':>5} {'silence':>7} | {'self':>4} {'noise':>5} {'barge ms':>8} {'caught':>6} {'false/min':>9} | "
+          f"{'after double talk: self':>23} {'false':>5}")
     try:
         for rt60 in rt60s:
             rirs = (speaker_rirs(geometry, rt60), rt60)
@@ -556,7 +576,8 @@ def table_row(c: dict) -> str:
             f"{_f(k['wer'], '8.2f')} {_f(c['gate']['wer'], '5.2f')} {_f(c['silence']['wer'], '7.2f')} | "
             f"{k['self_utterances'] + c['self_utterances_echo_alone']:>4} "
             f"{k['noise_segments'] + c['noise_segments_echo_alone']:>5} {_f(k['barge_in_ms'], '8.0f')} "
-            f"{k['barge_ins_caught']:>3}/{k['sentences']:<2} {c['false_barge_ins_per_min']:>9.1f}")
+            f"{k['barge_ins_caught']:>3}/{k['sentences']:<2} {c['false_barge_ins_per_min']:>9.1f} | "
+            f"{c['after_double_talk']['self_utterances']:>23} {c['after_double_talk']['false_barge_ins']:>5}")
 
 
 if __name__ == "__main__":

@@ -269,6 +269,61 @@ def test_an_echo_path_that_moved_between_playbacks_is_followed_without_closing_t
     assert full[split // 320] and all(full[split // 320:])
 
 
+class RecordingCanceller:
+    """The real SpeexDSP canceller, with what it was fed since its last reset kept."""
+
+    def __init__(self):
+        self.engine = make_echo_canceller(EchoConfig(), "speex", 4, RATE)
+        self.since_reset: list[tuple[np.ndarray, np.ndarray]] | None = None
+
+    def process(self, mics, reference):
+        if self.since_reset is not None:
+            self.since_reset.append((mics, np.array(reference)))
+        return self.engine.process(mics, reference)
+
+    def reset(self):
+        self.since_reset = []
+        self.engine.reset()
+
+
+def test_a_relearn_after_the_echo_path_moved_trains_on_the_start_up_chirp_again_under_the_new_alignment(box):
+    """Re-trained on the last 1.5 s alone (a fraction of a second of speech when the move is found
+    early), the filter adapted to the next talker and the playback after began with the box's own
+    voice as an utterance (bench/echo.py, 'after double talk'); the chirp must be fed again, its
+    reference shifted by the move."""
+    _, rirs = box
+    shift = 60 * RATE // 1000  # the device plays 60 ms later than the self-check said, from the start
+    speech = np.concatenate([speak(text, voice="es") for text in ("Buenos días, bienvenidos a la reunión de hoy.",
+                                                                  "La estación de tren está muy cerca de aquí.")])
+    chirp_at, chirp_signal = 1600, chirp(RATE, 500, -30.0)
+    trained_at = chirp_at + len(chirp_signal) + RATE // 2
+    far = np.concatenate([np.zeros(chirp_at), chirp_signal, np.zeros(RATE), speech])
+    n = len(far) // 320 * 320
+    far = far[:n]
+    echo = echo_of(np.concatenate([np.zeros(shift), far])[:n], rirs)
+    mics = np.clip(echo + np.random.default_rng(5).standard_normal(echo.shape) * 3, -32768, 32767).astype(np.int16)
+    clock = CaptureClock(RATE)
+    clock.observe(0, 0.0)
+    timeline = ReferenceTimeline(clock, capacity_s=n / RATE + 1)
+    timeline.write(far.astype(np.int16), 0.0, buffered_s=0.1)
+    duplex = Duplex("speex", EchoConfig(), SpeakerConfig(), timeline, Playing(), RATE, 320)
+    duplex.canceller = canceller = RecordingCanceller()
+    heard = [Frame(mics[s:s + 320], s, RATE) for s in range(0, trained_at, 320)]
+    duplex.train(heard)
+    for start in range(trained_at, n, 320):
+        frame = Frame(mics[start:start + 320], start, RATE)
+        duplex.observe(frame, canceller.process(frame.samples, duplex.reference_for(frame)), vad_speech=False)
+        if canceller.since_reset is not None:
+            break
+    assert canceller.since_reset is not None and abs(duplex.delay_ms - 60) < 5  # moved, and re-learned
+    fed = canceller.since_reset[:len(heard)]  # the chirp comes first, then the playback just heard
+    assert [id(mics_fed) for mics_fed, _ in fed] == [id(frame.samples) for frame in heard]
+    padded = np.concatenate([np.zeros(RATE), far])
+    for frame, (_, reference) in zip(heard, fed):
+        at = RATE + frame.start_sample - duplex.offset_samples
+        assert np.array_equal(reference, padded[at:at + 320].astype(np.int16))  # under the new alignment
+
+
 def chirp_recording(geometry, rirs, channel_order=None, dead=None):
     signal = np.concatenate([np.zeros(1600), chirp(RATE, 500, -30.0), np.zeros(8000)])
     delay = 64  # 4 ms device + path delay beyond what the reference says
