@@ -239,6 +239,15 @@ def test_a_reference_60_ms_off_is_re_aligned_and_cancelled_within_a_second_of_pl
     assert db(np.concatenate(mic)[after]) - db(np.concatenate(out)[after]) > 20
 
 
+def duplex_playing(far: np.ndarray) -> Duplex:
+    """A Duplex whose speaker plays ``far`` from capture sample 0 (all of it on the timeline)."""
+    clock = CaptureClock(RATE)
+    clock.observe(0, 0.0)
+    timeline = ReferenceTimeline(clock, capacity_s=len(far) / RATE + 1)
+    timeline.write(far.astype(np.int16), 0.0, buffered_s=0.1)
+    return Duplex("speex", EchoConfig(), SpeakerConfig(), timeline, Playing(), RATE, 320)
+
+
 def test_an_echo_path_that_moved_between_playbacks_is_followed_without_closing_the_gate(box):
     """The output device comes back 30 ms slower between two playbacks: during the second the
     reference moves, the filter is re-trained on the playback just heard and, cancelling it at
@@ -254,11 +263,7 @@ def test_an_echo_path_that_moved_between_playbacks_is_followed_without_closing_t
     later = np.concatenate([np.zeros(shift), far])[:n]
     echo = np.concatenate([echo_of(far, rirs)[:split], echo_of(later, rirs)[split:]])
     mics = np.clip(echo + np.random.default_rng(4).standard_normal(echo.shape) * 3, -32768, 32767).astype(np.int16)
-    clock = CaptureClock(RATE)
-    clock.observe(0, 0.0)
-    timeline = ReferenceTimeline(clock, capacity_s=n / RATE + 1)
-    timeline.write(far.astype(np.int16), 0.0, buffered_s=0.1)
-    duplex = Duplex("speex", EchoConfig(), SpeakerConfig(), timeline, Playing(), RATE, 320)
+    duplex = duplex_playing(far)
     duplex.canceller = canceller = make_echo_canceller(EchoConfig(), "speex", 4, RATE)
     full = []
     for start in range(0, n, 320):
@@ -302,11 +307,7 @@ def test_a_relearn_after_the_echo_path_moved_trains_on_the_start_up_chirp_again_
     far = far[:n]
     echo = echo_of(np.concatenate([np.zeros(shift), far])[:n], rirs)
     mics = np.clip(echo + np.random.default_rng(5).standard_normal(echo.shape) * 3, -32768, 32767).astype(np.int16)
-    clock = CaptureClock(RATE)
-    clock.observe(0, 0.0)
-    timeline = ReferenceTimeline(clock, capacity_s=n / RATE + 1)
-    timeline.write(far.astype(np.int16), 0.0, buffered_s=0.1)
-    duplex = Duplex("speex", EchoConfig(), SpeakerConfig(), timeline, Playing(), RATE, 320)
+    duplex = duplex_playing(far)
     duplex.canceller = canceller = RecordingCanceller()
     heard = [Frame(mics[s:s + 320], s, RATE) for s in range(0, trained_at, 320)]
     duplex.train(heard)
