@@ -51,10 +51,10 @@ def test_finals_decode_with_each_languages_beam(tmp_path):
     from gateway.engines.recognizers import Recognizers
 
     path = tmp_path / "gateway.yaml"
-    path.write_text("recognition:\n  processes: 1\n  languages:\n    en-US: {}\n    es-ES:\n      model: base\n      beam_size: 3\n")
+    path.write_text("recognition:\n  processes: 1\n  languages:\n    en-US:\n      beam_size: 1\n    es-ES:\n      model: base\n      beam_size: 3\n")
     config = load_yaml_config(path, GatewayConfig)
     assert GatewayConfig().recognition.languages["es-ES"].beam_size == 5  # the shipped default
-    assert GatewayConfig().recognition.languages["en-US"].beam_size == 1
+    assert GatewayConfig().recognition.languages["en-US"].beam_size == 5
     recognizers = Recognizers(config.recognition)
     try:
         beams = {code: recognizers.open_stream(code)._options.beam_size for code in ("en-US", "es-ES")}
