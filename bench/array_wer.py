@@ -14,20 +14,21 @@ timeline (output frames carry their true sample index). Variants:
     mvdr+dfn<N>v  the same, the VAD hearing the post-filter's output
     mvdr+dfn<N>g  the same, the post-filter's local SNR also gating the beam's noise learning
     default       the shipped FrontendConfig() (today: mvdr; the post-filter ships off)
+    reverberant   mic 0's speech image without noise (the goal's reference)
+    dry           the sentence as recorded (decoded once)
 
 The last variant is the candidate the table compares against mvdr and the reverberant reference
 (``default_variant`` in the JSON); ``mean_wer["default"]`` is whichever variant run is the shipped
 FrontendConfig() (``shipped_variant``).
-    reverberant   mic 0's speech image without noise (the goal's reference)
-    dry           the sentence as recorded (decoded once)
 
-Recognition: Whisper tiny.en through the gateway's own recognizer (language en, greedy, the
-gateway's default options), each utterance decoded on its own with the scene's known boundaries:
-[start - 0.2 s, end + 0.5 s). ``--segmenter`` adds, for the default variant, the same audio cut
-where the front end's own segmenter put its utterances (pre-roll, hangover), so what the boundaries
-cost is the difference. Per-utterance edits are capped at the reference length (one hallucinated
-paragraph cannot outweigh the rest); WER is pooled over a cell's utterances; ``mean_wer`` averages
-the cells. RTF is the front end's CPU seconds per audio second in the worker (one core).
+Recognition: Whisper tiny.en through the gateway's own recognizer (language en, beam 5 as the
+gateway decodes finals; ``--beam 1`` is greedy), each utterance decoded on its own with the scene's
+known boundaries: [start - 0.2 s, end + 0.5 s). ``--segmenter`` adds, for the default variant, the
+same audio cut where the front end's own segmenter put its utterances (pre-roll, hangover), so what
+the boundaries cost is the difference. Per-utterance edits are capped at the reference length (one
+hallucinated paragraph cannot outweigh the rest); WER is pooled over a cell's utterances;
+``mean_wer`` averages the cells. RTF is the front end's CPU seconds per audio second in the worker
+(one core).
 
     python bench/array_wer.py --quick   # 4-mic, RT60 0.3, 10 / 0 dB, 1 seed, 3 utterances: ~3 min
     python bench/array_wer.py           # the full grid: 2 arrays x 2 RT60 x 2 noises x 3 SNRs x 2 seeds x 7
@@ -269,7 +270,7 @@ def parse_args():
     parser.add_argument("--jobs", type=int, default=2, help="scenes simulated in parallel, one process each")
     parser.add_argument("--decoders", type=int, default=2, help="recognizer worker processes (the gateway's default)")
     parser.add_argument("--model", default="tiny.en")
-    parser.add_argument("--beam", type=int, default=1, help="beam size of every decode (the gateway's en-US: 1)")
+    parser.add_argument("--beam", type=int, default=5, help="beam size of every decode (the gateway's finals: 5)")
     parser.add_argument("--shared-data", type=Path, default=shared_data_dir() or Path("/work/shared/data"),
                         help="the shared ARCTIC speech and noise (default ../shared/data or $PARLEY_SHARED_DATA)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "array_wer.json")
