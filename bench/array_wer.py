@@ -14,6 +14,7 @@ timeline (output frames carry their true sample index). Variants:
     mvdr+dfn<N>v  the same, the VAD hearing the post-filter's output
     mvdr+dfn<N>g  the same, the post-filter's local SNR also gating the beam's noise learning
     default       the shipped FrontendConfig() (today: mvdr; the post-filter ships off)
+    <any>@oracle  the same steered at the talker's true azimuth: what a perfect DOA would give
     reverberant   mic 0's speech image without noise (the goal's reference)
     dry           the sentence as recorded (decoded once)
 
@@ -82,10 +83,15 @@ def spell_numbers(text: str) -> str:
     return " ".join(NUMBERS.get(word.strip(".,?!"), word) for word in text.lower().split())
 
 
-def variant_config(name: str) -> FrontendConfig | None:
-    """``mvdr``, ``mvdr+dfn12``, ``mvdr+dfn12v`` (VAD hears it), ``mvdr+dfn12g`` (gates noise learning); mic0: None."""
+def variant_config(name: str, talker_azimuth_deg: float = 0.0) -> FrontendConfig | None:
+    """``mvdr``, ``mvdr+dfn12``, ``mvdr+dfn12v`` (VAD hears it), ``mvdr+dfn12g`` (gates noise learning),
+    any of them ``@oracle`` (steered at ``talker_azimuth_deg``); mic0: None."""
     if name == "mic0":
         return None
+    if name.endswith("@oracle"):
+        config = variant_config(name.removesuffix("@oracle"))
+        assert config is not None, name
+        return replace(config, beamformer=replace(config.beamformer, fixed_azimuth_deg=talker_azimuth_deg))
     base = FrontendConfig()
     if name == "default":
         return base
@@ -145,7 +151,7 @@ def make_cell(job):
                "reverberant": np.clip(np.round(scene.speech_image[:, 0]), -32768, 32767).astype(np.int16)}
     rtf, segments = {}, []
     for name in variants:
-        config = variant_config(name)
+        config = variant_config(name, azimuth)
         if config is not None:
             signals[name], cpu_s, found = front_end_output(scene, geometry, config)
             rtf[name] = cpu_s / audio_s
