@@ -15,6 +15,8 @@ timeline (output frames carry their true sample index). Variants:
     mvdr+dfn<N>g  the same, the post-filter's local SNR also gating the beam's noise learning
     default       the shipped FrontendConfig() (today: mvdr; the post-filter ships off)
     <any>@oracle  the same steered at the talker's true azimuth: what a perfect DOA would give
+    <any>@presence  the same with the beam's noise learned only where the talker is silent (the
+                  scene's truth, reverberant tail included): what a perfect speech-presence gives
     reverberant   mic 0's speech image without noise (the goal's reference)
     dry           the sentence as recorded (decoded once)
 
@@ -73,6 +75,7 @@ from tests.support.speech import english_samples, word_errors  # noqa: E402
 RATE = 16000
 FRAME = 320
 BEFORE_S, AFTER_S = 0.2, 0.5
+ORACLE_TAIL_S = 0.6  # an utterance's reverberant tail, for the @presence variant (RT60 up to 0.6 s)
 REFERENCES = ("reverberant", "dry")
 NUMBERS = {"0": "zero", "1": "one", "2": "two", "3": "three", "4": "four", "5": "five", "6": "six", "7": "seven",
            "8": "eight", "9": "nine", "10": "ten", "20th": "twentieth", "9:00": "nine o'clock"}
@@ -88,6 +91,8 @@ def variant_config(name: str, talker_azimuth_deg: float = 0.0) -> FrontendConfig
     any of them ``@oracle`` (steered at ``talker_azimuth_deg``); mic0: None."""
     if name == "mic0":
         return None
+    if name.endswith("@presence"):
+        return variant_config(name.removesuffix("@presence"), talker_azimuth_deg)
     if name.endswith("@oracle"):
         config = variant_config(name.removesuffix("@oracle"))
         assert config is not None, name
@@ -106,9 +111,28 @@ def variant_config(name: str, talker_azimuth_deg: float = 0.0) -> FrontendConfig
     return replace(base, postfilter=postfilter)
 
 
-def front_end_output(scene, geometry, config: FrontendConfig):
+class OraclePresenceFrontEnd(FrontEnd):
+    """The front end with the MVDR's noise learning gated by where the talker really speaks (the
+    scene's utterances, their reverberant tail included) instead of by the VAD: the most a better
+    speech-presence estimate could give the beam. A bench diagnostic, not a product setting."""
+
+    def __init__(self, config: FrontendConfig, geometry, speech_spans: list[tuple[int, int]]):
+        super().__init__(config, geometry)
+        self._speech_spans = speech_spans
+
+    def process(self, frame: Frame, muted: bool = False, reference=None):
+        end = frame.start_sample + frame.n_samples
+        self._presence = any(a < end and b > frame.start_sample for a, b in self._speech_spans)
+        return super().process(frame, muted, reference)
+
+
+def front_end_output(scene, geometry, config: FrontendConfig, oracle_presence: bool = False):
     """The front end's mono output on the input's timeline, its CPU seconds, and its segments."""
-    frontend = FrontEnd(config, geometry)
+    if oracle_presence:
+        spans = [(start - int(0.05 * RATE), end + int(ORACLE_TAIL_S * RATE)) for start, end in scene.utterances]
+        frontend: FrontEnd = OraclePresenceFrontEnd(config, geometry, spans)
+    else:
+        frontend = FrontEnd(config, geometry)
     mixture = scene.mixture
     pad = (-len(mixture)) % FRAME
     mixture = np.concatenate([mixture, np.zeros((pad, mixture.shape[1]), mixture.dtype)])
@@ -153,7 +177,7 @@ def make_cell(job):
     for name in variants:
         config = variant_config(name, azimuth)
         if config is not None:
-            signals[name], cpu_s, found = front_end_output(scene, geometry, config)
+            signals[name], cpu_s, found = front_end_output(scene, geometry, config, name.endswith("@presence"))
             rtf[name] = cpu_s / audio_s
             if name == variants[-1] and segmenter:
                 segments = found
