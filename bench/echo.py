@@ -16,8 +16,9 @@ segmenter) and the real ``Duplex`` (gate / full duplex / barge-in); playback sto
   after convergence (from 1 s of playback on), and the time until a 0.5 s window first reaches 20 dB;
 - ERLE in double talk (echo over the residual echo, exact: the linear filter's output minus the
   near-end is its residual) and the level of the output vs the near-end in those frames;
-- talker WER on the utterances the segmenter sent (Whisper tiny.en through the gateway's recognizer)
-  for the sentences said over playback: cancellation vs the gate vs the same scene with no playback;
+- talker WER on the utterances the segmenter sent (Whisper tiny.en through the gateway's
+  recognizer, beam 5 as it decodes finals) for the sentences said over playback: cancellation vs
+  the gate vs the same scene with no playback;
 - self-utterances (a segment with no talker in it whose echo is within 10 dB of the rest of the
   sound: the box's voice; the others are the VAD firing on the room's noise, counted apart),
   barge-in reaction (talker onset -> stop),
@@ -500,6 +501,7 @@ def main() -> int:
     parser.add_argument("--speaker", choices=("linear", "clipping"), nargs="+", help="override the grid's speakers")
     parser.add_argument("--errors-ms", type=float, nargs="+", help="override the grid's reference delay errors")
     parser.add_argument("--model", default="tiny.en")
+    parser.add_argument("--beam", type=int, default=5, help="beam size of every decode (the gateway's finals: 5)")
     parser.add_argument("--shared-data", type=Path, default=next(
         (p for p in (REPO.parent / "shared" / "data", REPO.parent.parent / "shared" / "data") if p.is_dir()),
         REPO.parent / "shared" / "data"))
@@ -532,7 +534,7 @@ def main() -> int:
     texts = [text for text, _ in talkers]
     far_end = [speak(text, voice="es") for text in FAR_END]
     geometry = load_array_profile("respeaker-4mic-hat")
-    judge = None if args.no_wer else Judge(args.model)
+    judge = None if args.no_wer else Judge(args.model, beam_size=args.beam)
     cells, silence = [], {}
     print(f"{'RT60':>4} {'speaker':>8} {'err ms':>6} | {'ERLE':>5} {'conv s':>6} {'ERLE dt':>7} {'near dB':>7} | "
           f"{'WER canc':>8} {'gate':>5} {'silence':>7} | {'self':>4} {'noise':>5} {'barge ms':>8} {'caught':>6} {'false/min':>9} | "
@@ -559,7 +561,7 @@ def main() -> int:
     print("front-end RTF, one core: " + ", ".join(f"{k} {v:.3f}" for k, v in cpu.items()))
     runtime = time.perf_counter() - started
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"when": datetime.now(timezone.utc).isoformat(), "quick": args.quick, "model": args.model,
+    args.out.write_text(json.dumps({"when": datetime.now(timezone.utc).isoformat(), "quick": args.quick, "model": args.model, "beam_size": args.beam,
                                     "runtime_s": runtime, "cells": cells, "cpu_rtf": cpu}, indent=1, ensure_ascii=False))
     print(f"{runtime:.0f} s; wrote {args.out}")
     return 0
