@@ -88,7 +88,8 @@ def spell_numbers(text: str) -> str:
 
 def variant_config(name: str, talker_azimuth_deg: float = 0.0) -> FrontendConfig | None:
     """``mvdr``, ``mvdr+dfn12``, ``mvdr+dfn12v`` (VAD hears it), ``mvdr+dfn12g`` (gates noise learning),
-    any of them ``@oracle`` (steered at ``talker_azimuth_deg``); mic0: None."""
+    any of them ``@oracle`` (steered at ``talker_azimuth_deg``) or ``@presence`` (its config unchanged:
+    ``front_end_output`` gates its noise learning); mic0: None."""
     if name == "mic0":
         return None
     if name.endswith("@presence"):
@@ -336,8 +337,9 @@ def main() -> int:
     finally:
         judge.close()
     summary = summarise(cells, names)
-    shipped = next((v for v in variants if variant_config(v) == FrontendConfig()), None)
-    if shipped is not None:  # the agent's own FrontendConfig(), whatever the run called it
+    # the agent's own FrontendConfig(), whatever the run called it; never an oracle's run of it
+    shipped = next((v for v in variants if "@" not in v and variant_config(v) == FrontendConfig()), None)
+    if shipped is not None:
         summary["mean_wer"]["default"] = summary["mean_wer"][shipped]
     print(table_row({"array": "mean", "rt60_s": 0, "noise": "", "snr_db": 0, "seed": "", "wer": summary["mean_wer"]},
                     names, variants[-1]))
